@@ -1,0 +1,269 @@
+import Logging
+import NIOCore
+import RPCCore
+
+/// Sent down a connection's pipeline to begin a graceful shutdown: GOAWAY, finish the
+/// streams already open, then close.
+public struct H2GracefulShutdownEvent: Sendable {
+    public init() {}
+}
+
+/// Connection settings of the HTTP/2 server.
+public struct H2Configuration: Sendable {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS: nghttp2 advertises no limit unless told.
+    public var maxConcurrentStreams: UInt32 = 256
+    /// Per-stream and connection receive window.
+    public var initialWindowSize: UInt32 = 1 << 20
+    /// Largest request header list accepted (nghttp2 advertises it but does not enforce it).
+    public var maxHeaderListSize: Int = 16 * 1024
+    /// A connection with no open stream for this long (including one that never sent its
+    /// preface) is closed, since nghttp2 keeps no timers of its own.
+    public var idleTimeout: TimeAmount = .seconds(300)
+
+    public init() {}
+}
+
+/// Drives one nghttp2 session from a NIO channel: bytes in go to `nghttp2_session_mem_recv`,
+/// frames out are collected with `nghttp2_session_mem_send` and written once per read batch
+/// (or once per event-loop tick for responses produced outside a read).
+final class H2ConnectionHandler: ChannelInboundHandler, NGHTTP2SessionDelegate {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let configuration: H2Configuration
+    private let factory: any HTTPStreamHandlerFactory
+    private let logger: Logger
+    private var session: NGHTTP2Session?
+    private var context: ChannelHandlerContext?
+    private var streams: [Int32: H2Stream] = [:]
+    private var inReadBatch = false
+    private var flushScheduled = false
+    /// Streams whose queued body was fully handed to nghttp2 during the current flush.
+    private var drainedStreams: [H2Stream] = []
+    private var idleTimer: Scheduled<Void>?
+    private var isShuttingDown = false
+
+    private(set) var eventLoop: any EventLoop
+
+    init(configuration: H2Configuration, factory: any HTTPStreamHandlerFactory, eventLoop: any EventLoop, logger: Logger) {
+        self.configuration = configuration
+        self.factory = factory
+        self.eventLoop = eventLoop
+        self.logger = logger
+    }
+
+    // MARK: - ChannelInboundHandler
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        do {
+            session = try NGHTTP2Session(
+                settings: .init(
+                    maxConcurrentStreams: configuration.maxConcurrentStreams,
+                    initialWindowSize: configuration.initialWindowSize,
+                    maxHeaderListSize: UInt32(configuration.maxHeaderListSize)),
+                delegate: self)
+        } catch {
+            logger.error("cannot create HTTP/2 session: \(error)")
+            context.close(promise: nil)
+            return
+        }
+        armIdleTimer()
+        if context.channel.isActive { flush() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        flush()
+        context.fireChannelActive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        closeAllStreams()
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let session else { return }
+        inReadBatch = true
+        do {
+            try session.receive(unwrapInboundIn(data))
+        } catch {
+            // nghttp2 has queued a GOAWAY naming the protocol error; send it, then close.
+            logger.debug("closing HTTP/2 connection: \(error)")
+            inReadBatch = false
+            flush()
+            context.close(promise: nil)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        inReadBatch = false
+        flush()
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { flush() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        closeAllStreams()
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is H2GracefulShutdownEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        beginGracefulShutdown()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("HTTP/2 connection error: \(error)")
+        context.close(promise: nil)
+    }
+
+    // MARK: - Operations for streams
+
+    func submitResponse(streamID: Int32, status: Int, headers: [(String, String)], hasBody: Bool) {
+        do {
+            try session?.submitResponse(streamID: streamID, status: status, headers: headers, hasBody: hasBody)
+        } catch {
+            logger.debug("cannot submit response on stream \(streamID): \(error)")
+            resetStream(streamID: streamID)
+        }
+        outboundChanged()
+    }
+
+    func resumeData(streamID: Int32) {
+        session?.resumeData(streamID: streamID)
+    }
+
+    func resetStream(streamID: Int32) {
+        session?.resetStream(streamID: streamID, errorCode: 2)  // INTERNAL_ERROR
+        outboundChanged()
+    }
+
+    func noteDrained(_ stream: H2Stream) {
+        drainedStreams.append(stream)
+    }
+
+    /// Something was queued for sending: flush now unless a read batch will flush anyway.
+    func outboundChanged() {
+        guard !inReadBatch, !flushScheduled else { return }
+        flushScheduled = true
+        eventLoop.assumeIsolated().execute { [self] in
+            flushScheduled = false
+            flush()
+        }
+    }
+
+    // MARK: - NGHTTP2SessionDelegate
+
+    func sessionBeganRequest(streamID: Int32) {
+        streams[streamID] = H2Stream(streamID: streamID, connection: self)
+        idleTimer?.cancel()
+        idleTimer = nil
+    }
+
+    func sessionReceivedHeader(streamID: Int32, name: String, value: String) -> Bool {
+        guard let stream = streams[streamID] else { return true }
+        stream.requestHeaderListSize += name.utf8.count + value.utf8.count + 32
+        guard stream.requestHeaderListSize <= configuration.maxHeaderListSize else { return false }
+        stream.requestFields.append(HeaderField(name, value))
+        return true
+    }
+
+    func sessionReceivedRequestHead(streamID: Int32, endStream: Bool) {
+        guard let stream = streams[streamID] else { return }
+        let handler = factory.makeHandler(writer: stream)
+        stream.handler = handler
+        let fields = stream.requestFields
+        stream.requestFields = []
+        handler.receiveHead(fields, endStream: endStream)
+    }
+
+    func sessionReceivedData(streamID: Int32, bytes: ByteBuffer) {
+        streams[streamID]?.handler?.receiveBody(bytes)
+    }
+
+    func sessionReceivedEndStream(streamID: Int32) {
+        streams[streamID]?.handler?.receiveEnd()
+    }
+
+    func sessionClosedStream(streamID: Int32, errorCode: UInt32) {
+        guard let stream = streams.removeValue(forKey: streamID) else { return }
+        stream.markClosed()
+        stream.handler?.streamClosed()
+        if streams.isEmpty { armIdleTimer() }
+    }
+
+    func sessionReadBody(streamID: Int32, maxLength: Int) -> NGHTTP2Session.BodyRead {
+        guard let stream = streams[streamID] else { return .end(ByteBuffer(), trailers: []) }
+        return stream.readBody(maxLength: maxLength)
+    }
+
+    // MARK: - Internals
+
+    private func flush() {
+        guard let context, let session, context.channel.isActive else { return }
+        var wrote = false
+        while context.channel.isWritable {
+            var output = context.channel.allocator.buffer(capacity: 16 * 1024)
+            do {
+                try session.drainOutput(into: &output, limit: 256 * 1024)
+            } catch {
+                logger.debug("HTTP/2 send failed: \(error)")
+                context.close(promise: nil)
+                return
+            }
+            guard output.readableBytes > 0 else { break }
+            context.write(wrapOutboundOut(output), promise: nil)
+            wrote = true
+        }
+        if wrote { context.flush() }
+        if !drainedStreams.isEmpty {
+            let drained = drainedStreams
+            drainedStreams = []
+            for stream in drained where !stream.isClosed { stream.handler?.bodyDrained() }
+        }
+        if !session.isAlive {
+            context.close(promise: nil)
+        }
+    }
+
+    private func beginGracefulShutdown() {
+        guard !isShuttingDown, let session else { return }
+        isShuttingDown = true
+        session.submitShutdownNotice()
+        flush()
+        // A round trip later, refuse streams the client opened before it saw the notice.
+        eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(200)) { [self] in
+            self.session?.submitGoAway()
+            flush()
+        }
+    }
+
+    private func armIdleTimer() {
+        idleTimer?.cancel()
+        idleTimer = eventLoop.assumeIsolated().scheduleTask(in: configuration.idleTimeout) { [self] in
+            guard streams.isEmpty, let context else { return }
+            logger.debug("closing idle HTTP/2 connection")
+            session?.submitGoAway()
+            flush()
+            context.close(promise: nil)
+        }
+    }
+
+    private func closeAllStreams() {
+        let open = streams.values
+        streams = [:]
+        for stream in open {
+            stream.markClosed()
+            stream.handler?.streamClosed()
+        }
+    }
+}

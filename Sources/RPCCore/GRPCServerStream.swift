@@ -1,0 +1,297 @@
+import NIOCore
+
+/// Limits and defaults of the gRPC layer.
+public struct GRPCServerConfiguration: Sendable {
+    /// Largest request message accepted; larger ones get `RESOURCE_EXHAUSTED`.
+    public var maxReceiveMessageSize: Int = 4 * 1024 * 1024
+
+    public init(maxReceiveMessageSize: Int = 4 * 1024 * 1024) {
+        self.maxReceiveMessageSize = maxReceiveMessageSize
+    }
+}
+
+/// gRPC over one HTTP exchange: checks the request head, deframes messages, enforces the
+/// deadline and the message rules, dispatches to the routed handler, and writes headers,
+/// framed messages and trailers (or a Trailers-Only response) back through the transport.
+///
+/// Lives on its connection's event loop; handlers reach it through `ServerCall`.
+public final class GRPCServerStream: HTTPStreamHandler {
+    private enum Phase {
+        case awaitingHead
+        /// Unary or server streaming: the one message is held until the request ends.
+        case collectingSingle(@Sendable (ByteBuffer, ServerCall) -> Void, received: ByteBuffer?)
+        case streaming(RequestObserver)
+        /// The handler has everything it will get; later request bytes are ignored.
+        case requestComplete
+    }
+
+    private let router: RPCRouter
+    private let writer: any HTTPStreamWriter
+    private var phase: Phase = .awaitingHead
+    private var deframer: GRPCMessageDeframer
+    private var call: ServerCall?
+    private var deadlineTimer: Scheduled<Void>?
+    private var cancelCallbacks: [@Sendable (GRPCStatus) -> Void] = []
+    private var drainedCallbacks: [@Sendable () -> Void] = []
+    private var headSent = false
+    /// Set once trailers were queued or the stream was torn down: nothing more may be written.
+    private var responseEnded = false
+    /// Why the call ended without the handler finishing it, for late `onCancel` registrations.
+    private var cancellation: GRPCStatus?
+    /// What the client hears when its deadline passes; handlers may say more (a task id).
+    private var deadlineStatus = GRPCStatus(.deadlineExceeded, "deadline exceeded")
+
+    public init(router: RPCRouter, configuration: GRPCServerConfiguration, writer: any HTTPStreamWriter) {
+        self.router = router
+        self.writer = writer
+        self.deframer = GRPCMessageDeframer(maxMessageSize: configuration.maxReceiveMessageSize)
+    }
+
+    // MARK: - HTTPStreamHandler
+
+    public func receiveHead(_ fields: [HeaderField], endStream: Bool) {
+        var method = "", path = "", contentType = "", timeout: String?
+        var metadata = Metadata()
+        for field in fields {
+            switch field.name {
+            case ":method": method = field.value
+            case ":path": path = field.value
+            case "content-type": contentType = field.value
+            case "grpc-timeout": timeout = field.value
+            default:
+                if !field.name.hasPrefix(":") { metadata.append(field.name, field.value) }
+            }
+        }
+        guard Self.isGRPCContentType(contentType) else {
+            // Not gRPC: a plain HTTP status, so that non-gRPC clients do not read a 200 as success.
+            reject(httpStatus: 415, message: "unsupported content-type '\(contentType)': expected application/grpc")
+            return
+        }
+        guard method == "POST" else {
+            reject(httpStatus: 405, message: "gRPC requires POST, got \(method)")
+            return
+        }
+        var deadline: NIODeadline?
+        if let timeout {
+            guard let parsed = GRPCTimeout(headerValue: timeout) else {
+                endCall(GRPCStatus(.invalidArgument, "malformed grpc-timeout '\(timeout)'"))
+                return
+            }
+            deadline = .now() + .nanoseconds(parsed.nanoseconds)
+        }
+        let handler: RPCHandler
+        switch router.route(path) {
+        case .success(let routed): handler = routed
+        case .failure(let status):
+            endCall(status)
+            return
+        }
+        let call = ServerCall(
+            path: path, requestMetadata: metadata, deadline: deadline, stream: self, eventLoop: writer.eventLoop)
+        self.call = call
+        if let deadline { armDeadline(deadline) }
+        switch handler {
+        case .singleRequest(let body):
+            phase = .collectingSingle(body, received: nil)
+        case .requestStream(let makeObserver):
+            phase = .streaming(makeObserver(call))
+        }
+        if endStream { receiveEnd() }
+    }
+
+    public func receiveBody(_ bytes: ByteBuffer) {
+        switch phase {
+        case .collectingSingle, .streaming: break
+        case .awaitingHead, .requestComplete: return
+        }
+        deframer.append(bytes)
+        do {
+            while let message = try deframer.next() {
+                guard deliver(message) else { return }
+            }
+        } catch {
+            endCall(error.status)
+        }
+    }
+
+    public func receiveEnd() {
+        let current = phase
+        phase = .requestComplete
+        do {
+            try deframer.finish()
+        } catch {
+            endCall(error.status)
+            return
+        }
+        switch current {
+        case .collectingSingle(let body, let received):
+            guard let message = received, let call else {
+                endCall(GRPCStatus(.unimplemented, "a unary request needs exactly one message, got none"))
+                return
+            }
+            body(message, call)
+        case .streaming(let observer):
+            observer.onEnd()
+        case .awaitingHead, .requestComplete:
+            break
+        }
+    }
+
+    public func bodyDrained() {
+        guard !drainedCallbacks.isEmpty, writer.queuedBodyBytes == 0 else { return }
+        let callbacks = drainedCallbacks
+        drainedCallbacks = []
+        for callback in callbacks { callback() }
+    }
+
+    public func streamClosed() {
+        guard !responseEnded else { return }
+        cancelCall(GRPCStatus(.cancelled, "the client cancelled the call"))
+    }
+
+    // MARK: - Operations behind ServerCall (on the event loop)
+
+    func sendInitialMetadata(_ metadata: Metadata) {
+        guard !responseEnded, !headSent else { return }
+        sendHead(extra: metadata)
+    }
+
+    @discardableResult
+    func sendMessage(_ message: ByteBuffer) -> Bool {
+        guard !responseEnded else { return false }
+        if !headSent { sendHead(extra: Metadata()) }
+        var framed = ByteBufferAllocator().buffer(capacity: GRPCMessageFramer.prefixLength + message.readableBytes)
+        GRPCMessageFramer.frame(message, into: &framed)
+        writer.writeBody(framed)
+        return true
+    }
+
+    /// Ends the call; `false` when it had already ended.
+    @discardableResult
+    func finish(_ status: GRPCStatus, trailers: Metadata) -> Bool {
+        guard !responseEnded else { return false }
+        responseEnded = true
+        phase = .requestComplete
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
+        cancelCallbacks = []
+        var fields = Self.statusFields(status)
+        for entry in trailers where Metadata.isApplicationMetadata(entry.name) {
+            fields.append(HeaderField(entry.name, entry.value))
+        }
+        if headSent {
+            writer.writeEnd(trailers: fields)
+        } else {
+            // Trailers-Only: one HEADERS frame carrying the status, with END_STREAM.
+            headSent = true
+            writer.writeHead(status: 200, headers: [Self.contentTypeField] + fields, endStream: true)
+        }
+        return true
+    }
+
+    func setDeadlineStatus(_ status: GRPCStatus) {
+        deadlineStatus = status
+    }
+
+    func addCancelCallback(_ callback: @escaping @Sendable (GRPCStatus) -> Void) {
+        if let cancellation {
+            callback(cancellation)
+        } else if !responseEnded {
+            cancelCallbacks.append(callback)
+        }
+    }
+
+    func addDrainedCallback(_ callback: @escaping @Sendable () -> Void) {
+        if writer.queuedBodyBytes == 0 || responseEnded {
+            callback()
+        } else {
+            drainedCallbacks.append(callback)
+        }
+    }
+
+    // MARK: - Internals
+
+    private static let contentTypeField = HeaderField("content-type", "application/grpc")
+
+    static func isGRPCContentType(_ value: String) -> Bool {
+        guard value.hasPrefix("application/grpc") else { return false }
+        let rest = value.dropFirst("application/grpc".count)
+        return rest.isEmpty || rest.hasPrefix("+proto") || rest.hasPrefix(";")
+    }
+
+    private static func statusFields(_ status: GRPCStatus) -> [HeaderField] {
+        var fields = [HeaderField("grpc-status", String(status.code.rawValue))]
+        if !status.message.isEmpty {
+            fields.append(HeaderField("grpc-message", GRPCMessageEncoding.encode(status.message)))
+        }
+        return fields
+    }
+
+    private func sendHead(extra metadata: Metadata) {
+        headSent = true
+        var fields = [Self.contentTypeField, HeaderField("grpc-accept-encoding", "identity")]
+        for entry in metadata where Metadata.isApplicationMetadata(entry.name) {
+            fields.append(HeaderField(entry.name, entry.value))
+        }
+        writer.writeHead(status: 200, headers: fields, endStream: false)
+    }
+
+    /// Hands one deframed message on; `false` when the call ended because of it.
+    private func deliver(_ message: ByteBuffer) -> Bool {
+        switch phase {
+        case .collectingSingle(let body, let received):
+            if received != nil {
+                endCall(GRPCStatus(.unimplemented, "a unary request needs exactly one message, got two or more"))
+                return false
+            }
+            phase = .collectingSingle(body, received: message)
+            return true
+        case .streaming(let observer):
+            observer.onMessage(message)
+            return !responseEnded
+        case .awaitingHead, .requestComplete:
+            return false
+        }
+    }
+
+    /// Ends the call with an error status and tells the handler, if one runs, to stop.
+    private func endCall(_ status: GRPCStatus) {
+        let callbacks = cancelCallbacks
+        guard finish(status, trailers: Metadata()) else { return }
+        cancellation = status
+        for callback in callbacks { callback(status) }
+    }
+
+    /// The stream can no longer be written (reset or closed): tell the handler.
+    private func cancelCall(_ status: GRPCStatus) {
+        responseEnded = true
+        phase = .requestComplete
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
+        cancellation = status
+        let callbacks = cancelCallbacks
+        cancelCallbacks = []
+        drainedCallbacks = []
+        for callback in callbacks { callback(status) }
+    }
+
+    private func reject(httpStatus: Int, message: String) {
+        responseEnded = true
+        phase = .requestComplete
+        writer.writeHead(
+            status: httpStatus,
+            headers: [
+                HeaderField("content-type", "text/plain; charset=utf-8"),
+                HeaderField("grpc-status", String(GRPCStatus.Code.unknown.rawValue)),
+                HeaderField("grpc-message", GRPCMessageEncoding.encode(message)),
+            ],
+            endStream: true)
+    }
+
+    private func armDeadline(_ deadline: NIODeadline) {
+        deadlineTimer = writer.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            deadlineTimer = nil
+            endCall(deadlineStatus)
+        }
+    }
+}

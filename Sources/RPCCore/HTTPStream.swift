@@ -1,0 +1,50 @@
+import NIOCore
+
+/// A header field as it crossed the wire: lower-case name, raw value.
+public struct HeaderField: Sendable, Hashable {
+    public var name: String
+    public var value: String
+
+    public init(_ name: String, _ value: String) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// The outbound half of one HTTP request/response exchange, implemented by a transport
+/// (an HTTP/2 stream, later an HTTP/1.1 connection).
+///
+/// Every method is called on `eventLoop`. Writes are queued: the transport sends them as flow
+/// control allows and never blocks. Order: one `writeHead`, then any number of `writeBody`,
+/// then one `writeEnd` (unless the head ended the response).
+public protocol HTTPStreamWriter: AnyObject {
+    var eventLoop: any EventLoop { get }
+    /// Body bytes queued and not yet handed to the connection.
+    var queuedBodyBytes: Int { get }
+    /// Sends the response head; `endStream` makes it the whole response (e.g. Trailers-Only).
+    func writeHead(status: Int, headers: [HeaderField], endStream: Bool)
+    /// Queues body bytes after the head.
+    func writeBody(_ bytes: ByteBuffer)
+    /// Ends the response once the queued body is sent, followed by `trailers` when not empty.
+    func writeEnd(trailers: [HeaderField])
+    /// Abandons the exchange (HTTP/2: RST_STREAM with INTERNAL_ERROR).
+    func reset()
+}
+
+/// The inbound half: what a transport reports about one request. Called on the event loop.
+public protocol HTTPStreamHandler: AnyObject {
+    /// The request head (pseudo-headers included); `endStream` when the request has no body.
+    func receiveHead(_ fields: [HeaderField], endStream: Bool)
+    func receiveBody(_ bytes: ByteBuffer)
+    /// The peer finished its request.
+    func receiveEnd()
+    /// The transport has sent everything queued so far (outbound backpressure released).
+    func bodyDrained()
+    /// The exchange is over: completed, reset by the peer, or its connection closed.
+    func streamClosed()
+}
+
+/// Creates the handler for each new request on a connection.
+public protocol HTTPStreamHandlerFactory: Sendable {
+    func makeHandler(writer: any HTTPStreamWriter) -> any HTTPStreamHandler
+}

@@ -1,0 +1,63 @@
+import NIOCore
+import RPCCore
+import SwaplineCore
+import SwaplineMessages
+
+/// swapline.v1.ConsumerService: what workers call.
+struct ConsumerService {
+    static let name = "swapline.v1.ConsumerService"
+
+    let scheduler: TaskScheduler
+
+    func register(in router: inout RPCRouter) {
+        let scheduler = self.scheduler
+        router.register(service: Self.name, method: "FetchTask", request: Swapline_V1_FetchTaskRequest.self) { request, call in
+            Self.fetch(request, scheduler: scheduler, call: call)
+        }
+        router.register(service: Self.name, method: "UpdateStatus", request: Swapline_V1_UpdateStatusRequest.self) { request, call in
+            guard !request.taskID.isEmpty else {
+                return call.finish(GRPCStatus(.invalidArgument, "task_id is required"))
+            }
+            let update = StatusUpdate(
+                taskID: request.taskID, leaseID: request.leaseID, state: TaskMessages.state(request.status),
+                progress: request.progress, output: request.result.map(TaskMessages.output), error: request.error)
+            scheduler.updateStatus(update) { result in
+                switch result {
+                case .success(let record): call.reply(TaskMessages.message(record))
+                case .failure(let error): call.fail(error)
+                }
+            }
+        }
+    }
+
+    /// Long-polls for a task. A lease whose response cannot be written (the client left) is
+    /// handed back at once, so no task is lost between the scheduler and a consumer.
+    private static func fetch(_ request: Swapline_V1_FetchTaskRequest, scheduler: TaskScheduler, call: ServerCall) {
+        guard request.waitMs >= 0 else {
+            return call.finish(GRPCStatus(.invalidArgument, "wait_ms must not be negative, got \(request.waitMs)"))
+        }
+        let waitMs = min(Int64(request.waitMs), scheduler.configuration.maxFetchWaitMs)
+        let token = scheduler.fetchTask(consumerID: request.consumerID, workflows: request.workflows, waitMs: waitMs) { result in
+            switch result {
+            case .success(let grant?):
+                let response = Swapline_V1_FetchTaskResponse(
+                    task: TaskMessages.message(grant.task), leaseID: grant.lease.id, leaseExpiresAtMs: grant.lease.expiresAtMs)
+                call.reply(response) { delivered in
+                    if !delivered { scheduler.returnUndelivered(grant) }
+                }
+            case .success(nil):
+                call.reply(Swapline_V1_FetchTaskResponse())
+            case .failure(let error):
+                call.fail(error)
+            }
+        }
+        guard let token else { return }
+        let timer = call.eventLoop.scheduleTask(in: .milliseconds(waitMs)) {
+            if scheduler.cancelWait(token) { call.reply(Swapline_V1_FetchTaskResponse()) }
+        }
+        call.onCancel { _ in
+            timer.cancel()
+            _ = scheduler.cancelWait(token)
+        }
+    }
+}

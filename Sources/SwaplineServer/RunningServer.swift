@@ -1,0 +1,77 @@
+import H2Transport
+import Logging
+import NIOCore
+import NIOPosix
+import RPCCore
+import SwaplineCore
+
+/// A started Swapline server: the listening HTTP/2 socket, its event loops, the scheduler and
+/// the background lease sweep. The CLI and the tests build it the same way, with `start`.
+public final class RunningServer: Sendable {
+    public let port: Int
+    public let scheduler: TaskScheduler
+    private let server: H2Server
+    private let group: MultiThreadedEventLoopGroup
+    private let health: HealthService
+    private let sweep: RepeatedTask
+    private let configuration: ServerConfiguration
+    private let logger: Logger
+
+    private init(
+        port: Int, scheduler: TaskScheduler, server: H2Server, group: MultiThreadedEventLoopGroup, health: HealthService,
+        sweep: RepeatedTask, configuration: ServerConfiguration, logger: Logger
+    ) {
+        self.port = port
+        self.scheduler = scheduler
+        self.server = server
+        self.group = group
+        self.health = health
+        self.sweep = sweep
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public static func start(configuration: ServerConfiguration, store: any TaskStore = InMemoryTaskStore(), logger: Logger) async throws -> RunningServer {
+        let scheduler = try TaskScheduler(configuration: configuration.scheduler, store: store)
+        var router = RPCRouter()
+        TaskService(scheduler: scheduler).register(in: &router)
+        ConsumerService(scheduler: scheduler).register(in: &router)
+        if configuration.enableInteropTesting {
+            InteropTestService().register(in: &router)
+        }
+        let health = HealthService(services: router.serviceNames)
+        health.register(in: &router)
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoopThreads))
+        let server: H2Server
+        do {
+            server = try await H2Server.bind(
+                host: configuration.host, port: configuration.port, group: group, configuration: configuration.http2,
+                factory: GRPCStreamHandlerFactory(router: router, configuration: configuration.grpc), logger: logger)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        let port = server.localAddress.port ?? configuration.port
+        scheduler.setOrigin(TaskOrigin(sourceChannel: "http://\(Self.urlHost(configuration.host)):\(port)", targetPort: Int32(port)))
+        let sweep = group.next().scheduleRepeatedTask(
+            initialDelay: configuration.leaseSweepInterval, delay: configuration.leaseSweepInterval
+        ) { _ in scheduler.expireLeases() }
+        return RunningServer(
+            port: port, scheduler: scheduler, server: server, group: group, health: health, sweep: sweep,
+            configuration: configuration, logger: logger)
+    }
+
+    /// Graceful shutdown: health turns NOT_SERVING, the listener closes, every connection gets
+    /// GOAWAY, and open calls have `shutdownGrace` to finish before they are cut.
+    public func shutdown() async {
+        health.markNotServing()
+        await server.shutdown(grace: configuration.shutdownGrace)
+        sweep.cancel()
+        try? await group.shutdownGracefully()
+    }
+
+    private static func urlHost(_ host: String) -> String {
+        host.contains(":") ? "[\(host)]" : host
+    }
+}

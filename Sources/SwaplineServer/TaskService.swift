@@ -1,0 +1,118 @@
+import NIOCore
+import RPCCore
+import SwaplineCore
+import SwaplineMessages
+
+/// swapline.v1.TaskService: what clients call.
+struct TaskService {
+    static let name = "swapline.v1.TaskService"
+    /// How long ProcessSync waits when the client set no deadline (the original service's
+    /// FaceFusion timeout).
+    static let defaultProcessSyncWait: TimeAmount = .seconds(120)
+    /// ProcessSync tasks go before everything queued by CreateTask.
+    static let processSyncPriority: Int32 = 1_000_000
+
+    let scheduler: TaskScheduler
+
+    func register(in router: inout RPCRouter) {
+        let scheduler = self.scheduler
+        router.register(service: Self.name, method: "CreateTask", request: Swapline_V1_CreateTaskRequest.self) { request, call in
+            let command = CreateTaskCommand(
+                workflow: request.workflow, params: TaskMessages.parameters(request.params),
+                idempotencyKey: request.idempotencyKey, priority: request.priority)
+            scheduler.createTask(command) { result in
+                Self.answer(call, result)
+            }
+        }
+        router.register(service: Self.name, method: "GetTask", request: Swapline_V1_GetTaskRequest.self) { request, call in
+            guard let id = Self.requireTaskID(request.taskID, call) else { return }
+            if let record = scheduler.task(id: id) {
+                call.reply(TaskMessages.message(record))
+            } else {
+                call.finish(GRPCStatus(.notFound, "task '\(id)' does not exist"))
+            }
+        }
+        router.register(service: Self.name, method: "CancelTask", request: Swapline_V1_CancelTaskRequest.self) { request, call in
+            guard let id = Self.requireTaskID(request.taskID, call) else { return }
+            scheduler.cancelTask(id: id) { result in Self.answer(call, result) }
+        }
+        router.register(service: Self.name, method: "WatchTask", request: Swapline_V1_WatchTaskRequest.self) { request, call in
+            guard let id = Self.requireTaskID(request.taskID, call) else { return }
+            Self.watch(taskID: id, scheduler: scheduler, call: call)
+        }
+        router.register(service: Self.name, method: "ProcessSync", request: Swapline_V1_ProcessSyncRequest.self) { request, call in
+            Self.processSync(request, scheduler: scheduler, call: call)
+        }
+    }
+
+    private static func answer(_ call: ServerCall, _ result: Result<TaskRecord, TaskError>) {
+        switch result {
+        case .success(let record): call.reply(TaskMessages.message(record))
+        case .failure(let error): call.fail(error)
+        }
+    }
+
+    private static func requireTaskID(_ id: String, _ call: ServerCall) -> String? {
+        if id.isEmpty {
+            call.finish(GRPCStatus(.invalidArgument, "task_id is required"))
+            return nil
+        }
+        return id
+    }
+
+    private static func watch(taskID: String, scheduler: TaskScheduler, call: ServerCall) {
+        let token = TokenBox()
+        let pump = TaskEventPump(call: call) {
+            if let value = token.value { scheduler.unwatch(taskID: taskID, token: value) }
+        }
+        switch scheduler.watch(taskID: taskID, onChange: pump.offer) {
+        case .failure(let error):
+            call.fail(error)
+        case .success(let (current, watchToken)):
+            token.value = watchToken
+            // The pump may have finished before the token existed: unwatch now (twice is harmless).
+            if pump.isFinished { scheduler.unwatch(taskID: taskID, token: watchToken) }
+            call.onCancel { _ in pump.cancel() }
+            pump.offer(current)
+        }
+    }
+
+    /// Creates a high-priority task and answers when it reaches a terminal state. At the
+    /// deadline the call ends `DEADLINE_EXCEEDED`, naming the task, which keeps running.
+    private static func processSync(_ request: Swapline_V1_ProcessSyncRequest, scheduler: TaskScheduler, call: ServerCall) {
+        let command = CreateTaskCommand(params: TaskMessages.parameters(request.params), priority: processSyncPriority)
+        scheduler.createTask(command) { result in
+            let created: TaskRecord
+            switch result {
+            case .success(let record): created = record
+            case .failure(let error): return call.fail(error)
+            }
+            let timeout = GRPCStatus(
+                .deadlineExceeded,
+                "task \(created.taskID) did not finish before the deadline; it stays queued: follow it with GetTask or WatchTask")
+            call.setDeadlineStatus(timeout)
+            let token = TokenBox()
+            let finishOnce = OnceFlag()
+            let finish: @Sendable (TaskRecord?) -> Void = { record in
+                guard finishOnce.claim() else { return }
+                if let value = token.value { scheduler.unwatch(taskID: created.taskID, token: value) }
+                if let record {
+                    call.reply(TaskMessages.faceSwapResponse(record))
+                } else {
+                    call.finish(timeout)
+                }
+            }
+            let watched = scheduler.watch(taskID: created.taskID) { record in
+                if record.state.isTerminal { finish(record) }
+            }
+            guard case .success(let (current, watchToken)) = watched else { return call.fail(TaskError(.notFound, "task vanished")) }
+            token.value = watchToken
+            if finishOnce.isClaimed { scheduler.unwatch(taskID: created.taskID, token: watchToken) }
+            call.onCancel { _ in finish(nil) }
+            if call.deadline == nil {
+                call.eventLoop.scheduleTask(in: defaultProcessSyncWait) { finish(nil) }
+            }
+            if current.state.isTerminal { finish(current) }
+        }
+    }
+}

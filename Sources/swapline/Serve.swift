@@ -1,0 +1,126 @@
+import ArgumentParser
+import Dispatch
+import Logging
+import NIOCore
+import SwaplineCore
+import SwaplineServer
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the task server (gRPC over HTTP/2 cleartext, prior knowledge).",
+        discussion: """
+            Prints 'swapline listening on HOST:PORT' on stdout once it accepts connections. \
+            SIGTERM or SIGINT starts a graceful shutdown: health turns NOT_SERVING, every \
+            connection gets GOAWAY, and open calls have --shutdown-grace-ms to finish.
+            """)
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on; 0 picks a free one.")
+    var port = 50051
+
+    @Option(help: "Lease a consumer holds a fetched task for, in ms, renewed by each PROCESSING update.")
+    var leaseMs: Int64 = 30_000
+
+    @Option(help: "Deliveries of a task before an expired lease fails it instead of requeueing it.")
+    var maxAttempts: Int32 = 3
+
+    @Option(help: "Longest FetchTask long-poll in ms; larger wait_ms values are capped to it.")
+    var maxWaitMs: Int64 = 30_000
+
+    @Option(help: "Time open calls get to finish after SIGTERM, in ms.")
+    var shutdownGraceMs: Int64 = 10_000
+
+    @Option(help: "Event-loop threads (default: one per core).")
+    var threads: Int = System.coreCount
+
+    @Option(help: "Largest request message accepted, in bytes.")
+    var maxMessageBytes: Int = 4 * 1024 * 1024
+
+    @Flag(help: "Also serve grpc.testing.TestService for gRPC's interop test cases.")
+    var enableInteropTesting = false
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        guard leaseMs > 0 else { throw ValidationError("--lease-ms must be positive") }
+        guard maxAttempts > 0 else { throw ValidationError("--max-attempts must be positive") }
+        guard maxWaitMs >= 0 else { throw ValidationError("--max-wait-ms must not be negative") }
+        guard shutdownGraceMs >= 0 else { throw ValidationError("--shutdown-grace-ms must not be negative") }
+        guard threads > 0 else { throw ValidationError("--threads must be positive") }
+        guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be positive") }
+    }
+
+    func run() async throws {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "swapline")
+
+        var configuration = ServerConfiguration()
+        configuration.host = host
+        configuration.port = port
+        configuration.eventLoopThreads = threads
+        configuration.scheduler.leaseDurationMs = leaseMs
+        configuration.scheduler.maxAttempts = maxAttempts
+        configuration.scheduler.maxFetchWaitMs = maxWaitMs
+        configuration.grpc.maxReceiveMessageSize = maxMessageBytes
+        configuration.shutdownGrace = .milliseconds(shutdownGraceMs)
+        configuration.enableInteropTesting = enableInteropTesting
+
+        let server = try await RunningServer.start(configuration: configuration, logger: logger)
+        print("swapline listening on \(host):\(server.port)")
+        fflush(stdout)
+        logger.info("serving gRPC on \(host):\(server.port)")
+
+        let signal = await ShutdownSignal.wait()
+        logger.info("received \(signal), shutting down gracefully")
+        await server.shutdown()
+        logger.info("stopped")
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// Waits for SIGTERM or SIGINT.
+enum ShutdownSignal {
+    static func wait() async -> String {
+        await withCheckedContinuation { continuation in
+            let queue = DispatchQueue(label: "swapline.signals")
+            let once = SignalOnce(continuation)
+            for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
+                signal(number, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+                source.setEventHandler { once.resume(name) }
+                source.resume()
+                once.keep(source)
+            }
+        }
+    }
+}
+
+/// Resumes the waiting task on the first signal and keeps the signal sources alive.
+private final class SignalOnce: @unchecked Sendable {
+    // Only touched on the signal queue after setup, which happens before any source fires.
+    private var continuation: CheckedContinuation<String, Never>?
+    private var sources: [any DispatchSourceSignal] = []
+
+    init(_ continuation: CheckedContinuation<String, Never>) { self.continuation = continuation }
+
+    func keep(_ source: any DispatchSourceSignal) { sources.append(source) }
+
+    func resume(_ name: String) {
+        continuation?.resume(returning: name)
+        continuation = nil
+    }
+}

@@ -1,0 +1,184 @@
+import NIOCore
+import NIOEmbedded
+import Testing
+@testable import RPCCore
+
+/// Records what the gRPC layer asks the transport to send.
+final class RecordingWriter: HTTPStreamWriter {
+    enum Event: Equatable {
+        case head(status: Int, headers: [HeaderField], endStream: Bool)
+        case body([UInt8])
+        case end(trailers: [HeaderField])
+        case reset
+    }
+
+    let loop: EmbeddedEventLoop
+    var events: [Event] = []
+    var queuedBodyBytes = 0
+
+    init(loop: EmbeddedEventLoop) { self.loop = loop }
+
+    var eventLoop: any EventLoop { loop }
+    func writeHead(status: Int, headers: [HeaderField], endStream: Bool) { events.append(.head(status: status, headers: headers, endStream: endStream)) }
+    func writeBody(_ bytes: ByteBuffer) { events.append(.body(Array(bytes.readableBytesView))) }
+    func writeEnd(trailers: [HeaderField]) { events.append(.end(trailers: trailers)) }
+    func reset() { events.append(.reset) }
+
+    /// The trailers of the response, whether Trailers-Only or after a body.
+    var statusFields: [String: String] {
+        for event in events.reversed() {
+            switch event {
+            case .head(_, let headers, true), .end(let headers):
+                return Dictionary(headers.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
+            default: continue
+            }
+        }
+        return [:]
+    }
+}
+
+@Suite struct GRPCServerStreamTests {
+    let loop = EmbeddedEventLoop()
+
+    private func makeStream(_ register: (inout RPCRouter) -> Void) -> (GRPCServerStream, RecordingWriter) {
+        var router = RPCRouter()
+        register(&router)
+        let writer = RecordingWriter(loop: loop)
+        return (GRPCServerStream(router: router, configuration: GRPCServerConfiguration(maxReceiveMessageSize: 64), writer: writer), writer)
+    }
+
+    private func head(path: String = "/t.S/M", contentType: String = "application/grpc", extra: [HeaderField] = []) -> [HeaderField] {
+        [HeaderField(":method", "POST"), HeaderField(":path", path), HeaderField("content-type", contentType), HeaderField("te", "trailers")] + extra
+    }
+
+    private func framed(_ bytes: [UInt8]) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        GRPCMessageFramer.frame(ByteBuffer(bytes: bytes), into: &buffer)
+        return buffer
+    }
+
+    private let echo: (inout RPCRouter) -> Void = { router in
+        router.register(service: "t.S", method: "M", handler: .singleRequest { message, call in call.respond(message) })
+    }
+
+    @Test func answersAUnaryCallWithHeadersMessageAndTrailers() {
+        let (stream, writer) = makeStream(echo)
+        stream.receiveHead(head(), endStream: false)
+        stream.receiveBody(framed([1, 2, 3]))
+        stream.receiveEnd()
+        #expect(writer.events.count == 3)
+        guard case .head(200, let headers, false) = writer.events[0] else {
+            Issue.record("expected response headers, got \(writer.events)")
+            return
+        }
+        #expect(headers.contains(HeaderField("content-type", "application/grpc")))
+        #expect(writer.events[1] == .body([0, 0, 0, 0, 3, 1, 2, 3]))
+        #expect(writer.statusFields["grpc-status"] == "0")
+    }
+
+    @Test func rejectsANonGRPCContentTypeWith415() {
+        let (stream, writer) = makeStream(echo)
+        stream.receiveHead(head(contentType: "application/json"), endStream: false)
+        guard case .head(415, _, true) = writer.events.first else {
+            Issue.record("expected a 415, got \(writer.events)")
+            return
+        }
+    }
+
+    @Test func acceptsProtoSuffixAndParameters() {
+        #expect(GRPCServerStream.isGRPCContentType("application/grpc+proto"))
+        #expect(GRPCServerStream.isGRPCContentType("application/grpc;charset=utf-8"))
+        #expect(!GRPCServerStream.isGRPCContentType("application/grpc+json"))
+        #expect(!GRPCServerStream.isGRPCContentType("application/grpcx"))
+    }
+
+    @Test func unknownMethodIsATrailersOnlyUnimplemented() {
+        let (stream, writer) = makeStream(echo)
+        stream.receiveHead(head(path: "/t.S/Nope"), endStream: false)
+        guard case .head(200, _, true) = writer.events.first else {
+            Issue.record("expected Trailers-Only, got \(writer.events)")
+            return
+        }
+        #expect(writer.statusFields["grpc-status"] == "12")
+    }
+
+    @Test(arguments: [0, 2])
+    func unaryWithZeroOrTwoMessagesIsUnimplemented(count: Int) {
+        let (stream, writer) = makeStream(echo)
+        stream.receiveHead(head(), endStream: false)
+        for _ in 0..<count { stream.receiveBody(framed([1])) }
+        stream.receiveEnd()
+        #expect(writer.statusFields["grpc-status"] == "12")
+        #expect(!writer.events.contains(.body([0, 0, 0, 0, 1, 1])))
+    }
+
+    @Test func oversizedDeclaredLengthIsResourceExhausted() {
+        let (stream, writer) = makeStream(echo)
+        stream.receiveHead(head(), endStream: false)
+        var prefix = ByteBuffer()
+        prefix.writeInteger(UInt8(0))
+        prefix.writeInteger(UInt32(65))
+        stream.receiveBody(prefix)
+        #expect(writer.statusFields["grpc-status"] == "8")
+    }
+
+    @Test func statusMessageIsPercentEncoded() {
+        let (stream, writer) = makeStream { router in
+            router.register(service: "t.S", method: "M", handler: .singleRequest { _, call in
+                call.finish(GRPCStatus(.notFound, "no ☺ 100%"))
+            })
+        }
+        stream.receiveHead(head(), endStream: false)
+        stream.receiveBody(framed([]))
+        stream.receiveEnd()
+        #expect(writer.statusFields["grpc-status"] == "5")
+        #expect(writer.statusFields["grpc-message"] == "no %E2%98%BA 100%25")
+    }
+
+    @Test func deadlineEndsTheCallAndCancelsTheHandler() {
+        let cancelled = TestFlag()
+        let (stream, writer) = makeStream { router in
+            router.register(service: "t.S", method: "M", handler: .singleRequest { _, call in
+                call.onCancel { status in if status.code == .deadlineExceeded { cancelled.set() } }
+            })
+        }
+        stream.receiveHead(head(extra: [HeaderField("grpc-timeout", "50m")]), endStream: false)
+        stream.receiveBody(framed([]))
+        stream.receiveEnd()
+        #expect(writer.events.isEmpty)
+        loop.advanceTime(by: .milliseconds(60))
+        #expect(writer.statusFields["grpc-status"] == "4")
+        #expect(cancelled.isSet)
+    }
+
+    @Test func clientResetCancelsTheHandlerAndLaterWritesAreRefused() {
+        let outcome = TestFlag()
+        let captured = TestBox<ServerCall>()
+        let (stream, writer) = makeStream { router in
+            router.register(service: "t.S", method: "M", handler: .singleRequest { _, call in captured.value = call })
+        }
+        stream.receiveHead(head(), endStream: false)
+        stream.receiveBody(framed([]))
+        stream.receiveEnd()
+        stream.streamClosed()
+        captured.value?.respond(ByteBuffer(bytes: [1])) { delivered in if !delivered { outcome.set() } }
+        #expect(outcome.isSet)
+        #expect(writer.events.isEmpty)
+    }
+
+    @Test func malformedTimeoutIsInvalidArgument() {
+        let (stream, writer) = makeStream(echo)
+        stream.receiveHead(head(extra: [HeaderField("grpc-timeout", "soon")]), endStream: false)
+        #expect(writer.statusFields["grpc-status"] == "3")
+    }
+}
+
+final class TestFlag: @unchecked Sendable {
+    private var value = false
+    func set() { value = true }
+    var isSet: Bool { value }
+}
+
+final class TestBox<T>: @unchecked Sendable {
+    var value: T?
+}
