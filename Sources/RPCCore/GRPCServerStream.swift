@@ -71,13 +71,13 @@ public final class GRPCServerStream: HTTPStreamHandler {
             reject(httpStatus: 405, message: "gRPC requires POST, got \(method)")
             return
         }
-        var deadline: NIODeadline?
+        var timeLimit: TimeAmount?
         if let timeout {
             guard let parsed = GRPCTimeout(headerValue: timeout) else {
                 endCall(GRPCStatus(.invalidArgument, "malformed grpc-timeout '\(timeout)'"))
                 return
             }
-            deadline = .now() + .nanoseconds(parsed.nanoseconds)
+            timeLimit = .nanoseconds(parsed.nanoseconds)
         }
         let handler: RPCHandler
         switch router.route(path) {
@@ -87,9 +87,10 @@ public final class GRPCServerStream: HTTPStreamHandler {
             return
         }
         let call = ServerCall(
-            path: path, requestMetadata: metadata, deadline: deadline, stream: self, eventLoop: writer.eventLoop)
+            path: path, requestMetadata: metadata, deadline: timeLimit.map { .now() + $0 }, stream: self,
+            eventLoop: writer.eventLoop)
         self.call = call
-        if let deadline { armDeadline(deadline) }
+        if let timeLimit { armDeadline(after: timeLimit) }
         switch handler {
         case .singleRequest(let body):
             phase = .collectingSingle(body, received: nil)
@@ -288,8 +289,10 @@ public final class GRPCServerStream: HTTPStreamHandler {
             endStream: true)
     }
 
-    private func armDeadline(_ deadline: NIODeadline) {
-        deadlineTimer = writer.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+    /// Relative to the loop's clock rather than an absolute `NIODeadline`, so loops with a
+    /// virtual clock (tests) behave like real ones.
+    private func armDeadline(after timeLimit: TimeAmount) {
+        deadlineTimer = writer.eventLoop.assumeIsolated().scheduleTask(in: timeLimit) { [self] in
             deadlineTimer = nil
             endCall(deadlineStatus)
         }

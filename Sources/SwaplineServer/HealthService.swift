@@ -28,13 +28,13 @@ final class HealthService: Sendable {
             call.reply(Grpc_Health_V1_HealthCheckResponse(status: currentStatus(request.service)))
         }
         router.register(service: Self.name, method: "Watch", request: Grpc_Health_V1_HealthCheckRequest.self) { [self] request, call in
-            let (id, status) = state.withLock { state -> (Int, Grpc_Health_V1_HealthCheckResponse.ServingStatus) in
+            let (id, serving) = state.withLock { state -> (Int, Bool) in
                 state.nextWatcher += 1
                 state.watchers[state.nextWatcher] = (request.service, call)
-                return (state.nextWatcher, status(request.service, serving: state.isServing))
+                return (state.nextWatcher, state.isServing)
             }
             call.onCancel { [self] _ in state.withLock { _ = $0.watchers.removeValue(forKey: id) } }
-            call.send(message: Grpc_Health_V1_HealthCheckResponse(status: status))
+            call.send(message: Grpc_Health_V1_HealthCheckResponse(status: status(request.service, serving: serving)))
         }
     }
 

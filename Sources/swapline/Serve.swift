@@ -80,7 +80,7 @@ struct Serve: AsyncParsableCommand {
 
         let server = try await RunningServer.start(configuration: configuration, logger: logger)
         print("swapline listening on \(host):\(server.port)")
-        fflush(stdout)
+        fflush(nil)  // all streams: tests wait for this line on a pipe
         logger.info("serving gRPC on \(host):\(server.port)")
 
         let signal = await ShutdownSignal.wait()

@@ -21,7 +21,7 @@ import Testing
 
     @Test func encodesWithinEightDigitsRoundingUp() {
         #expect(GRPCTimeout(nanoseconds: 1_500).headerValue == "1500n")
-        #expect(GRPCTimeout(nanoseconds: 120_000_000_001).headerValue == "120000001u")
-        #expect(GRPCTimeout(nanoseconds: 3_600_000_000_000 * 1_000).headerValue == "60000M")
+        #expect(GRPCTimeout(nanoseconds: 120_000_000_001).headerValue == "120001m")
+        #expect(GRPCTimeout(nanoseconds: 3_600_000_000_000 * 1_000).headerValue == "3600000S")
     }
 }
