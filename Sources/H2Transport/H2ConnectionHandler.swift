@@ -128,7 +128,7 @@ final class H2ConnectionHandler: ChannelInboundHandler, NGHTTP2SessionDelegate {
 
     // MARK: - Operations for streams
 
-    func submitResponse(streamID: Int32, status: Int, headers: [(String, String)], hasBody: Bool) {
+    func submitResponse(streamID: Int32, status: Int, headers: [HeaderField], hasBody: Bool) {
         do {
             try session?.submitResponse(streamID: streamID, status: status, headers: headers, hasBody: hasBody)
         } catch {

@@ -18,7 +18,7 @@ final class H2Stream: HTTPStreamWriter {
     private var bodyQueue = CircularBuffer<ByteBuffer>()
     private(set) var queuedBodyBytes = 0
     private var endRequested = false
-    private var trailers: [(String, String)] = []
+    private var trailers: [HeaderField] = []
     /// The data provider returned DEFERRED and waits for `resumeData`.
     private var isParked = false
     private var hasBody = false
@@ -33,8 +33,7 @@ final class H2Stream: HTTPStreamWriter {
     func writeHead(status: Int, headers: [HeaderField], endStream: Bool) {
         guard !isClosed else { return }
         hasBody = !endStream
-        connection.submitResponse(
-            streamID: streamID, status: status, headers: headers.map { ($0.name, $0.value) }, hasBody: !endStream)
+        connection.submitResponse(streamID: streamID, status: status, headers: headers, hasBody: !endStream)
     }
 
     func writeBody(_ bytes: ByteBuffer) {
@@ -47,7 +46,7 @@ final class H2Stream: HTTPStreamWriter {
     func writeEnd(trailers: [HeaderField]) {
         guard !isClosed, hasBody, !endRequested else { return }
         endRequested = true
-        self.trailers = trailers.map { ($0.name, $0.value) }
+        self.trailers = trailers
         wake()
     }
 

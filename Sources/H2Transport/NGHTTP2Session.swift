@@ -1,5 +1,6 @@
 import CNghttp2
 import NIOCore
+import RPCCore
 
 /// An error code returned by nghttp2, with its library description.
 struct NGHTTP2Error: Error, CustomStringConvertible {
@@ -45,7 +46,7 @@ final class NGHTTP2Session {
         /// Nothing queued yet: nghttp2 parks the stream until `resumeData`.
         case deferred
         /// The final body bytes (possibly none); the response ends, with `trailers` if not empty.
-        case end(ByteBuffer, trailers: [(String, String)])
+        case end(ByteBuffer, trailers: [HeaderField])
     }
 
     // Implicitly unwrapped because `user_data` must point at self while the session is created.
@@ -118,9 +119,8 @@ final class NGHTTP2Session {
     }
 
     /// Queues response headers; a body, if any, comes from the delegate's `sessionReadBody`.
-    func submitResponse(streamID: Int32, status: Int, headers: [(String, String)], hasBody: Bool) throws {
-        let fields = [(":status", String(status))] + headers
-        let result = Self.withNameValues(fields) { nva in
+    func submitResponse(streamID: Int32, status: Int, headers: [HeaderField], hasBody: Bool) throws {
+        let result = Self.withNameValues(headers, status: status) { nva in
             if hasBody {
                 var provider = nghttp2_data_provider()
                 provider.read_callback = readBodyCallback
@@ -188,29 +188,38 @@ final class NGHTTP2Session {
         if code != 0 { throw NGHTTP2Error(code: Int(code)) }
     }
 
-    /// Lays the fields out in one contiguous byte array and calls `body` with name/value
-    /// records pointing into it (nghttp2 copies them before returning).
-    private static func withNameValues(_ fields: [(String, String)], _ body: (UnsafeBufferPointer<nghttp2_nv>) -> Int32) -> Int32 {
-        var storage: [UInt8] = []
-        storage.reserveCapacity(fields.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count })
-        for (name, value) in fields {
-            storage.append(contentsOf: name.utf8)
-            storage.append(contentsOf: value.utf8)
-        }
-        return storage.withUnsafeMutableBufferPointer { bytes in
-            var nva: [nghttp2_nv] = []
-            nva.reserveCapacity(fields.count)
-            var offset = 0
-            for (name, value) in fields {
-                let nameLength = name.utf8.count, valueLength = value.utf8.count
-                let base = bytes.baseAddress! + offset
-                nva.append(
-                    nghttp2_nv(
-                        name: base, value: base + nameLength, namelen: nameLength, valuelen: valueLength,
-                        flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
-                offset += nameLength + valueLength
+    private static let statusField = Array(":status".utf8)
+
+    /// Lays `:status` (when given) and the fields out in one stack buffer and calls `body` with
+    /// name/value records pointing into it (nghttp2 copies them before returning), so that
+    /// submitting a response allocates nothing on the heap.
+    private static func withNameValues(
+        _ fields: [HeaderField], status: Int? = nil, _ body: (UnsafeBufferPointer<nghttp2_nv>) -> Int32
+    ) -> Int32 {
+        let statusText = status.map(String.init)
+        var byteCount = (statusText?.utf8.count ?? 0) + statusField.count
+        for field in fields { byteCount += field.name.utf8.count + field.value.utf8.count }
+        let count = fields.count + (status == nil ? 0 : 1)
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: byteCount) { bytes in
+            withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: count) { nva in
+                var offset = 0, index = 0
+                func add(_ name: some Collection<UInt8>, _ value: some Collection<UInt8>) {
+                    let base = bytes.baseAddress! + offset
+                    let nameEnd = UnsafeMutableBufferPointer(start: base, count: name.count).initialize(from: name).1
+                    let valueBase = base + nameEnd
+                    let valueEnd = UnsafeMutableBufferPointer(start: valueBase, count: value.count).initialize(from: value).1
+                    nva.initializeElement(
+                        at: index,
+                        to: nghttp2_nv(
+                            name: base, value: valueBase, namelen: nameEnd, valuelen: valueEnd,
+                            flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+                    offset += nameEnd + valueEnd
+                    index += 1
+                }
+                if let statusText { add(statusField, statusText.utf8) }
+                for field in fields { add(field.name.utf8, field.value.utf8) }
+                return body(UnsafeBufferPointer(start: nva.baseAddress, count: count))
             }
-            return nva.withUnsafeBufferPointer(body)
         }
     }
 

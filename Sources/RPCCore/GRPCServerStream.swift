@@ -59,7 +59,8 @@ public final class GRPCServerStream: HTTPStreamHandler {
             case "content-type": contentType = field.value
             case "grpc-timeout": timeout = field.value
             default:
-                if !field.name.hasPrefix(":") { metadata.append(field.name, field.value) }
+                // nghttp2 refuses upper-case header names, so no need to lower-case them again.
+                if !field.name.hasPrefix(":") { metadata.appendLowercased(field.name, field.value) }
             }
         }
         guard Self.isGRPCContentType(contentType) else {

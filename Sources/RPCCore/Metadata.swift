@@ -20,6 +20,11 @@ public struct Metadata: Sendable, Hashable, Sequence, ExpressibleByDictionaryLit
         entries.append(Entry(name: name.lowercased(), value: value))
     }
 
+    /// For names already lower-case, as HTTP/2 guarantees for received headers.
+    mutating func appendLowercased(_ name: String, _ value: String) {
+        entries.append(Entry(name: name, value: value))
+    }
+
     /// The first value stored under `name` (case-insensitive), if any.
     public subscript(name: String) -> String? {
         let key = name.lowercased()
