@@ -197,7 +197,8 @@ final class H2ConnectionHandler: ChannelInboundHandler, NGHTTP2SessionDelegate {
     func sessionClosedStream(streamID: Int32, errorCode: UInt32) {
         guard let stream = streams.removeValue(forKey: streamID) else { return }
         stream.markClosed()
-        stream.handler?.streamClosed()
+        // nghttp2 closes a stream with NO_ERROR once its final frame is serialized.
+        stream.handler?.streamClosed(cleanly: errorCode == 0)
         if streams.isEmpty { armIdleTimer() }
     }
 
@@ -263,7 +264,7 @@ final class H2ConnectionHandler: ChannelInboundHandler, NGHTTP2SessionDelegate {
         streams = [:]
         for stream in open {
             stream.markClosed()
-            stream.handler?.streamClosed()
+            stream.handler?.streamClosed(cleanly: false)
         }
     }
 }

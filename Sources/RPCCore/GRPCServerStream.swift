@@ -33,6 +33,8 @@ public final class GRPCServerStream: HTTPStreamHandler {
     private var deadlineTimer: Scheduled<Void>?
     private var cancelCallbacks: [@Sendable (GRPCStatus) -> Void] = []
     private var drainedCallbacks: [@Sendable () -> Void] = []
+    /// Waiting to learn whether the finished response reached the connection.
+    private var deliveryCallbacks: [@Sendable (Bool) -> Void] = []
     private var headSent = false
     /// Set once trailers were queued or the stream was torn down: nothing more may be written.
     private var responseEnded = false
@@ -146,7 +148,10 @@ public final class GRPCServerStream: HTTPStreamHandler {
         for callback in callbacks { callback() }
     }
 
-    public func streamClosed() {
+    public func streamClosed(cleanly: Bool) {
+        let callbacks = deliveryCallbacks
+        deliveryCallbacks = []
+        for callback in callbacks { callback(cleanly) }
         guard !responseEnded else { return }
         cancelCall(GRPCStatus(.cancelled, "the client cancelled the call"))
     }
@@ -193,6 +198,13 @@ public final class GRPCServerStream: HTTPStreamHandler {
 
     func setDeadlineStatus(_ status: GRPCStatus) {
         deadlineStatus = status
+    }
+
+    /// Runs `callback` with `true` once the finished response has been handed to the
+    /// connection in full, or `false` if the stream is reset or lost first (even within the
+    /// same read batch that produced the response).
+    func addDeliveryCallback(_ callback: @escaping @Sendable (Bool) -> Void) {
+        deliveryCallbacks.append(callback)
     }
 
     func addCancelCallback(_ callback: @escaping @Sendable (GRPCStatus) -> Void) {

@@ -40,8 +40,9 @@ public protocol HTTPStreamHandler: AnyObject {
     func receiveEnd()
     /// The transport has sent everything queued so far (outbound backpressure released).
     func bodyDrained()
-    /// The exchange is over: completed, reset by the peer, or its connection closed.
-    func streamClosed()
+    /// The exchange is over. `cleanly` when the whole response was handed to the connection;
+    /// `false` when the peer reset the stream or the connection closed first.
+    func streamClosed(cleanly: Bool)
 }
 
 /// Creates the handler for each new request on a connection.

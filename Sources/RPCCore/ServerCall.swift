@@ -33,20 +33,30 @@ public final class ServerCall: Sendable {
         onLoop { $0.sendMessage(message) }
     }
 
-    /// Ends the call with `status`. `onComplete` learns whether the stream was still open, so
-    /// a caller that handed out something (a task lease) can take it back when nobody got it.
+    /// Ends the call with `status`. `onComplete` learns whether the whole response reached
+    /// the connection, so a caller that handed something out (a task lease) can take it back
+    /// when the client reset the stream or went away before it was written.
     public func finish(_ status: GRPCStatus, trailers: Metadata = Metadata(), onComplete: (@Sendable (Bool) -> Void)? = nil) {
         onLoop { stream in
             let accepted = stream.finish(status, trailers: trailers)
-            onComplete?(accepted)
+            Self.report(accepted, on: stream, to: onComplete)
         }
     }
 
-    /// Sends the one message of a unary call and ends it with OK.
+    /// Sends the one message of a unary call and ends it with OK; `onComplete` as for `finish`.
     public func respond(_ message: ByteBuffer, trailers: Metadata = Metadata(), onComplete: (@Sendable (Bool) -> Void)? = nil) {
         onLoop { stream in
             let accepted = stream.sendMessage(message) && stream.finish(.ok, trailers: trailers)
-            onComplete?(accepted)
+            Self.report(accepted, on: stream, to: onComplete)
+        }
+    }
+
+    private static func report(_ accepted: Bool, on stream: GRPCServerStream, to onComplete: (@Sendable (Bool) -> Void)?) {
+        guard let onComplete else { return }
+        if accepted {
+            stream.addDeliveryCallback(onComplete)
+        } else {
+            onComplete(false)
         }
     }
 

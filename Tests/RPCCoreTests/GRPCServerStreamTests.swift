@@ -160,10 +160,41 @@ final class RecordingWriter: HTTPStreamWriter {
         stream.receiveHead(head(), endStream: false)
         stream.receiveBody(framed([]))
         stream.receiveEnd()
-        stream.streamClosed()
+        stream.streamClosed(cleanly: false)
         captured.value?.respond(ByteBuffer(bytes: [1])) { delivered in if !delivered { outcome.set() } }
         #expect(outcome.isSet)
         #expect(writer.events.isEmpty)
+    }
+
+    @Test func aResponseResetBeforeItIsWrittenIsReportedUndelivered() {
+        let delivered = TestBox<Bool>()
+        let (stream, writer) = makeStream { router in
+            router.register(service: "t.S", method: "M", handler: .singleRequest { message, call in
+                call.respond(message) { delivered.value = $0 }
+            })
+        }
+        stream.receiveHead(head(), endStream: false)
+        stream.receiveBody(framed([1]))
+        stream.receiveEnd()
+        #expect(writer.events.count == 3)
+        #expect(delivered.value == nil)
+        // The reset arrives in the same read batch, before nghttp2 sent the response.
+        stream.streamClosed(cleanly: false)
+        #expect(delivered.value == false)
+    }
+
+    @Test func aCleanCloseReportsDelivery() {
+        let delivered = TestBox<Bool>()
+        let (stream, _) = makeStream { router in
+            router.register(service: "t.S", method: "M", handler: .singleRequest { message, call in
+                call.respond(message) { delivered.value = $0 }
+            })
+        }
+        stream.receiveHead(head(), endStream: false)
+        stream.receiveBody(framed([1]))
+        stream.receiveEnd()
+        stream.streamClosed(cleanly: true)
+        #expect(delivered.value == true)
     }
 
     @Test func malformedTimeoutIsInvalidArgument() {
