@@ -15,31 +15,15 @@ cd "$root"
 step() { printf '\n==> %s\n' "$*"; }
 
 # --- system packages -----------------------------------------------------------------------
-packages=(libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev
-          libsqlite3-dev nghttp2-client nghttp2-server python3-venv pkg-config)
-if [[ "${SWAPLINE_SKIP_APT:-0}" != 1 ]]; then
-    missing=()
-    for p in "${packages[@]}"; do
-        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-    done
-    if ((${#missing[@]})); then
-        step "installing system packages: ${missing[*]}"
-        if [[ $(id -u) -eq 0 ]]; then sudo=""; else sudo="sudo"; fi
-        $sudo apt-get update
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
-    fi
-fi
+tools/install-deps.sh
+
+# --- repository checks ---------------------------------------------------------------------
+step "tools/check-unsafe.sh"
+tools/check-unsafe.sh
 
 # --- generated code up to date -------------------------------------------------------------
-if [[ -x tools/check-generated.sh ]]; then
-    step "tools/check-generated.sh"
-    tools/check-generated.sh
-elif [[ -f tools/check-generated.sh ]]; then
-    step "tools/check-generated.sh"
-    bash tools/check-generated.sh
-else
-    echo "warning: tools/check-generated.sh not found; skipping the generated-code check" >&2
-fi
+step "tools/check-generated.sh"
+tools/check-generated.sh
 
 # --- build and unit tests ------------------------------------------------------------------
 step "swift build --build-tests"
