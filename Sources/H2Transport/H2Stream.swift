@@ -15,8 +15,10 @@ final class H2Stream: HTTPStreamWriter {
     var requestHeaderListSize = 0
     private(set) var isClosed = false
 
-    private var bodyQueue = CircularBuffer<ByteBuffer>()
-    private(set) var queuedBodyBytes = 0
+    /// Response body not yet handed to nghttp2. The first write is kept as it is (no copy);
+    /// later ones are appended, so a stream costs no queue allocation.
+    private var pendingBody: ByteBuffer?
+    var queuedBodyBytes: Int { pendingBody?.readableBytes ?? 0 }
     private var endRequested = false
     private var trailers: [HeaderField] = []
     /// The data provider returned DEFERRED and waits for `resumeData`.
@@ -38,8 +40,12 @@ final class H2Stream: HTTPStreamWriter {
 
     func writeBody(_ bytes: ByteBuffer) {
         guard !isClosed, hasBody, !endRequested, bytes.readableBytes > 0 else { return }
-        bodyQueue.append(bytes)
-        queuedBodyBytes += bytes.readableBytes
+        if pendingBody == nil {
+            pendingBody = bytes
+        } else {
+            var bytes = bytes
+            pendingBody!.writeBuffer(&bytes)
+        }
         wake()
     }
 
@@ -58,24 +64,17 @@ final class H2Stream: HTTPStreamWriter {
     /// Called by the connection when nghttp2 closed the stream.
     func markClosed() {
         isClosed = true
-        bodyQueue.removeAll()
-        queuedBodyBytes = 0
+        pendingBody = nil
     }
 
     /// The next body bytes for nghttp2's DATA frames, at most `maxLength`.
     func readBody(maxLength: Int) -> NGHTTP2Session.BodyRead {
         var chunk = ByteBuffer()
-        if var first = bodyQueue.first {
-            // Frames are filled from one queued message at a time; the next read takes the next.
-            chunk = first.readSlice(length: min(first.readableBytes, maxLength))!
-            if first.readableBytes == 0 {
-                bodyQueue.removeFirst()
-            } else {
-                bodyQueue[bodyQueue.startIndex] = first
-            }
-            queuedBodyBytes -= chunk.readableBytes
+        if var pending = pendingBody {
+            chunk = pending.readSlice(length: min(pending.readableBytes, maxLength))!
+            pendingBody = pending.readableBytes == 0 ? nil : pending
         }
-        if bodyQueue.isEmpty {
+        if pendingBody == nil {
             if chunk.readableBytes > 0 { connection.noteDrained(self) }
             if endRequested { return .end(chunk, trailers: trailers) }
             if chunk.readableBytes == 0 {

@@ -67,6 +67,26 @@ public struct GRPCMessageDeframer {
     }
 }
 
+/// A response message with its gRPC length prefix, ready for the transport. Encoders write
+/// straight behind the reserved prefix, so a message is never copied to be framed.
+public struct GRPCFramedMessage: Sendable {
+    public let buffer: ByteBuffer
+
+    /// Encodes a message in place behind its prefix.
+    public init(capacity: Int = 256, encode: (inout ByteBuffer) -> Void) {
+        var buffer = ByteBufferAllocator().buffer(capacity: capacity)
+        GRPCMessageFramer.frame(into: &buffer, encode: encode)
+        self.buffer = buffer
+    }
+
+    /// Frames already-encoded message bytes (one copy).
+    public init(message: ByteBuffer) {
+        var buffer = ByteBufferAllocator().buffer(capacity: GRPCMessageFramer.prefixLength + message.readableBytes)
+        GRPCMessageFramer.frame(message, into: &buffer)
+        self.buffer = buffer
+    }
+}
+
 /// Writes the gRPC length prefix in front of a message.
 public enum GRPCMessageFramer {
     public static let prefixLength = 5

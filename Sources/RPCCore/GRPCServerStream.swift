@@ -164,12 +164,10 @@ public final class GRPCServerStream: HTTPStreamHandler {
     }
 
     @discardableResult
-    func sendMessage(_ message: ByteBuffer) -> Bool {
+    func sendMessage(_ message: GRPCFramedMessage) -> Bool {
         guard !responseEnded else { return false }
         if !headSent { sendHead(extra: Metadata()) }
-        var framed = ByteBufferAllocator().buffer(capacity: GRPCMessageFramer.prefixLength + message.readableBytes)
-        GRPCMessageFramer.frame(message, into: &framed)
-        writer.writeBody(framed)
+        writer.writeBody(message.buffer)
         return true
     }
 
@@ -182,7 +180,7 @@ public final class GRPCServerStream: HTTPStreamHandler {
         deadlineTimer?.cancel()
         deadlineTimer = nil
         cancelCallbacks = []
-        var fields = Self.statusFields(status)
+        var fields = status == .ok ? Self.okStatusFields : Self.statusFields(status)
         for entry in trailers where Metadata.isApplicationMetadata(entry.name) {
             fields.append(HeaderField(entry.name, entry.value))
         }
@@ -226,6 +224,9 @@ public final class GRPCServerStream: HTTPStreamHandler {
     // MARK: - Internals
 
     private static let contentTypeField = HeaderField("content-type", "application/grpc")
+    // Shared arrays for the common case, so an ordinary call allocates no header lists.
+    private static let responseHeadFields = [contentTypeField, HeaderField("grpc-accept-encoding", "identity")]
+    private static let okStatusFields = [HeaderField("grpc-status", "0")]
 
     static func isGRPCContentType(_ value: String) -> Bool {
         guard value.hasPrefix("application/grpc") else { return false }
@@ -243,7 +244,7 @@ public final class GRPCServerStream: HTTPStreamHandler {
 
     private func sendHead(extra metadata: Metadata) {
         headSent = true
-        var fields = [Self.contentTypeField, HeaderField("grpc-accept-encoding", "identity")]
+        var fields = Self.responseHeadFields
         for entry in metadata where Metadata.isApplicationMetadata(entry.name) {
             fields.append(HeaderField(entry.name, entry.value))
         }

@@ -28,9 +28,14 @@ public final class ServerCall: Sendable {
         onLoop { $0.sendInitialMetadata(metadata) }
     }
 
-    /// Queues one response message (protobuf bytes, without the gRPC prefix).
-    public func send(_ message: ByteBuffer) {
+    /// Queues one response message.
+    public func send(_ message: GRPCFramedMessage) {
         onLoop { $0.sendMessage(message) }
+    }
+
+    /// Queues one response message given as protobuf bytes without the gRPC prefix.
+    public func send(_ message: ByteBuffer) {
+        send(GRPCFramedMessage(message: message))
     }
 
     /// Ends the call with `status`. `onComplete` learns whether the whole response reached
@@ -43,8 +48,14 @@ public final class ServerCall: Sendable {
         }
     }
 
-    /// Sends the one message of a unary call and ends it with OK; `onComplete` as for `finish`.
+    /// Sends the one message of a unary call (protobuf bytes without the gRPC prefix) and ends
+    /// it with OK; `onComplete` as for `finish`.
     public func respond(_ message: ByteBuffer, trailers: Metadata = Metadata(), onComplete: (@Sendable (Bool) -> Void)? = nil) {
+        respond(GRPCFramedMessage(message: message), trailers: trailers, onComplete: onComplete)
+    }
+
+    /// Sends the one message of a unary call and ends it with OK; `onComplete` as for `finish`.
+    public func respond(_ message: GRPCFramedMessage, trailers: Metadata = Metadata(), onComplete: (@Sendable (Bool) -> Void)? = nil) {
         onLoop { stream in
             let accepted = stream.sendMessage(message) && stream.finish(.ok, trailers: trailers)
             Self.report(accepted, on: stream, to: onComplete)

@@ -19,10 +19,8 @@ extension ServerCall {
         finish(GRPCStatus(error))
     }
 
-    private static func encode(_ message: some ProtoMessage) -> ByteBuffer {
-        var buffer = ByteBufferAllocator().buffer(capacity: 256)
-        message.encode(into: &buffer)
-        return buffer
+    private static func encode(_ message: some ProtoMessage) -> GRPCFramedMessage {
+        GRPCFramedMessage { message.encode(into: &$0) }
     }
 }
 
