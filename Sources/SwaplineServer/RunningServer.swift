@@ -31,7 +31,7 @@ public final class RunningServer: Sendable {
         self.logger = logger
     }
 
-    public static func start(configuration: ServerConfiguration, store: any TaskStore = InMemoryTaskStore(), logger: Logger) async throws -> RunningServer {
+    public static func start(configuration: ServerConfiguration, store: any TaskStore = VolatileTaskStore(), logger: Logger) async throws -> RunningServer {
         let scheduler = try TaskScheduler(configuration: configuration.scheduler, store: store)
         var router = RPCRouter()
         TaskService(scheduler: scheduler).register(in: &router)
