@@ -55,6 +55,10 @@ let swiftTargets: [Target] = [
         name: "SwaplineServer",
         dependencies: ["SwaplineCore", "RPCCore", "H2Transport", "SwaplineMessages", nioCore, nioPosix, logging],
         swiftSettings: swiftSettings),
+    // Test doubles shared by test targets; never linked into the product.
+    .target(
+        name: "SwaplineTestKit", dependencies: ["RPCCore", nioCore, .product(name: "NIOEmbedded", package: "swift-nio")],
+        swiftSettings: swiftSettings),
     .executableTarget(
         name: "swapline",
         dependencies: [
@@ -67,7 +71,8 @@ let swiftTargets: [Target] = [
 let testTargets: [Target] = [
     .testTarget(name: "SwaplineCoreTests", dependencies: ["SwaplineCore"], swiftSettings: swiftSettings),
     .testTarget(
-        name: "RPCCoreTests", dependencies: ["RPCCore", nioCore, .product(name: "NIOEmbedded", package: "swift-nio")], swiftSettings: swiftSettings),
+        name: "RPCCoreTests", dependencies: ["RPCCore", "SwaplineTestKit", nioCore, .product(name: "NIOEmbedded", package: "swift-nio")],
+        swiftSettings: swiftSettings),
     .testTarget(
         name: "H2TransportTests",
         dependencies: ["H2Transport", "RPCCore", "CNghttp2", nioCore, .product(name: "NIOEmbedded", package: "swift-nio")],
@@ -77,7 +82,10 @@ let testTargets: [Target] = [
         swiftSettings: swiftSettings),
     .testTarget(
         name: "SwaplineServerTests",
-        dependencies: ["SwaplineServer", "SwaplineCore", "SwaplineMessages", "RPCCore", nioCore],
+        dependencies: [
+            "SwaplineServer", "SwaplineCore", "SwaplineMessages", "RPCCore", "SwaplineTestKit", nioCore,
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ],
         swiftSettings: swiftSettings),
 ]
 

@@ -1,49 +1,16 @@
 import NIOCore
 import NIOEmbedded
+import SwaplineTestKit
 import Testing
 @testable import RPCCore
-
-/// Records what the gRPC layer asks the transport to send.
-final class RecordingWriter: HTTPStreamWriter {
-    enum Event: Equatable {
-        case head(status: Int, headers: [HeaderField], endStream: Bool)
-        case body([UInt8])
-        case end(trailers: [HeaderField])
-        case reset
-    }
-
-    let loop: EmbeddedEventLoop
-    var events: [Event] = []
-    var queuedBodyBytes = 0
-
-    init(loop: EmbeddedEventLoop) { self.loop = loop }
-
-    var eventLoop: any EventLoop { loop }
-    func writeHead(status: Int, headers: [HeaderField], endStream: Bool) { events.append(.head(status: status, headers: headers, endStream: endStream)) }
-    func writeBody(_ bytes: ByteBuffer) { events.append(.body(Array(bytes.readableBytesView))) }
-    func writeEnd(trailers: [HeaderField]) { events.append(.end(trailers: trailers)) }
-    func reset() { events.append(.reset) }
-
-    /// The trailers of the response, whether Trailers-Only or after a body.
-    var statusFields: [String: String] {
-        for event in events.reversed() {
-            switch event {
-            case .head(_, let headers, true), .end(let headers):
-                return Dictionary(headers.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
-            default: continue
-            }
-        }
-        return [:]
-    }
-}
 
 @Suite struct GRPCServerStreamTests {
     let loop = EmbeddedEventLoop()
 
-    private func makeStream(_ register: (inout RPCRouter) -> Void) -> (GRPCServerStream, RecordingWriter) {
+    private func makeStream(_ register: (inout RPCRouter) -> Void) -> (GRPCServerStream, RecordingStreamWriter) {
         var router = RPCRouter()
         register(&router)
-        let writer = RecordingWriter(loop: loop)
+        let writer = RecordingStreamWriter(loop: loop)
         return (GRPCServerStream(router: router, configuration: GRPCServerConfiguration(maxReceiveMessageSize: 64), writer: writer), writer)
     }
 

@@ -1,0 +1,161 @@
+import NIOCore
+import NIOEmbedded
+import RPCCore
+import SwaplineCore
+import SwaplineMessages
+import SwaplineTestKit
+import Testing
+@testable import SwaplineServer
+
+/// The RPC handlers, driven through the real gRPC stream logic on an embedded event loop.
+@Suite struct ServiceTests {
+    let loop = EmbeddedEventLoop()
+    let scheduler: TaskScheduler
+    let router: RPCRouter
+
+    init() throws {
+        var configuration = SchedulerConfiguration()
+        configuration.leaseDurationMs = 60_000
+        scheduler = try TaskScheduler(configuration: configuration, store: InMemoryTaskStore())
+        var router = RPCRouter()
+        TaskService(scheduler: scheduler).register(in: &router)
+        ConsumerService(scheduler: scheduler).register(in: &router)
+        self.router = router
+    }
+
+    private let params = Swapline_V1_FaceSwapParams(sourceURL: "https://example.com/a.jpg", targetURL: "https://example.com/b.jpg")
+
+    @discardableResult
+    private func call(_ path: String, _ message: some ProtoMessage, timeout: String? = nil) -> (RecordingStreamWriter, GRPCServerStream) {
+        let writer = RecordingStreamWriter(loop: loop)
+        let extra = timeout.map { [HeaderField("grpc-timeout", $0)] } ?? []
+        let stream = sendRequest(message.serializedBuffer(), path: path, router: router, writer: writer, extraHeaders: extra)
+        return (writer, stream)
+    }
+
+    private func decoded<M: ProtoMessage>(_ type: M.Type, _ writer: RecordingStreamWriter, at index: Int = 0) throws -> M {
+        try M(protobufBytes: try #require(writer.messages.dropFirst(index).first))
+    }
+
+    private func createTask() throws -> Swapline_V1_Task {
+        let (writer, _) = call("/swapline.v1.TaskService/CreateTask", Swapline_V1_CreateTaskRequest(params: params))
+        return try decoded(Swapline_V1_Task.self, writer)
+    }
+
+    @Test func createTaskAnswersThePendingTask() throws {
+        let task = try createTask()
+        #expect(task.status == .pending && task.taskID.hasPrefix("task_"))
+        #expect(task.params?.model == "inswapper_128_fp16" && task.params?.resolution == "1024x1024")
+        #expect(task.workflow == "face_swap" && task.environment == "face_swap")
+    }
+
+    @Test func invalidInputIsInvalidArgumentNamingTheField() {
+        var bad = params
+        bad.targetURL = "not a url"
+        let (writer, _) = call("/swapline.v1.TaskService/CreateTask", Swapline_V1_CreateTaskRequest(params: bad))
+        #expect(writer.statusFields["grpc-status"] == "3")
+        #expect(writer.statusFields["grpc-message"]?.contains("target_url") == true)
+    }
+
+    @Test func malformedRequestIsInvalidArgument() {
+        let writer = RecordingStreamWriter(loop: loop)
+        sendRequest(ByteBuffer(bytes: [0x0A, 0xFF]), path: "/swapline.v1.TaskService/GetTask", router: router, writer: writer)
+        #expect(writer.statusFields["grpc-status"] == "3")
+    }
+
+    @Test func waitingFetchIsAnsweredWhenATaskArrives() throws {
+        let (waiting, _) = call("/swapline.v1.ConsumerService/FetchTask", Swapline_V1_FetchTaskRequest(consumerID: "w", waitMs: 5_000))
+        #expect(waiting.events.isEmpty)
+        let task = try createTask()
+        let response = try decoded(Swapline_V1_FetchTaskResponse.self, waiting)
+        #expect(response.task?.taskID == task.taskID && response.task?.attempt == 1 && !response.leaseID.isEmpty)
+    }
+
+    @Test func waitThatRunsOutGetsAnEmptyResponse() throws {
+        let (waiting, _) = call("/swapline.v1.ConsumerService/FetchTask", Swapline_V1_FetchTaskRequest(waitMs: 200))
+        loop.advanceTime(by: .milliseconds(250))
+        let response = try decoded(Swapline_V1_FetchTaskResponse.self, waiting)
+        #expect(response.task == nil && response.leaseID.isEmpty)
+        #expect(waiting.statusFields["grpc-status"] == "0")
+    }
+
+    @Test func leaseWhoseResponseWasResetReturnsToTheQueue() throws {
+        let task = try createTask()
+        let (writer, stream) = call("/swapline.v1.ConsumerService/FetchTask", Swapline_V1_FetchTaskRequest(waitMs: 0))
+        #expect(try decoded(Swapline_V1_FetchTaskResponse.self, writer).task?.taskID == task.taskID)
+        stream.streamClosed(cleanly: false)
+        #expect(scheduler.task(id: task.taskID)?.state == .pending)
+        #expect(scheduler.task(id: task.taskID)?.attempt == 0)
+    }
+
+    @Test func updateStatusMapsSchedulerRefusalsToStatusCodes() throws {
+        let task = try createTask()
+        let (missing, _) = call("/swapline.v1.ConsumerService/UpdateStatus", Swapline_V1_UpdateStatusRequest(taskID: "task_x", leaseID: "l", status: .processing))
+        #expect(missing.statusFields["grpc-status"] == "5")
+        let (wrongLease, _) = call("/swapline.v1.ConsumerService/UpdateStatus", Swapline_V1_UpdateStatusRequest(taskID: task.taskID, leaseID: "l", status: .processing))
+        #expect(wrongLease.statusFields["grpc-status"] == "9")
+        call("/swapline.v1.TaskService/CancelTask", Swapline_V1_CancelTaskRequest(taskID: task.taskID))
+        let (cancelled, _) = call("/swapline.v1.ConsumerService/UpdateStatus", Swapline_V1_UpdateStatusRequest(taskID: task.taskID, leaseID: "l", status: .processing))
+        #expect(cancelled.statusFields["grpc-status"] == "10")
+    }
+
+    @Test func slowWatcherGetsTheLatestStateNotEveryState() throws {
+        let task = try createTask()
+        let writer = RecordingStreamWriter(loop: loop)
+        // The client reads nothing yet: what was sent stays queued on the stream.
+        writer.queuedBodyBytes = 100
+        let stream = sendRequest(
+            Swapline_V1_WatchTaskRequest(taskID: task.taskID).serializedBuffer(), path: "/swapline.v1.TaskService/WatchTask",
+            router: router, writer: writer)
+        #expect(writer.messages.count == 1)
+        let grant = try #require(scheduler.fetchNow())
+        for progress in [Float(0.2), 0.4, 0.6] {
+            scheduler.updateStatus(StatusUpdate(taskID: task.taskID, leaseID: grant.lease.id, state: .processing, progress: progress)) { _ in }
+        }
+        #expect(writer.messages.count == 1)
+        writer.queuedBodyBytes = 0
+        stream.bodyDrained()
+        #expect(writer.messages.count == 2)
+        let latest = try decoded(Swapline_V1_TaskEvent.self, writer, at: 1)
+        // Created (1), leased (2), three progress reports (3...5): only the newest is sent.
+        #expect(latest.task?.progress == 0.6 && latest.sequence == 5)
+        scheduler.updateStatus(StatusUpdate(taskID: task.taskID, leaseID: grant.lease.id, state: .failed, error: "boom")) { _ in }
+        let last = try decoded(Swapline_V1_TaskEvent.self, writer, at: 2)
+        #expect(last.task?.status == .failed && last.sequence == 6)
+        #expect(writer.statusFields["grpc-status"] == "0")
+    }
+
+    @Test func processSyncNamesTheTaskWhenTheDeadlinePasses() throws {
+        let (writer, _) = call("/swapline.v1.TaskService/ProcessSync", Swapline_V1_ProcessSyncRequest(params: params), timeout: "100m")
+        loop.advanceTime(by: .milliseconds(150))
+        #expect(writer.statusFields["grpc-status"] == "4")
+        #expect(writer.statusFields["grpc-message"]?.contains("task_") == true)
+    }
+
+    @Test func processSyncAnswersWithTheFinishedTask() throws {
+        let (writer, _) = call("/swapline.v1.TaskService/ProcessSync", Swapline_V1_ProcessSyncRequest(params: params))
+        let grant = try #require(scheduler.fetchNow())
+        #expect(grant.task.priority == TaskService.processSyncPriority)
+        let output = TaskOutput(
+            outputURL: "http://s/r.jpg", outputs: ["jpg": "http://s/r.jpg", "gif": "http://s/r.gif"], processingTime: 1.5,
+            jobID: "job_1", storageProvider: "local")
+        scheduler.updateStatus(StatusUpdate(taskID: grant.task.taskID, leaseID: grant.lease.id, state: .completed, output: output)) { _ in }
+        let response = try decoded(Swapline_V1_FaceSwapResponse.self, writer)
+        #expect(response.status == "success" && response.outputPath == "http://s/r.jpg" && response.taskID == grant.task.taskID)
+        #expect(response.metadata == ["gif_url": "http://s/r.gif", "storage_url": "http://s/r.jpg", "storage_provider": "local"])
+        #expect(response.processingTime == 1.5 && response.jobID == "job_1")
+    }
+}
+
+extension TaskScheduler {
+    /// Leases the next task now (the in-memory store answers synchronously).
+    func fetchNow() -> LeaseGrant? {
+        let box = GrantBox()
+        fetchTask(consumerID: "test", workflows: [], waitMs: 0) { box.grant = try? $0.get() }
+        return box.grant
+    }
+}
+
+private final class GrantBox: @unchecked Sendable {
+    var grant: LeaseGrant?
+}
