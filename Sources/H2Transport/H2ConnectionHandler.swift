@@ -43,7 +43,7 @@ final class H2ConnectionHandler: ChannelInboundHandler, NGHTTP2SessionDelegate {
     private var idleTimer: Scheduled<Void>?
     private var isShuttingDown = false
 
-    private(set) var eventLoop: any EventLoop
+    let eventLoop: any EventLoop
 
     init(configuration: H2Configuration, factory: any HTTPStreamHandlerFactory, eventLoop: any EventLoop, logger: Logger) {
         self.configuration = configuration

@@ -25,12 +25,15 @@ final class H2Stream: HTTPStreamWriter {
     private var isParked = false
     private var hasBody = false
 
+    /// Kept here rather than read through `connection`, which may be gone when a handler
+    /// still holds this stream after its connection closed.
+    let eventLoop: any EventLoop
+
     init(streamID: Int32, connection: H2ConnectionHandler) {
         self.streamID = streamID
         self.connection = connection
+        self.eventLoop = connection.eventLoop
     }
-
-    var eventLoop: any EventLoop { connection.eventLoop }
 
     func writeHead(status: Int, headers: [HeaderField], endStream: Bool) {
         guard !isClosed else { return }

@@ -189,7 +189,7 @@ public final class GRPCServerStream: HTTPStreamHandler {
         } else {
             // Trailers-Only: one HEADERS frame carrying the status, with END_STREAM.
             headSent = true
-            writer.writeHead(status: 200, headers: [Self.contentTypeField] + fields, endStream: true)
+            writer.writeHead(status: 200, headers: Self.responseHeadFields + fields, endStream: true)
         }
         return true
     }
