@@ -46,7 +46,8 @@ let swiftTargets: [Target] = [
     .target(name: "RPCCore", dependencies: [nioCore], swiftSettings: swiftSettings),
     .target(
         name: "H2Transport", dependencies: ["CNghttp2", "RPCCore", nioCore, nioPosix, logging,
-            .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio")],
         swiftSettings: swiftSettings),
     .target(
         name: "SwaplineMessages", dependencies: ["CSwaplineProto", nioCore],

@@ -4,8 +4,9 @@ import NIOCore
 import NIOPosix
 import RPCCore
 
-/// A listening HTTP/2 (h2c, prior knowledge) server: one nghttp2 session per connection, each
-/// on the event loop that owns its socket.
+/// A listening server for HTTP/2 (h2c, prior knowledge: one nghttp2 session per connection)
+/// and HTTP/1.1 on the same port, told apart per connection by its first bytes; each
+/// connection lives on the event loop that owns its socket.
 public final class H2Server: Sendable {
     public let localAddress: SocketAddress
     private let serverChannel: any Channel
@@ -32,9 +33,8 @@ public final class H2Server: Sendable {
             .childChannelInitializer { channel in
                 connections.add(channel)
                 return channel.eventLoop.makeCompletedFuture {
-                    let handler = H2ConnectionHandler(
-                        configuration: configuration, factory: factory, eventLoop: channel.eventLoop, logger: logger)
-                    try channel.pipeline.syncOperations.addHandler(handler)
+                    let detector = ProtocolDetector(configuration: configuration, factory: factory, logger: logger)
+                    try channel.pipeline.syncOperations.addHandler(detector)
                 }
             }
             .bind(host: host, port: port)

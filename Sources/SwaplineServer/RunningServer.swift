@@ -47,7 +47,10 @@ public final class RunningServer: Sendable {
         do {
             server = try await H2Server.bind(
                 host: configuration.host, port: configuration.port, group: group, configuration: configuration.http2,
-                factory: GRPCStreamHandlerFactory(router: router, configuration: configuration.grpc), logger: logger)
+                factory: ContentTypeRouter(
+                    grpc: GRPCStreamHandlerFactory(router: router, configuration: configuration.grpc),
+                    http: RESTHandlerFactory(router: router, grpc: configuration.grpc)),
+                logger: logger)
         } catch {
             try? await group.shutdownGracefully()
             throw error

@@ -1,0 +1,280 @@
+import SwaplineMessages
+
+/// The JSON shapes of the original FastAPI service (DESIGN.md §1), written from and read into
+/// the swapline.v1 messages, so a REST route needs nothing but its RPC.
+enum LegacyJSON {
+    // MARK: - Responses
+
+    /// The unified task format, with the newer fields (progress, attempt, priority, error,
+    /// result) after the original ones.
+    static func task(_ task: Swapline_V1_Task) -> [(String, JSONValue)] {
+        let params = task.params ?? Swapline_V1_FaceSwapParams()
+        var wfJSON: [(String, JSONValue)] = [
+            ("source_url", .string(params.sourceURL)), ("target_url", .string(params.targetURL)),
+            ("resolution", .string(params.resolution)), ("model", .string(params.model)),
+        ]
+        if !params.options.isEmpty { wfJSON.append(("options", stringMap(params.options))) }
+        return [
+            ("taskId", .string(task.taskID)),
+            ("workflow", .string(task.workflow)),
+            ("environment", .string(task.environment)),
+            ("target_port", .integer(Int64(task.targetPort))),
+            ("params", .object([("input_data", .object([("wf_json", .object(wfJSON))]))])),
+            ("status", .string(statusName(task.status))),
+            ("source_channel", .string(task.sourceChannel)),
+            ("created_at", .string(isoTimestamp(milliseconds: task.createdAtMs))),
+            ("updated_at", .string(isoTimestamp(milliseconds: task.updatedAtMs))),
+            ("progress", .float(task.progress)),
+            ("attempt", .integer(Int64(task.attempt))),
+            ("priority", .integer(Int64(task.priority))),
+            ("error", task.error.isEmpty ? .null : .string(task.error)),
+            ("result", task.result.map { .object(result($0)) } ?? .null),
+        ]
+    }
+
+    static func result(_ result: Swapline_V1_TaskResult) -> [(String, JSONValue)] {
+        [
+            ("output_url", .string(result.outputURL)), ("outputs", stringMap(result.outputs)),
+            ("processing_time", .number(result.processingTime)), ("job_id", .string(result.jobID)),
+            ("storage_provider", .string(result.storageProvider)),
+        ]
+    }
+
+    /// What `create-task` answers: the original `{"task_id": ..., "status": ...}`.
+    static func created(_ task: Swapline_V1_Task) -> JSONValue {
+        .object([("task_id", .string(task.taskID)), ("status", .string(statusName(task.status)))])
+    }
+
+    /// A leased task: the unified task plus the lease a consumer reports with.
+    static func fetched(_ response: Swapline_V1_FetchTaskResponse, task: Swapline_V1_Task) -> JSONValue {
+        .object(
+            self.task(task) + [
+                ("lease_id", .string(response.leaseID)),
+                ("lease_expires_at", .string(isoTimestamp(milliseconds: response.leaseExpiresAtMs))),
+                ("lease_expires_at_ms", .integer(response.leaseExpiresAtMs)),
+            ])
+    }
+
+    static func faceSwapResponse(_ response: Swapline_V1_FaceSwapResponse) -> JSONValue {
+        .object([
+            ("status", .string(response.status)), ("output_path", .string(response.outputPath)),
+            ("processing_time", .number(response.processingTime)), ("job_id", .string(response.jobID)),
+            ("metadata", stringMap(response.metadata, leading: ["gif_url", "webp_url", "storage_url", "storage_provider"])),
+            ("task_id", .string(response.taskID)),
+        ])
+    }
+
+    static let statusNames: [(Swapline_V1_TaskStatus, String)] = [
+        (.pending, "PENDING"), (.processing, "PROCESSING"), (.completed, "COMPLETED"), (.failed, "FAILED"),
+        (.cancelled, "CANCELLED"),
+    ]
+
+    static func statusName(_ status: Swapline_V1_TaskStatus) -> String {
+        statusNames.first { $0.0 == status }?.1 ?? "UNSPECIFIED"
+    }
+
+    /// `2025-01-30T12:00:00`: UTC, to the second, without a zone suffix, like the original's
+    /// `datetime.isoformat()` values.
+    static func isoTimestamp(milliseconds: Int64) -> String {
+        let seconds = milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let secondOfDay = seconds - days * 86_400
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let shifted = days + 719_468
+        let era = (shifted >= 0 ? shifted : shifted - 146_096) / 146_097
+        let dayOfEra = shifted - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthIndex = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
+        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        func two(_ value: Int64) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let yearText = String(year)
+        return String(repeating: "0", count: max(0, 4 - yearText.count)) + yearText
+            + "-\(two(month))-\(two(day))T\(two(secondOfDay / 3600)):\(two(secondOfDay / 60 % 60)):\(two(secondOfDay % 60))"
+    }
+
+    /// Keys named in `leading` first, in that order, then the rest sorted: maps have no order
+    /// of their own, and the same task must always serialize to the same bytes.
+    private static func stringMap(_ map: [String: String], leading: [String] = []) -> JSONValue {
+        let first = leading.filter { map[$0] != nil }
+        let rest = map.keys.filter { !leading.contains($0) }.sorted()
+        return .object((first + rest).map { ($0, .string(map[$0]!)) })
+    }
+
+    // MARK: - Requests
+
+    /// `POST /api/face-swap/create-task`: the original flat body, plus the RPC's optional fields.
+    static func createTaskRequest(_ body: JSONValue) -> Result<Swapline_V1_CreateTaskRequest, BodyErrors> {
+        BodyReader.read(body) { fields in
+            Swapline_V1_CreateTaskRequest(
+                workflow: fields.string("workflow"), params: faceSwapParams(&fields),
+                idempotencyKey: fields.string("idempotency_key"), priority: fields.int32("priority"))
+        }
+    }
+
+    /// `POST /api/face-swap/process`.
+    static func processSyncRequest(_ body: JSONValue) -> Result<Swapline_V1_ProcessSyncRequest, BodyErrors> {
+        BodyReader.read(body) { fields in Swapline_V1_ProcessSyncRequest(params: faceSwapParams(&fields)) }
+    }
+
+    /// `POST /api/comm/task/update`.
+    static func updateStatusRequest(_ body: JSONValue) -> Result<Swapline_V1_UpdateStatusRequest, BodyErrors> {
+        BodyReader.read(body) { fields in
+            Swapline_V1_UpdateStatusRequest(
+                taskID: fields.string("task_id", required: true), leaseID: fields.string("lease_id", required: true),
+                status: fields.status("status"), progress: fields.float("progress"), message: fields.string("message"),
+                result: fields.object("result") { result in
+                    Swapline_V1_TaskResult(
+                        outputURL: result.string("output_url"), outputs: result.stringMap("outputs"),
+                        processingTime: result.double("processing_time"), jobID: result.string("job_id"),
+                        storageProvider: result.string("storage_provider"))
+                },
+                error: fields.string("error"))
+        }
+    }
+
+    private static func faceSwapParams(_ fields: inout BodyReader) -> Swapline_V1_FaceSwapParams {
+        Swapline_V1_FaceSwapParams(
+            sourceURL: fields.string("source_url", required: true), targetURL: fields.string("target_url", required: true),
+            resolution: fields.string("resolution"), model: fields.string("model"), options: fields.stringMap("options"))
+    }
+}
+
+/// FastAPI's 422 `detail` list: one entry per field that does not fit the schema.
+struct BodyErrors: Error {
+    var details: [JSONValue]
+}
+
+/// Reads the fields of a JSON request object the way FastAPI's pydantic models do: required
+/// fields present, every present field of its declared type (`null` counts as absent for an
+/// optional field), unknown fields ignored. Problems are collected, not thrown, so the client
+/// hears of all of them at once. Whether a value makes sense (a URL, a model name) is the RPC
+/// handler's business, not this reader's.
+struct BodyReader {
+    private let members: JSONValue
+    private let location: [JSONValue]
+    private(set) var details: [JSONValue] = []
+
+    private init(members: JSONValue, location: [JSONValue]) {
+        self.members = members
+        self.location = location
+    }
+
+    static func read<Message>(_ body: JSONValue, _ build: (inout BodyReader) -> Message) -> Result<Message, BodyErrors> {
+        guard case .object = body else {
+            return .failure(BodyErrors(details: [issue(
+                "model_attributes_type", [.string("body")], "Input should be a valid dictionary or object to extract fields from", body)]))
+        }
+        var reader = BodyReader(members: body, location: [.string("body")])
+        let message = build(&reader)
+        return reader.details.isEmpty ? .success(message) : .failure(BodyErrors(details: reader.details))
+    }
+
+    mutating func string(_ key: String, required: Bool = false) -> String {
+        switch present(key, required: required) {
+        case .string(let value)?: return value
+        case let other?: fail("string_type", key, "Input should be a valid string", other)
+        case nil: break
+        }
+        return ""
+    }
+
+    mutating func int32(_ key: String) -> Int32 {
+        switch present(key, required: false) {
+        case .integer(let value)? where Int64(Int32.min)...Int64(Int32.max) ~= value: return Int32(value)
+        case .integer(let value)?:
+            fail("int_type", key, "Input should be a valid 32-bit integer", .integer(value))
+        case let other?: fail("int_type", key, "Input should be a valid integer", other)
+        case nil: break
+        }
+        return 0
+    }
+
+    mutating func double(_ key: String) -> Double {
+        switch present(key, required: false) {
+        case .integer(let value)?: return Double(value)
+        case .number(let value)? where value.isFinite: return value
+        case let other?: fail("float_type", key, "Input should be a valid number", other)
+        case nil: break
+        }
+        return 0
+    }
+
+    mutating func float(_ key: String) -> Float {
+        Float(double(key))
+    }
+
+    mutating func stringMap(_ key: String) -> [String: String] {
+        guard let value = present(key, required: false) else { return [:] }
+        guard case .object(let entries) = value else {
+            fail("dict_type", key, "Input should be a valid dictionary", value)
+            return [:]
+        }
+        var map: [String: String] = [:]
+        for (name, entry) in entries {
+            guard case .string(let text) = entry else {
+                details.append(Self.issue("string_type", location + [.string(key), .string(name)], "Input should be a valid string", entry))
+                continue
+            }
+            map[name] = text
+        }
+        return map
+    }
+
+    /// A task status by its legacy name; required.
+    mutating func status(_ key: String) -> Swapline_V1_TaskStatus {
+        guard let value = present(key, required: true) else { return .unspecified }
+        if case .string(let name) = value, let status = LegacyJSON.statusNames.first(where: { $0.1 == name })?.0 {
+            return status
+        }
+        let expected = "'PENDING', 'PROCESSING', 'COMPLETED', 'FAILED' or 'CANCELLED'"
+        details.append(
+            Self.issue("enum", location + [.string(key)], "Input should be \(expected)", value, context: ["expected": expected]))
+        return .unspecified
+    }
+
+    /// A nested object read with its own fields; `nil` when absent.
+    mutating func object<Message>(_ key: String, _ build: (inout BodyReader) -> Message) -> Message? {
+        guard let value = present(key, required: false) else { return nil }
+        guard case .object = value else {
+            fail("model_attributes_type", key, "Input should be a valid dictionary or object to extract fields from", value)
+            return nil
+        }
+        var nested = BodyReader(members: value, location: location + [.string(key)])
+        let message = build(&nested)
+        details += nested.details
+        return message
+    }
+
+    private mutating func present(_ key: String, required: Bool) -> JSONValue? {
+        switch members[key] {
+        case nil, .null?:
+            if required {
+                if let value = members[key] {
+                    fail("string_type", key, "Input should be a valid string", value)
+                } else {
+                    details.append(Self.issue("missing", location + [.string(key)], "Field required", members))
+                }
+            }
+            return nil
+        case let value?:
+            return value
+        }
+    }
+
+    private mutating func fail(_ type: String, _ key: String, _ message: String, _ input: JSONValue) {
+        details.append(Self.issue(type, location + [.string(key)], message, input))
+    }
+
+    static func issue(
+        _ type: String, _ location: [JSONValue], _ message: String, _ input: JSONValue, context: [String: String] = [:]
+    ) -> JSONValue {
+        var members: [(String, JSONValue)] = [
+            ("type", .string(type)), ("loc", .array(location)), ("msg", .string(message)), ("input", input),
+        ]
+        if !context.isEmpty { members.append(("ctx", .object(context.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }))) }
+        return .object(members)
+    }
+}

@@ -1,0 +1,341 @@
+import NIOCore
+import RPCCore
+import SwaplineMessages
+
+/// Creates the handler of each REST request. Every route calls its RPC through `router`, the
+/// same router (and so the same handler) that gRPC clients reach.
+struct RESTHandlerFactory: HTTPStreamHandlerFactory {
+    /// Largest JSON request body; a larger one is answered 413 without being buffered.
+    static let defaultMaxBodyBytes = 1024 * 1024
+
+    let router: RPCRouter
+    let grpc: GRPCServerConfiguration
+    var maxBodyBytes = defaultMaxBodyBytes
+    /// The OpenAPI document served at `/openapi.json`, serialized once.
+    let openAPIDocument: ByteBuffer
+
+    init(router: RPCRouter, grpc: GRPCServerConfiguration) {
+        self.router = router
+        self.grpc = grpc
+        self.openAPIDocument = ByteBuffer(bytes: OpenAPIDocument.serialized())
+    }
+
+    func makeHandler(writer: any HTTPStreamWriter) -> any HTTPStreamHandler {
+        RESTExchange(factory: self, writer: writer)
+    }
+}
+
+/// An answer the REST shim gives without calling an RPC, or an RPC's error status, as
+/// FastAPI would have said it.
+enum RESTError: Error, Equatable {
+    case notFound
+    case methodNotAllowed(allowed: [String])
+    case unsupportedMediaType(String)
+    case bodyTooLarge(limit: Int)
+    /// FastAPI's 422 for a body or query that does not fit the schema.
+    case validation([JSONValue])
+    case status(GRPCStatus)
+
+    var httpStatus: Int {
+        switch self {
+        case .notFound: return 404
+        case .methodNotAllowed: return 405
+        case .unsupportedMediaType: return 415
+        case .bodyTooLarge: return 413
+        case .validation: return 422
+        case .status(let status): return Self.httpStatus(status.code)
+        }
+    }
+
+    var detail: JSONValue {
+        switch self {
+        case .notFound: return .string("Not Found")
+        case .methodNotAllowed: return .string("Method Not Allowed")
+        case .unsupportedMediaType(let type):
+            return .string("Unsupported media type '\(type)': the body must be application/json")
+        case .bodyTooLarge(let limit): return .string("Request body exceeds the limit of \(limit) bytes")
+        case .validation(let details): return .array(details)
+        case .status(let status): return .string(status.message.isEmpty ? "\(status.code)" : status.message)
+        }
+    }
+
+    /// grpc-gateway's mapping, except FAILED_PRECONDITION and ABORTED, which are conflicts
+    /// with the task's current state (409) rather than bad requests.
+    static func httpStatus(_ code: GRPCStatus.Code) -> Int {
+        switch code {
+        case .ok: return 200
+        case .cancelled: return 499
+        case .invalidArgument, .outOfRange: return 400
+        case .deadlineExceeded: return 504
+        case .notFound: return 404
+        case .alreadyExists, .failedPrecondition, .aborted: return 409
+        case .permissionDenied: return 403
+        case .unauthenticated: return 401
+        case .resourceExhausted: return 429
+        case .unimplemented: return 501
+        case .unavailable: return 503
+        default: return 500
+        }
+    }
+}
+
+/// One REST request: routes the head, collects and decodes the JSON body into the RPC's
+/// request message, calls the RPC in process and writes its answer as the legacy JSON (or,
+/// for `/events`, as server-sent events). Lives on the request's event loop.
+final class RESTExchange: HTTPStreamHandler {
+    private let factory: RESTHandlerFactory
+    private let writer: any HTTPStreamWriter
+    private var route: RESTRoute?
+    private var query: Substring = ""
+    private var body = ByteBuffer()
+    /// Set once an answer (or the RPC that will give it) is under way: later request bytes
+    /// are read and dropped.
+    private var answered = false
+    private var call: InProcessCall?
+    private var eventStreamStarted = false
+
+    init(factory: RESTHandlerFactory, writer: any HTTPStreamWriter) {
+        self.factory = factory
+        self.writer = writer
+    }
+
+    // MARK: - HTTPStreamHandler
+
+    func receiveHead(_ fields: [HeaderField], endStream: Bool) {
+        var method = "", target = "", contentType = "", contentLength: Int?
+        for field in fields {
+            switch field.name {
+            case ":method": method = field.value
+            case ":path": target = field.value
+            case "content-type": contentType = field.value
+            case "content-length": contentLength = Int(field.value)
+            default: break
+            }
+        }
+        let path = target.prefix { $0 != "?" }
+        query = target.dropFirst(path.count + 1)
+        switch RESTRoute.match(method: method, path: path) {
+        case .failure(let error):
+            // HEAD gets the status without a body: a body would break HTTP/1.1 framing.
+            return fail(error, withBody: method != "HEAD")
+        case .success(let route):
+            self.route = route
+        }
+        if route?.takesBody == true {
+            let mediaType = String(contentType.prefix { $0 != ";" }.filter { $0 != " " }).lowercased()
+            guard mediaType.isEmpty || mediaType == "application/json" || mediaType.hasSuffix("+json") else {
+                return fail(.unsupportedMediaType(String(mediaType)))
+            }
+            if let contentLength, contentLength > factory.maxBodyBytes {
+                return fail(.bodyTooLarge(limit: factory.maxBodyBytes))
+            }
+        }
+        if endStream { receiveEnd() }
+    }
+
+    func receiveBody(_ bytes: ByteBuffer) {
+        guard !answered, route?.takesBody == true else { return }
+        guard body.readableBytes + bytes.readableBytes <= factory.maxBodyBytes else {
+            body = ByteBuffer()
+            return fail(.bodyTooLarge(limit: factory.maxBodyBytes))
+        }
+        var bytes = bytes
+        body.writeBuffer(&bytes)
+    }
+
+    func receiveEnd() {
+        guard !answered, let route else { return }
+        answered = true
+        run(route)
+    }
+
+    func bodyDrained() {
+        call?.drained()
+    }
+
+    func streamClosed(cleanly: Bool) {
+        answered = true
+        let call = self.call
+        self.call = nil
+        call?.close(delivered: cleanly)
+    }
+
+    // MARK: - Routes
+
+    private func run(_ route: RESTRoute) {
+        switch route {
+        case .createTask:
+            withBody(LegacyJSON.createTaskRequest) { request in
+                self.unary(TaskService.name, "CreateTask", request, Swapline_V1_Task.self) { task in
+                    self.respond(200, LegacyJSON.created(task))
+                }
+            }
+        case .processSync:
+            withBody(LegacyJSON.processSyncRequest) { request in
+                self.unary(TaskService.name, "ProcessSync", request, Swapline_V1_FaceSwapResponse.self) { response in
+                    self.respond(200, LegacyJSON.faceSwapResponse(response))
+                }
+            }
+        case .getTask(let taskID):
+            unary(TaskService.name, "GetTask", Swapline_V1_GetTaskRequest(taskID: taskID), Swapline_V1_Task.self) { task in
+                self.respond(200, .object(LegacyJSON.task(task)))
+            }
+        case .cancelTask(let taskID):
+            unary(TaskService.name, "CancelTask", Swapline_V1_CancelTaskRequest(taskID: taskID), Swapline_V1_Task.self) { task in
+                self.respond(200, .object(LegacyJSON.task(task)))
+            }
+        case .watchTask(let taskID):
+            watch(taskID)
+        case .fetchTask:
+            switch Self.fetchRequest(query: query) {
+            case .failure(let error): fail(error)
+            case .success(let request):
+                unary(ConsumerService.name, "FetchTask", request, Swapline_V1_FetchTaskResponse.self) { response in
+                    if let task = response.task {
+                        self.respond(200, LegacyJSON.fetched(response, task: task))
+                    } else {
+                        self.writer.writeHead(status: 204, headers: [], endStream: true)
+                    }
+                }
+            }
+        case .updateStatus:
+            withBody(LegacyJSON.updateStatusRequest) { request in
+                self.unary(ConsumerService.name, "UpdateStatus", request, Swapline_V1_Task.self) { task in
+                    self.respond(200, .object(LegacyJSON.task(task)))
+                }
+            }
+        case .health:
+            unary(HealthService.name, "Check", Grpc_Health_V1_HealthCheckRequest(service: ""), Grpc_Health_V1_HealthCheckResponse.self) {
+                response in
+                let serving = response.status == .serving
+                self.respond(
+                    serving ? 200 : 503,
+                    .object([("status", .string(serving ? "ok" : "unavailable")), ("serving_status", .string(serving ? "SERVING" : "NOT_SERVING"))]))
+            }
+        case .openAPI:
+            respond(200, bytes: factory.openAPIDocument)
+        }
+    }
+
+    /// `?consumer_id=&workflow=&wait_ms=`; `workflow` may repeat or list names with commas.
+    static func fetchRequest(query: Substring) -> Result<Swapline_V1_FetchTaskRequest, RESTError> {
+        var request = Swapline_V1_FetchTaskRequest()
+        for pair in query.split(separator: "&") {
+            let name = pair.prefix { $0 != "=" }
+            // Query values are percent-encoded, with '+' for a space.
+            let value = GRPCMessageEncoding.decode(String(pair.dropFirst(name.count + 1).map { $0 == "+" ? " " : $0 }))
+            switch name {
+            case "consumer_id": request.consumerID = value
+            case "workflow": request.workflows += value.split(separator: ",").map(String.init)
+            case "wait_ms":
+                guard let waitMs = Int32(value) else {
+                    return .failure(.validation([BodyReader.issue(
+                        "int_parsing", [.string("query"), .string("wait_ms")],
+                        "Input should be a valid integer, unable to parse string as an integer", .string(value))]))
+                }
+                request.waitMs = waitMs
+            default: break
+            }
+        }
+        return .success(request)
+    }
+
+    // MARK: - Calling the RPCs
+
+    private func withBody<Request>(
+        _ decode: (JSONValue) -> Result<Request, BodyErrors>, _ body: (Request) -> Void
+    ) {
+        let json: JSONValue
+        if self.body.readableBytes == 0 {
+            // FastAPI's answer to a missing body.
+            return fail(.validation([BodyReader.issue("missing", [.string("body")], "Field required", .null)]))
+        }
+        do {
+            json = try JSONValue(parsing: self.body.readableBytesView)
+        } catch {
+            return fail(.validation([BodyReader.issue(
+                "json_invalid", [.string("body"), .integer(Int64(error.offset))], "JSON decode error", .object([]),
+                context: ["error": error.message])]))
+        }
+        switch decode(json) {
+        case .success(let request): body(request)
+        case .failure(let errors): fail(.validation(errors.details))
+        }
+    }
+
+    private func start(
+        _ service: String, _ method: String, _ request: some ProtoMessage, onMessage: @escaping (ByteBuffer) -> Void,
+        onEnd: @escaping (GRPCStatus) -> Void
+    ) {
+        let call = InProcessCall(
+            router: factory.router, configuration: factory.grpc, path: "/\(service)/\(method)", eventLoop: writer.eventLoop,
+            queuedBytes: { [weak self] in self?.writer.queuedBodyBytes ?? 0 }, onMessage: onMessage, onEnd: onEnd)
+        self.call = call
+        call.start(request: request.serializedBuffer())
+    }
+
+    private func unary<Response: ProtoMessage>(
+        _ service: String, _ method: String, _ request: some ProtoMessage, _: Response.Type,
+        _ answer: @escaping (Response) -> Void
+    ) {
+        var reply: ByteBuffer?
+        start(service, method, request, onMessage: { reply = $0 }) { [weak self] status in
+            guard let self else { return }
+            guard status.code == .ok else { return self.fail(.status(status)) }
+            guard let reply, let response = try? Response(protobufBytes: reply) else {
+                return self.fail(.status(GRPCStatus(.internal, "\(method) answered without a readable message")))
+            }
+            answer(response)
+        }
+    }
+
+    /// WatchTask as server-sent events: one `data:` event per change, ending after the
+    /// terminal state. The head waits for the first event, so an unknown task is still a 404.
+    private func watch(_ taskID: String) {
+        start(TaskService.name, "WatchTask", Swapline_V1_WatchTaskRequest(taskID: taskID), onMessage: { [weak self] bytes in
+            guard let self, let event = try? Swapline_V1_TaskEvent(protobufBytes: bytes), let task = event.task else { return }
+            if !eventStreamStarted {
+                eventStreamStarted = true
+                writer.writeHead(
+                    status: 200,
+                    headers: [HeaderField("content-type", "text/event-stream"), HeaderField("cache-control", "no-cache")],
+                    endStream: false)
+            }
+            var text = "id: \(event.sequence)\ndata: "
+            text += String(decoding: JSONValue.object(LegacyJSON.task(task)).serialized(), as: UTF8.self)
+            text += "\n\n"
+            writer.writeBody(ByteBuffer(string: text))
+        }) { [weak self] status in
+            guard let self else { return }
+            if eventStreamStarted {
+                writer.writeEnd(trailers: [])
+            } else {
+                fail(.status(status.code == .ok ? GRPCStatus(.internal, "the watch ended without an event") : status))
+            }
+        }
+    }
+
+    // MARK: - Writing
+
+    private func respond(_ status: Int, _ json: JSONValue, headers: [HeaderField] = []) {
+        respond(status, bytes: ByteBuffer(bytes: json.serialized()), headers: headers)
+    }
+
+    private func respond(_ status: Int, bytes: ByteBuffer, headers: [HeaderField] = []) {
+        writer.writeHead(
+            status: status,
+            headers: [HeaderField("content-type", "application/json"), HeaderField("content-length", String(bytes.readableBytes))]
+                + headers,
+            endStream: false)
+        writer.writeBody(bytes)
+        writer.writeEnd(trailers: [])
+    }
+
+    private func fail(_ error: RESTError, withBody: Bool = true) {
+        answered = true
+        var headers: [HeaderField] = []
+        if case .methodNotAllowed(let allowed) = error { headers.append(HeaderField("allow", allowed.joined(separator: ", "))) }
+        guard withBody else { return writer.writeHead(status: error.httpStatus, headers: headers, endStream: true) }
+        respond(error.httpStatus, .object([("detail", error.detail)]), headers: headers)
+    }
+}
