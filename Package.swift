@@ -56,6 +56,8 @@ let swiftTargets: [Target] = [
         name: "SwaplineServer",
         dependencies: ["SwaplineCore", "RPCCore", "H2Transport", "SwaplineMessages", nioCore, nioPosix, logging],
         swiftSettings: swiftSettings),
+    // The durable task stores; the only importer of CSQLite.
+    .target(name: "SwaplineStore", dependencies: ["CSQLite", "SwaplineCore"], swiftSettings: swiftSettings),
     // Test doubles shared by test targets; never linked into the product.
     .target(
         name: "SwaplineTestKit", dependencies: ["RPCCore", nioCore, .product(name: "NIOEmbedded", package: "swift-nio")],
@@ -63,7 +65,7 @@ let swiftTargets: [Target] = [
     .executableTarget(
         name: "swapline",
         dependencies: [
-            "SwaplineServer", nioCore, nioPosix, logging,
+            "SwaplineServer", "SwaplineStore", nioCore, nioPosix, logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ],
         swiftSettings: swiftSettings),
@@ -81,6 +83,7 @@ let testTargets: [Target] = [
     .testTarget(
         name: "SwaplineMessagesTests", dependencies: ["SwaplineMessages", nioCore],
         swiftSettings: swiftSettings),
+    .testTarget(name: "SwaplineStoreTests", dependencies: ["SwaplineStore", "SwaplineCore"], swiftSettings: swiftSettings),
     .testTarget(
         name: "SwaplineServerTests",
         dependencies: [

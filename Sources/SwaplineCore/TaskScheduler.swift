@@ -123,20 +123,46 @@ public final class TaskScheduler: Sendable {
         let key = command.idempotencyKey.isEmpty ? nil : command.idempotencyKey
         let now = clock.nowMs()
         let taskID = "task_" + ids.next()
-        let (record, isNew): (TaskRecord, Bool) = state.withLock { state in
-            if let key, let id = state.idempotency[key], let earlier = state.tasks[id] { return (earlier, false) }
+        enum Outcome { case created(TaskRecord), earlier(TaskRecord), waitingForEarlier }
+        let outcome: Outcome = state.withLock { state in
+            if let key, let id = state.idempotency[key], let earlier = state.tasks[id] {
+                // Same key while the first creation is still being written: answer together
+                // with it, so nobody is told of a task that might not get stored.
+                guard state.uncommittedCreations[id] == nil else {
+                    state.uncommittedCreations[id]!.append(completion)
+                    return .waitingForEarlier
+                }
+                return .earlier(earlier)
+            }
             let record = TaskRecord(
                 taskID: taskID, workflow: workflow, environment: workflow,
                 targetPort: state.origin.targetPort, params: params, state: .pending,
                 sourceChannel: state.origin.sourceChannel, createdAtMs: now, updatedAtMs: now,
                 priority: command.priority, idempotencyKey: key)
             state.index(record)
-            return (record, true)
+            if key != nil { state.uncommittedCreations[taskID] = [] }
+            return .created(record)
         }
-        guard isNew else { return completion(.success(record)) }
-        persist([Change(old: nil, new: record)], failure: { completion(.failure($0)) }) { [self] in
-            completion(.success(record))
-            dispatchToWaiters()
+        switch outcome {
+        case .waitingForEarlier: return
+        case .earlier(let record): return completion(.success(record))
+        case .created(let record):
+            let answerDuplicates: @Sendable (Result<TaskRecord, TaskError>) -> Void = { [self] result in
+                guard record.idempotencyKey != nil else { return }
+                let duplicates = state.withLock { $0.uncommittedCreations.removeValue(forKey: record.taskID) ?? [] }
+                for duplicate in duplicates { duplicate(result) }
+            }
+            persist(
+                [Change(old: nil, new: record)],
+                failure: { error in
+                    completion(.failure(error))
+                    answerDuplicates(.failure(error))
+                }
+            ) { [self] in
+                completion(.success(record))
+                answerDuplicates(.success(record))
+                dispatchToWaiters()
+            }
         }
     }
 
@@ -296,6 +322,32 @@ public final class TaskScheduler: Sendable {
         persist(changes, failure: { _ in }) { [self] in dispatchToWaiters() }
     }
 
+    // MARK: - Retention
+
+    /// Deletes up to `limit` finished (COMPLETED, FAILED, CANCELLED) tasks that have not
+    /// changed for `ageMs`, oldest first: from the store, then from memory. Reports how many
+    /// went; fewer than `limit` means none of that age is left.
+    public func purgeFinishedTasks(olderThanMs ageMs: Int64, limit: Int, completion: @escaping Completion<Int>) {
+        let cutoff = clock.nowMs() - ageMs
+        let expired = state.withLock { $0.takeFinished(changedBefore: cutoff, limit: limit) }
+        guard !expired.isEmpty else { return completion(.success(0)) }
+        store.delete(expired.map(\.taskID)) { [self] result in
+            switch result {
+            case .success:
+                state.withLock { state in
+                    for entry in expired { state.forget(entry.taskID) }
+                }
+                completion(.success(expired.count))
+            case .failure(let error):
+                // Still stored: they come up again at the next purge.
+                state.withLock { state in
+                    for entry in expired { state.finishedByAge.push(entry) }
+                }
+                completion(.failure(Self.storeFailure(error)))
+            }
+        }
+    }
+
     // MARK: - Internals
 
     /// Leases pending tasks to parked fetches, first come first served.
@@ -336,10 +388,14 @@ public final class TaskScheduler: Sendable {
                 state.withLock { state in
                     for change in changes.reversed() { state.revert(change) }
                 }
-                let kind: TaskError.Kind = error.kind == .resourceExhausted ? .resourceExhausted : .unavailable
-                failure(TaskError(kind, "the task store could not save the change: \(error.message)"))
+                failure(Self.storeFailure(error))
             }
         }
+    }
+
+    private static func storeFailure(_ error: TaskStoreError) -> TaskError {
+        let kind: TaskError.Kind = error.kind == .resourceExhausted ? .resourceExhausted : .unavailable
+        return TaskError(kind, "the task store could not save the change: \(error.message)")
     }
 
     private func notifyWatchers(of records: [TaskRecord]) {
@@ -444,6 +500,11 @@ struct SchedulerState {
         var leaseID: String
     }
 
+    struct FinishedEntry: Sendable {
+        var updatedAtMs: Int64
+        var taskID: String
+    }
+
     var origin = TaskOrigin(sourceChannel: "http://localhost:8000", targetPort: 8000)
     var tasks: [String: TaskRecord] = [:]
     var idempotency: [String: String] = [:]
@@ -451,6 +512,12 @@ struct SchedulerState {
     /// moved on) are dropped when they surface.
     var pending: [String: PriorityHeap<QueueEntry>] = [:]
     var leaseExpiries = PriorityHeap<LeaseEntry> { $0.expiresAtMs < $1.expiresAtMs }
+    /// Finished tasks, least recently changed first, for retention. A finished task never
+    /// changes, so each has one entry (a reverted one leaves a stale entry, skipped).
+    var finishedByAge = PriorityHeap<FinishedEntry> { $0.updatedAtMs < $1.updatedAtMs }
+    /// Tasks created with an idempotency key whose creation is not committed yet, with the
+    /// completions of later requests for the same key.
+    var uncommittedCreations: [String: [TaskScheduler.Completion<TaskRecord>]] = [:]
     var waiters: [Waiter] = []
     var watchers: [String: [SchedulerToken: TaskScheduler.WatchCallback]] = [:]
     private var lastToken: UInt64 = 0
@@ -473,8 +540,27 @@ struct SchedulerState {
                 leaseExpiries.push(LeaseEntry(expiresAtMs: lease.expiresAtMs, taskID: record.taskID, leaseID: lease.id))
             }
         case .completed, .failed, .cancelled:
-            break
+            finishedByAge.push(FinishedEntry(updatedAtMs: record.updatedAtMs, taskID: record.taskID))
         }
+    }
+
+    /// Removes up to `limit` finished tasks last changed before `cutoffMs` from the retention
+    /// index, oldest first, and returns them; the tasks themselves stay until `forget`.
+    mutating func takeFinished(changedBefore cutoffMs: Int64, limit: Int) -> [FinishedEntry] {
+        var taken: [FinishedEntry] = []
+        while taken.count < limit, let entry = finishedByAge.top, entry.updatedAtMs < cutoffMs {
+            finishedByAge.pop()
+            if let record = tasks[entry.taskID], record.state.isTerminal, record.updatedAtMs == entry.updatedAtMs {
+                taken.append(entry)
+            }
+        }
+        return taken
+    }
+
+    /// Drops a purged task from every index.
+    mutating func forget(_ taskID: String) {
+        guard let record = tasks.removeValue(forKey: taskID) else { return }
+        if let key = record.idempotencyKey, idempotency[key] == taskID { idempotency[key] = nil }
     }
 
     /// Undoes `change` if nothing changed the task since.

@@ -10,4 +10,8 @@ public struct VolatileTaskStore: TaskStore {
     public func write(_ records: [TaskRecord], completion: @escaping @Sendable (Result<Void, TaskStoreError>) -> Void) {
         completion(.success(()))
     }
+
+    public func delete(_ taskIDs: [String], completion: @escaping @Sendable (Result<Void, TaskStoreError>) -> Void) {
+        completion(.success(()))
+    }
 }

@@ -214,4 +214,69 @@ import Testing
         let redelivered = try #require(restarted.fetch())
         #expect(redelivered.task.taskID == queued.taskID && redelivered.task.attempt == 2)
     }
+
+    @Test func sameKeyWhileTheFirstCreationIsUncommittedWaitsForItsOutcome() throws {
+        let store = HeldStore()
+        let scheduler = try makeScheduler(store: store)
+        let first = Collected<Result<TaskRecord, TaskError>>()
+        let second = Collected<Result<TaskRecord, TaskError>>()
+        let command = CreateTaskCommand(params: sampleParams, idempotencyKey: "k")
+        scheduler.createTask(command) { first.append($0) }
+        scheduler.createTask(command) { second.append($0) }
+        #expect(first.all.isEmpty && second.all.isEmpty)
+        store.release(.failure(TaskStoreError(.resourceExhausted, "disk full")))
+        #expect(first.last?.error?.kind == .resourceExhausted && second.last?.error?.kind == .resourceExhausted)
+
+        scheduler.createTask(command) { first.append($0) }
+        scheduler.createTask(command) { second.append($0) }
+        store.release(.success(()))
+        let created = try #require(try first.last?.get())
+        #expect(try second.last?.get() == created)
+        #expect(try store.loadAll().map(\.taskID) == [created.taskID])
+    }
+
+    @Test func purgeForgetsFinishedTasksPastTheirAgeOldestFirst() throws {
+        let store = InMemoryTaskStore()
+        let scheduler = try makeScheduler(store: store)
+        func finish(key: String) throws -> TaskRecord {
+            let task = try scheduler.create(CreateTaskCommand(params: sampleParams, idempotencyKey: key)).get()
+            return try scheduler.cancel(task.taskID).get()
+        }
+        let oldest = try finish(key: "a")
+        time.advance(ms: 10)
+        let older = try finish(key: "b")
+        time.advance(ms: 10)
+        let recent = try finish(key: "c")
+        let running = try scheduler.create().get()
+        time.advance(ms: 5)  // cutoff 10 ms ago: between `older` and `recent`
+
+        let purged = Collected<Result<Int, TaskError>>()
+        scheduler.purgeFinishedTasks(olderThanMs: 10, limit: 1) { purged.append($0) }
+        #expect(try purged.last?.get() == 1)
+        #expect(scheduler.task(id: oldest.taskID) == nil && scheduler.task(id: older.taskID) != nil)
+        scheduler.purgeFinishedTasks(olderThanMs: 10, limit: 10) { purged.append($0) }
+        #expect(try purged.last?.get() == 1)
+        #expect(scheduler.task(id: older.taskID) == nil)
+        #expect(scheduler.task(id: recent.taskID) != nil && scheduler.task(id: running.taskID) != nil)
+        #expect(Set(try store.loadAll().map(\.taskID)) == [recent.taskID, running.taskID])
+        // The key of a purged task is free again.
+        let reused = try scheduler.create(CreateTaskCommand(params: sampleParams, idempotencyKey: "a")).get()
+        #expect(reused.taskID != oldest.taskID)
+    }
+
+    @Test func aFailedPurgeKeepsTheTasksForTheNextOne() throws {
+        let store = FailingStore()
+        let scheduler = try makeScheduler(store: store)
+        let task = try scheduler.cancel(scheduler.create().get().taskID).get()
+        time.advance(ms: 100)
+        store.setFailing(true)
+        let purged = Collected<Result<Int, TaskError>>()
+        scheduler.purgeFinishedTasks(olderThanMs: 50, limit: 10) { purged.append($0) }
+        #expect(purged.last?.error?.kind == .unavailable)
+        #expect(scheduler.task(id: task.taskID) != nil)
+        store.setFailing(false)
+        scheduler.purgeFinishedTasks(olderThanMs: 50, limit: 10) { purged.append($0) }
+        #expect(try purged.last?.get() == 1)
+        #expect(scheduler.task(id: task.taskID) == nil)
+    }
 }

@@ -30,6 +30,34 @@ final class FailingStore: TaskStore {
             inner.write(records, completion: completion)
         }
     }
+    func delete(_ taskIDs: [String], completion: @escaping @Sendable (Result<Void, TaskStoreError>) -> Void) {
+        if failing.withLock({ $0 }) {
+            completion(.failure(TaskStoreError(.unavailable, "I/O error")))
+        } else {
+            inner.delete(taskIDs, completion: completion)
+        }
+    }
+}
+
+/// A store that holds every write until the test releases it, like a disk in the middle of
+/// an fsync.
+final class HeldStore: TaskStore {
+    private let inner = InMemoryTaskStore()
+    private let held = Mutex<[(records: [TaskRecord], completion: @Sendable (Result<Void, TaskStoreError>) -> Void)]>([])
+    func loadAll() throws -> [TaskRecord] { try inner.loadAll() }
+    func write(_ records: [TaskRecord], completion: @escaping @Sendable (Result<Void, TaskStoreError>) -> Void) {
+        held.withLock { $0.append((records, completion)) }
+    }
+    func delete(_ taskIDs: [String], completion: @escaping @Sendable (Result<Void, TaskStoreError>) -> Void) {
+        inner.delete(taskIDs, completion: completion)
+    }
+    /// Completes every held write with `result`, committing them first when it is a success.
+    func release(_ result: Result<Void, TaskStoreError>) {
+        for write in held.withLock({ held in defer { held = [] }; return held }) {
+            if case .success = result { inner.write(write.records) { _ in } }
+            write.completion(result)
+        }
+    }
 }
 
 let sampleParams = FaceSwapParameters(

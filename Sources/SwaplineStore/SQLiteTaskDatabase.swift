@@ -1,0 +1,296 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import SwaplineCore
+
+/// How hard each commit pushes the database to stable storage (`PRAGMA synchronous`).
+public enum SQLiteSynchronous: String, Sendable, CaseIterable {
+    /// Every commit fsyncs the write-ahead log: a committed task survives a power cut.
+    case full = "FULL"
+    /// The log is fsynced only at checkpoints: a committed task survives a crash of the
+    /// process, but the last commits before a power cut or kernel panic may be lost.
+    case normal = "NORMAL"
+}
+
+/// One change the writer applies inside a group-commit transaction.
+enum SQLiteTaskOperation: Sendable {
+    case save([TaskRecord])
+    case delete([String])
+}
+
+/// The task database file: its identity checks, schema migrations, and the statements the
+/// store runs. Owned by one thread at a time (see `SQLiteConnection`).
+final class SQLiteTaskDatabase {
+    /// Marks the file as ours in its header (`PRAGMA application_id`): "SWAP".
+    static let applicationID: Int64 = 0x5357_4150
+
+    /// Schema versions, in order; `PRAGMA user_version` counts how many have been applied.
+    /// Append new versions, never edit a shipped one.
+    static let migrations = [
+        """
+        CREATE TABLE tasks (
+            task_id          TEXT PRIMARY KEY NOT NULL,
+            workflow         TEXT NOT NULL,
+            environment      TEXT NOT NULL,
+            target_port      INTEGER NOT NULL,
+            source_url       TEXT NOT NULL,
+            target_url       TEXT NOT NULL,
+            resolution       TEXT NOT NULL,
+            model            TEXT NOT NULL,
+            options          TEXT NOT NULL,  -- JSON object of further FaceFusion options
+            state            TEXT NOT NULL
+                CHECK (state IN ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED', 'CANCELLED')),
+            source_channel   TEXT NOT NULL,
+            created_at       INTEGER NOT NULL,  -- ms since the Unix epoch
+            updated_at       INTEGER NOT NULL,
+            progress         REAL NOT NULL,
+            error            TEXT NOT NULL,
+            output_url       TEXT,  -- NULL until the task has a result; then the output columns are set
+            outputs          TEXT,  -- JSON object, format -> URL
+            processing_time  REAL,
+            job_id           TEXT,
+            storage_provider TEXT,
+            attempt          INTEGER NOT NULL,
+            priority         INTEGER NOT NULL,
+            idempotency_key  TEXT,
+            lease_id         TEXT,  -- the lease columns are set exactly when state is PROCESSING
+            lease_consumer   TEXT,
+            lease_expires_at INTEGER,
+            version          INTEGER NOT NULL
+        ) STRICT;
+        CREATE UNIQUE INDEX tasks_by_idempotency_key ON tasks (idempotency_key) WHERE idempotency_key IS NOT NULL;
+        CREATE INDEX tasks_in_fetch_order ON tasks (state, workflow, priority DESC, created_at);
+        CREATE INDEX tasks_by_age ON tasks (state, updated_at);
+        """
+    ]
+
+    private static let columns = [
+        "task_id", "workflow", "environment", "target_port", "source_url", "target_url", "resolution", "model",
+        "options", "state", "source_channel", "created_at", "updated_at", "progress", "error", "output_url", "outputs",
+        "processing_time", "job_id", "storage_provider", "attempt", "priority", "idempotency_key", "lease_id",
+        "lease_consumer", "lease_expires_at", "version",
+    ]
+
+    /// Free pages tolerated before a vacuum step returns them to the file system.
+    private static let freePagesBeforeVacuum: Int64 = 256
+    /// Pages one vacuum step frees at most, so it never holds the writer for long.
+    private static let pagesPerVacuumStep = 512
+
+    let path: String
+    private let connection: SQLiteConnection
+    private let save: SQLiteStatement
+    private let remove: SQLiteStatement
+    private let begin: SQLiteStatement
+    private let commit: SQLiteStatement
+    private let savepoint: SQLiteStatement
+    private let releaseSavepoint: SQLiteStatement
+    private let rollbackToSavepoint: SQLiteStatement
+
+    /// Opens the file, creating it when missing, and refuses a file that is not a healthy
+    /// Swapline task database; brings an older schema up to date.
+    init(path: String, synchronous: SQLiteSynchronous) throws(TaskStoreOpenError) {
+        self.path = path
+        do {
+            connection = try SQLiteConnection(path: path)
+            try Self.checkIdentity(of: connection, path: path)
+            // WAL: readers never block the writer, and a commit appends to one log file.
+            guard try connection.textColumn("PRAGMA journal_mode = WAL") == ["wal"] else {
+                throw TaskStoreOpenError(.inaccessible, path: path, reason: "SQLite could not switch the database to WAL mode")
+            }
+            try connection.execute("PRAGMA synchronous = \(synchronous.rawValue)")
+            try Self.checkIntegrity(of: connection, path: path)
+            try Self.migrate(connection, path: path)
+            let placeholders = (1...Self.columns.count).map { "?\($0)" }.joined(separator: ", ")
+            let updates = Self.columns.dropFirst().map { "\($0) = excluded.\($0)" }.joined(separator: ", ")
+            save = try connection.prepare(
+                """
+                INSERT INTO tasks (\(Self.columns.joined(separator: ", "))) VALUES (\(placeholders))
+                ON CONFLICT (task_id) DO UPDATE SET \(updates) WHERE excluded.version > tasks.version
+                """)
+            remove = try connection.prepare("DELETE FROM tasks WHERE task_id = ?1")
+            begin = try connection.prepare("BEGIN IMMEDIATE")
+            commit = try connection.prepare("COMMIT")
+            savepoint = try connection.prepare("SAVEPOINT operation")
+            releaseSavepoint = try connection.prepare("RELEASE operation")
+            rollbackToSavepoint = try connection.prepare("ROLLBACK TO operation")
+        } catch let error as TaskStoreOpenError {
+            throw error
+        } catch let error as SQLiteError {
+            throw Self.openError(error, path: path)
+        } catch {
+            throw TaskStoreOpenError(.inaccessible, path: path, reason: "\(error)")
+        }
+    }
+
+    private static func openError(_ error: SQLiteError, path: String) -> TaskStoreOpenError {
+        if error.isCorruption {
+            return TaskStoreOpenError(.corrupt, path: path, reason: "the file is damaged or not a database (\(error))")
+        }
+        return TaskStoreOpenError(.inaccessible, path: path, reason: "\(error)")
+    }
+
+    /// A new (empty) file is claimed as ours; any other file must already carry our id.
+    private static func checkIdentity(of connection: SQLiteConnection, path: String) throws {
+        // The first read of the header: a file that is not SQLite fails here with NOTADB.
+        let applicationID = try connection.integer("PRAGMA application_id")
+        if applicationID == Self.applicationID { return }
+        let objects = try connection.integer("SELECT count(*) FROM sqlite_schema")
+        guard applicationID == 0, objects == 0 else {
+            let found = String(applicationID, radix: 16)
+            throw TaskStoreOpenError(
+                .foreign, path: path,
+                reason: "it is an SQLite database of another program (application_id 0x\(found), \(objects) schema objects), not a Swapline task database")
+        }
+        // Incremental auto-vacuum can only be chosen before the first table exists.
+        try connection.execute("PRAGMA auto_vacuum = INCREMENTAL; PRAGMA application_id = \(Self.applicationID)")
+    }
+
+    private static func checkIntegrity(of connection: SQLiteConnection, path: String) throws {
+        // quick_check verifies every page and row format but skips matching index contents to
+        // their tables, so it reads the file once: affordable at every start.
+        let problems = try connection.textColumn("PRAGMA quick_check(5)").filter { $0 != "ok" }
+        guard problems.isEmpty else {
+            throw TaskStoreOpenError(.corrupt, path: path, reason: "the integrity check failed: \(problems.joined(separator: "; "))")
+        }
+    }
+
+    private static func migrate(_ connection: SQLiteConnection, path: String) throws {
+        let applied = Int(try connection.integer("PRAGMA user_version"))
+        guard applied <= migrations.count else {
+            throw TaskStoreOpenError(
+                .newerSchema, path: path,
+                reason: "its schema version \(applied) is newer than this build knows (\(migrations.count)); run a newer swapline")
+        }
+        for (index, migration) in migrations.enumerated().dropFirst(applied) {
+            try connection.execute("BEGIN IMMEDIATE; \(migration); PRAGMA user_version = \(index + 1); COMMIT")
+        }
+    }
+
+    // MARK: - Reading
+
+    func loadAll() throws(SQLiteError) -> [TaskRecord] {
+        let select = try connection.prepare("SELECT \(Self.columns.joined(separator: ", ")) FROM tasks")
+        var records: [TaskRecord] = []
+        while try select.step() { records.append(Self.record(from: select)) }
+        return records
+    }
+
+    // MARK: - Writing
+
+    /// Applies `operations` in one transaction and reports each one's outcome. An operation
+    /// the schema refuses fails alone (it runs inside its own savepoint); any other error —
+    /// out of space, I/O — fails them all, and nothing of the transaction is kept.
+    func commit(_ operations: [SQLiteTaskOperation]) -> [Result<Void, TaskStoreError>] {
+        var outcomes: [Result<Void, TaskStoreError>] = []
+        do throws(SQLiteError) {
+            try begin.run([])
+            for operation in operations {
+                try savepoint.run([])
+                do throws(SQLiteError) {
+                    try apply(operation)
+                    outcomes.append(.success(()))
+                } catch let error where error.isConstraintViolation {
+                    try rollbackToSavepoint.run([])
+                    outcomes.append(.failure(TaskStoreError(.unavailable, "the database refused the change: \(error)")))
+                }
+                try releaseSavepoint.run([])
+            }
+            try commit.run([])
+            return outcomes
+        } catch {
+            // After an I/O or out-of-space error SQLite may already have rolled back itself.
+            if connection.isInTransaction { try? connection.execute("ROLLBACK") }
+            return Array(repeating: .failure(error.taskStoreError), count: operations.count)
+        }
+    }
+
+    private func apply(_ operation: SQLiteTaskOperation) throws(SQLiteError) {
+        switch operation {
+        case .save(let records):
+            for record in records { try save.run(Self.values(of: record)) }
+        case .delete(let taskIDs):
+            for id in taskIDs { try remove.run([.text(id)]) }
+        }
+    }
+
+    /// Gives pages freed by deletions back to the file system, a bounded step at a time.
+    func reclaimFreePages() throws(SQLiteError) {
+        guard try connection.integer("PRAGMA freelist_count") > Self.freePagesBeforeVacuum else { return }
+        try connection.execute("PRAGMA incremental_vacuum(\(Self.pagesPerVacuumStep))")
+    }
+
+    /// Moves the write-ahead log into the database file and empties it, for a tidy close.
+    func checkpoint() throws(SQLiteError) {
+        try connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    }
+
+    /// Caps the file at `pages` pages, so tests can make the disk "full".
+    func limitSize(toPages pages: Int) throws(SQLiteError) {
+        _ = try connection.integer("PRAGMA max_page_count = \(pages)")
+    }
+
+    func pageCount() throws(SQLiteError) -> Int64 { try connection.integer("PRAGMA page_count") }
+
+    // MARK: - Rows <-> records
+
+    private static func values(of record: TaskRecord) -> [SQLiteValue] {
+        let output = record.output
+        let lease = record.lease
+        return [
+            .text(record.taskID), .text(record.workflow), .text(record.environment), .integer(Int64(record.targetPort)),
+            .text(record.params.sourceURL), .text(record.params.targetURL), .text(record.params.resolution),
+            .text(record.params.model), .text(encode(record.params.options)), .text(record.state.rawValue),
+            .text(record.sourceChannel), .integer(record.createdAtMs), .integer(record.updatedAtMs),
+            .real(Double(record.progress)), .text(record.error),
+            output.map { .text($0.outputURL) } ?? .null,
+            output.map { .text(encode($0.outputs)) } ?? .null,
+            output.map { .real($0.processingTime) } ?? .null,
+            output.map { .text($0.jobID) } ?? .null,
+            output.map { .text($0.storageProvider) } ?? .null,
+            .integer(Int64(record.attempt)), .integer(Int64(record.priority)),
+            record.idempotencyKey.map { .text($0) } ?? .null,
+            lease.map { .text($0.id) } ?? .null,
+            lease.map { .text($0.consumerID) } ?? .null,
+            lease.map { .integer($0.expiresAtMs) } ?? .null,
+            .integer(record.version),
+        ]
+    }
+
+    /// The record in the current row of a statement selecting `columns` in order.
+    private static func record(from row: SQLiteStatement) -> TaskRecord {
+        let params = FaceSwapParameters(
+            sourceURL: row.text(at: 4), targetURL: row.text(at: 5), resolution: row.text(at: 6), model: row.text(at: 7),
+            options: decode(row.text(at: 8)))
+        let output = row.optionalText(at: 15).map { url in
+            TaskOutput(
+                outputURL: url, outputs: decode(row.text(at: 16)), processingTime: row.real(at: 17), jobID: row.text(at: 18),
+                storageProvider: row.text(at: 19))
+        }
+        let lease = row.optionalText(at: 23).map { id in
+            Lease(id: id, consumerID: row.text(at: 24), expiresAtMs: row.integer(at: 25))
+        }
+        return TaskRecord(
+            taskID: row.text(at: 0), workflow: row.text(at: 1), environment: row.text(at: 2),
+            targetPort: Int32(truncatingIfNeeded: row.integer(at: 3)), params: params,
+            state: TaskState(rawValue: row.text(at: 9)) ?? .failed, sourceChannel: row.text(at: 10),
+            createdAtMs: row.integer(at: 11), updatedAtMs: row.integer(at: 12), progress: Float(row.real(at: 13)),
+            error: row.text(at: 14), output: output, attempt: Int32(truncatingIfNeeded: row.integer(at: 20)),
+            priority: Int32(truncatingIfNeeded: row.integer(at: 21)), idempotencyKey: row.optionalText(at: 22),
+            lease: lease, version: row.integer(at: 26))
+    }
+
+    private static func encode(_ map: [String: String]) -> String {
+        guard !map.isEmpty else { return "{}" }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        // A [String: String] always encodes.
+        return String(decoding: (try? encoder.encode(map)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+
+    private static func decode(_ json: String) -> [String: String] {
+        guard json != "{}" else { return [:] }
+        return (try? JSONDecoder().decode([String: String].self, from: Data(json.utf8))) ?? [:]
+    }
+}
