@@ -6,7 +6,8 @@ import RPCCore
 import SwaplineCore
 
 /// A started Swapline server: the listening HTTP/2 socket, its event loops, the scheduler and
-/// the background lease sweep. The CLI and the tests build it the same way, with `start`.
+/// the background lease and retention sweeps. The CLI and the tests build it the same way,
+/// with `start`.
 public final class RunningServer: Sendable {
     public let port: Int
     public let scheduler: TaskScheduler
@@ -14,12 +15,13 @@ public final class RunningServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let health: HealthService
     private let sweep: RepeatedTask
+    private let retention: RepeatedTask
     private let configuration: ServerConfiguration
     private let logger: Logger
 
     private init(
         port: Int, scheduler: TaskScheduler, server: H2Server, group: MultiThreadedEventLoopGroup, health: HealthService,
-        sweep: RepeatedTask, configuration: ServerConfiguration, logger: Logger
+        sweep: RepeatedTask, retention: RepeatedTask, configuration: ServerConfiguration, logger: Logger
     ) {
         self.port = port
         self.scheduler = scheduler
@@ -27,6 +29,7 @@ public final class RunningServer: Sendable {
         self.group = group
         self.health = health
         self.sweep = sweep
+        self.retention = retention
         self.configuration = configuration
         self.logger = logger
     }
@@ -60,9 +63,39 @@ public final class RunningServer: Sendable {
         let sweep = group.next().scheduleRepeatedTask(
             initialDelay: configuration.leaseSweepInterval, delay: configuration.leaseSweepInterval
         ) { _ in scheduler.expireLeases() }
+        let retentionLoop = group.next()
+        let retention = retentionLoop.scheduleRepeatedTask(
+            initialDelay: .zero, delay: configuration.retentionSweepInterval
+        ) { _ in
+            purgeFinishedTasks(scheduler: scheduler, configuration: configuration, on: retentionLoop, logger: logger)
+        }
         return RunningServer(
             port: port, scheduler: scheduler, server: server, group: group, health: health, sweep: sweep,
-            configuration: configuration, logger: logger)
+            retention: retention, configuration: configuration, logger: logger)
+    }
+
+    /// Deletes one batch of finished tasks past their retention, and goes on with the next
+    /// from the event loop (not from the store's completion, which may run on the store's
+    /// writer or, for memory stores, inside this call) while batches come back full.
+    private static func purgeFinishedTasks(
+        scheduler: TaskScheduler, configuration: ServerConfiguration, on loop: any EventLoop, logger: Logger, purgedSoFar: Int = 0
+    ) {
+        let ageMs = configuration.finishedTaskRetention.nanoseconds / 1_000_000
+        scheduler.purgeFinishedTasks(olderThanMs: ageMs, limit: configuration.retentionBatchSize) { result in
+            switch result {
+            case .success(let count) where count == configuration.retentionBatchSize:
+                loop.execute {
+                    purgeFinishedTasks(
+                        scheduler: scheduler, configuration: configuration, on: loop, logger: logger, purgedSoFar: purgedSoFar + count)
+                }
+            case .success(let count):
+                if purgedSoFar + count > 0 {
+                    logger.info("retention: deleted \(purgedSoFar + count) finished tasks unchanged for \(Double(ageMs) / 3_600_000) h")
+                }
+            case .failure(let error):
+                logger.warning("retention: could not delete finished tasks, will retry: \(error)")
+            }
+        }
     }
 
     /// Graceful shutdown: health turns NOT_SERVING, the listener closes, every connection gets
@@ -71,6 +104,7 @@ public final class RunningServer: Sendable {
         health.markNotServing()
         await server.shutdown(grace: configuration.shutdownGrace)
         sweep.cancel()
+        retention.cancel()
         try? await group.shutdownGracefully()
     }
 

@@ -19,6 +19,12 @@ public struct ServerConfiguration: Sendable {
     public var leaseSweepInterval: TimeAmount = .milliseconds(100)
     /// Also serve grpc.testing.TestService, for gRPC's interop test cases.
     public var enableInteropTesting = false
+    /// Finished tasks unchanged for this long are deleted (`--retention-hours`, 7 days).
+    public var finishedTaskRetention: TimeAmount = .hours(168)
+    /// How often retention looks for such tasks; each run deletes them in batches of
+    /// `retentionBatchSize` until none is left, so a backlog never holds the store for long.
+    public var retentionSweepInterval: TimeAmount = .seconds(60)
+    public var retentionBatchSize = 500
 
     public init() {}
 }

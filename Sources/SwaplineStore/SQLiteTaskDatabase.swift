@@ -8,10 +8,10 @@ import SwaplineCore
 /// How hard each commit pushes the database to stable storage (`PRAGMA synchronous`).
 public enum SQLiteSynchronous: String, Sendable, CaseIterable {
     /// Every commit fsyncs the write-ahead log: a committed task survives a power cut.
-    case full = "FULL"
+    case full
     /// The log is fsynced only at checkpoints: a committed task survives a crash of the
     /// process, but the last commits before a power cut or kernel panic may be lost.
-    case normal = "NORMAL"
+    case normal
 }
 
 /// One change the writer applies inside a group-commit transaction.

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import SwaplineCore
 import SwaplineServer
+import SwaplineStore
 
 #if canImport(Glibc)
 import Glibc
@@ -15,7 +16,9 @@ struct Serve: AsyncParsableCommand {
         discussion: """
             Prints 'swapline listening on HOST:PORT' on stdout once it accepts connections. \
             SIGTERM or SIGINT starts a graceful shutdown: health turns NOT_SERVING, every \
-            connection gets GOAWAY, and open calls have --shutdown-grace-ms to finish.
+            connection gets GOAWAY, and open calls have --shutdown-grace-ms to finish. \
+            Tasks are kept in an SQLite database in --data; one server at a time may use a \
+            data directory.
             """)
 
     @Option(help: "Address to listen on.")
@@ -45,6 +48,21 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Also serve grpc.testing.TestService for gRPC's interop test cases.")
     var enableInteropTesting = false
 
+    @Option(help: "Data directory holding the task database (created when missing).")
+    var data = "./swapline-data"
+
+    @Option(help: "Task store: sqlite (durable, in --data) or memory (nothing survives the process).")
+    var store: StoreKind = .sqlite
+
+    @Option(help: "SQLite durability: full (every commit survives a power cut) or normal (survives a crash of the process; faster).")
+    var synchronous: SQLiteSynchronous = .full
+
+    @Option(help: "Hours a finished task is kept before it is deleted.")
+    var retentionHours: Double = 168
+
+    @Option(help: "Commit concurrent changes together (on) or one transaction per change (off, for comparison).")
+    var groupCommit: Switch = .on
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -56,6 +74,7 @@ struct Serve: AsyncParsableCommand {
         guard shutdownGraceMs >= 0 else { throw ValidationError("--shutdown-grace-ms must not be negative") }
         guard threads > 0 else { throw ValidationError("--threads must be positive") }
         guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be positive") }
+        guard retentionHours > 0, retentionHours.isFinite else { throw ValidationError("--retention-hours must be positive") }
     }
 
     func run() async throws {
@@ -77,8 +96,11 @@ struct Serve: AsyncParsableCommand {
         configuration.grpc.maxReceiveMessageSize = maxMessageBytes
         configuration.shutdownGrace = .milliseconds(shutdownGraceMs)
         configuration.enableInteropTesting = enableInteropTesting
+        configuration.finishedTaskRetention = .milliseconds(Int64(retentionHours * 3_600_000))
 
-        let server = try await RunningServer.start(configuration: configuration, logger: logger)
+        let sqlite = try openSQLiteStore(logger: logger)
+        defer { sqlite?.close() }
+        let server = try await RunningServer.start(configuration: configuration, store: sqlite ?? VolatileTaskStore(), logger: logger)
         print("swapline listening on \(host):\(server.port)")
         fflush(nil)  // all streams: tests wait for this line on a pipe
         logger.info("serving gRPC on \(host):\(server.port)")
@@ -88,7 +110,32 @@ struct Serve: AsyncParsableCommand {
         await server.shutdown()
         logger.info("stopped")
     }
+
+    /// The durable store in `--data`, or `nil` for `--store memory`.
+    private func openSQLiteStore(logger: Logger) throws(TaskStoreOpenError) -> SQLiteTaskStore? {
+        guard store == .sqlite else {
+            logger.notice("--store memory: tasks are kept in memory only and lost when the server stops")
+            return nil
+        }
+        var storeConfiguration = SQLiteTaskStore.Configuration(directory: data)
+        storeConfiguration.synchronous = synchronous
+        storeConfiguration.groupCommit = groupCommit == .on
+        let sqlite = try SQLiteTaskStore(configuration: storeConfiguration)
+        logger.info(
+            "task database \(sqlite.databasePath) (synchronous \(synchronous.rawValue), group commit \(groupCommit.rawValue))")
+        return sqlite
+    }
 }
+
+enum StoreKind: String, CaseIterable, ExpressibleByArgument {
+    case sqlite, memory
+}
+
+enum Switch: String, CaseIterable, ExpressibleByArgument {
+    case on, off
+}
+
+extension SQLiteSynchronous: ExpressibleByArgument {}
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 

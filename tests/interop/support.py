@@ -125,7 +125,9 @@ _ACTIVE: list["SwaplineServer"] = []
 
 
 class SwaplineServer:
-    """One `swapline serve` child on a free loopback port."""
+    """One `swapline serve` child on a free loopback port. Unless the flags name a `--data`
+    directory (tests of restarts do), its task database lives in the server's own temp
+    directory and goes with it."""
 
     def __init__(self, *flags: str):
         self.flags = list(flags)
@@ -143,7 +145,8 @@ class SwaplineServer:
         if not BINARY.is_file() or not os.access(BINARY, os.X_OK):
             raise RuntimeError(
                 f"swapline binary not found at {BINARY}; run `swift build` or set SWAPLINE_BIN")
-        argv = [str(BINARY), "serve", "--host", HOST, "--port", "0", *self.flags]
+        data = [] if "--data" in self.flags else ["--data", str(self.tmpdir / "data")]
+        argv = [str(BINARY), "serve", "--host", HOST, "--port", "0", *data, *self.flags]
         self._stderr = open(self.stderr_path, "wb")
         env = dict(os.environ)
         self.proc = subprocess.Popen(
