@@ -55,13 +55,11 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler {
             self.exchange = exchange
             let handler = factory.makeHandler(writer: exchange)
             exchange.handler = handler
+            exchange.awaitingContinue = Self.expectsContinue(head)
             handler.receiveHead(Self.fields(of: head), endStream: false)
-            if Self.expectsContinue(head) {
-                if exchange.headWritten {
-                    exchange.keepAlive = false
-                } else {
-                    context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
-                }
+            if exchange.awaitingContinue, !exchange.headWritten {
+                exchange.awaitingContinue = false
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
             }
         case .body(let bytes):
             exchange?.handler?.receiveBody(bytes)
@@ -171,6 +169,9 @@ final class HTTP1Exchange: HTTPStreamWriter {
     private let isHeadRequest: Bool
     var handler: (any HTTPStreamHandler)?
     var keepAlive: Bool
+    /// The client waits for `100 Continue` before sending its body; a final answer given
+    /// instead closes the connection, as the body may or may not follow.
+    var awaitingContinue = false
     var requestEnded = false
     private(set) var headWritten = false
     private(set) var responseWritten = false
@@ -190,7 +191,7 @@ final class HTTP1Exchange: HTTPStreamWriter {
     func writeHead(status: Int, headers: [HeaderField], endStream: Bool) {
         guard !closed, !headWritten else { return }
         headWritten = true
-        if connection.isShuttingDown { keepAlive = false }
+        if connection.isShuttingDown || awaitingContinue { keepAlive = false }
         var fields = HTTPHeaders()
         for field in headers where !field.name.hasPrefix(":") {
             fields.add(name: field.name, value: field.value)

@@ -9,5 +9,5 @@ struct Swapline: AsyncParsableCommand {
             Clients create face-swap tasks and watch their progress; consumers long-poll for \
             work and report back. See README.md and docs/ for the API and the architecture.
             """,
-        subcommands: [Serve.self])
+        subcommands: [Serve.self, OpenAPI.self])
 }

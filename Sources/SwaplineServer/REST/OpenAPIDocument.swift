@@ -1,8 +1,9 @@
 /// The OpenAPI 3.1 description of the REST shim. This value is the one source: the server
 /// serves it at `/openapi.json`, `swapline openapi` prints it into `docs/openapi.json`, and a
 /// test checks that the committed file is the same.
-enum OpenAPIDocument {
-    static func serialized() -> [UInt8] {
+public enum OpenAPIDocument {
+    /// Pretty-printed (two-space indent, a final newline), as committed.
+    public static func serialized() -> [UInt8] {
         document.serialized(indent: 2)
     }
 
@@ -30,6 +31,7 @@ enum OpenAPIDocument {
             ("/api/face-swap/create-task", .object([("post", operation(
                 "createTask", "Queue a face-swap task", rpc: "TaskService/CreateTask",
                 body: "CreateTaskRequest", ok: ("Task queued", "CreateTaskResponse"),
+                links: [("GetTask", "getTask"), ("CancelTask", "cancelTask")],
                 errors: [400, 413, 415, 422, 429, 503]))])),
             ("/api/face-swap/process", .object([("post", operation(
                 "processSync", "Run a face swap and wait for its result", rpc: "TaskService/ProcessSync",
@@ -92,15 +94,33 @@ enum OpenAPIDocument {
 
     private static func operation(
         _ id: String, _ summary: String, rpc: String, parameters: [JSONValue] = [], body: String? = nil,
-        ok: (String, String)? = nil, events: String? = nil, noContent: String? = nil, unavailable: String? = nil,
-        errors: [Int]
+        ok: (String, String)? = nil, links: [(String, String)] = [], events: String? = nil, noContent: String? = nil,
+        unavailable: String? = nil, errors: [Int]
     ) -> JSONValue {
         var responses: [(String, JSONValue)] = []
-        if let (description, schema) = ok { responses.append(("200", jsonResponse(description, schema))) }
+        if let (description, schema) = ok {
+            guard case .object(var members) = jsonResponse(description, schema) else { preconditionFailure() }
+            if !links.isEmpty {
+                // The task id a response names feeds the routes that take one.
+                members.append(("links", .object(links.map { name, operation in
+                    (name, .object([
+                        ("operationId", .string(operation)),
+                        ("parameters", .object([("task_id", "$response.body#/task_id")])),
+                    ]))
+                })))
+            }
+            responses.append(("200", .object(members)))
+        }
         if let events {
             responses.append(("200", .object([
                 ("description", .string(events)),
-                ("content", .object([("text/event-stream", .object([("schema", .object([("type", "string")]))]))])),
+                ("content", .object([("text/event-stream", .object([("schema", object(required: ["data"], [
+                    ("id", type("string", "The change's sequence number.")),
+                    ("event", .object([("type", "string")])),
+                    ("data", .object([
+                        ("type", "string"), ("contentMediaType", "application/json"), ("contentSchema", ref("Task")),
+                    ])),
+                ]))]))])),
             ])))
         }
         if let noContent { responses.append(("204", .object([("description", .string(noContent))]))) }
@@ -115,11 +135,22 @@ enum OpenAPIDocument {
         if let body {
             members.append(("requestBody", .object([
                 ("required", true),
-                ("content", .object([("application/json", .object([("schema", ref(body))]))])),
+                ("content", .object([("application/json", .object([("schema", ref(body)), ("example", example(body))]))])),
             ])))
         }
         members.append(("responses", .object(responses)))
         return .object(members)
+    }
+
+    /// The original service's request example (DESIGN.md §1) for the face-swap bodies.
+    private static func example(_ body: String) -> JSONValue {
+        guard body != "UpdateStatusRequest" else {
+            return .object([("task_id", "task_12345"), ("lease_id", "lease_12345"), ("status", "PROCESSING"), ("progress", .number(0.5))])
+        }
+        return .object([
+            ("source_url", "https://example.com/source.jpg"), ("target_url", "https://example.com/target.jpg"),
+            ("resolution", "1024x1024"), ("model", "inswapper_128_fp16"),
+        ])
     }
 
     private static func jsonResponse(_ description: String, _ schema: String) -> JSONValue {
@@ -149,6 +180,19 @@ enum OpenAPIDocument {
         if let description { members.append(("description", .string(description))) }
         if !required.isEmpty { members.append(("required", .array(required.map { .string($0) }))) }
         members.append(("properties", .object(properties)))
+        return .object(members)
+    }
+
+    /// A request body: like FastAPI's `Optional[...] = None` fields, the optional ones accept null.
+    private static func request(required: [String], _ properties: [(String, JSONValue)]) -> JSONValue {
+        object(required: required, properties.map { name, schema in (name, required.contains(name) ? schema : nullable(schema)) })
+    }
+
+    private static func nullable(_ schema: JSONValue) -> JSONValue {
+        guard case .object(var members) = schema, let index = members.firstIndex(where: { $0.0 == "type" }),
+            case .string(let type) = members[index].1
+        else { return .object([("oneOf", [schema, .object([("type", "null")])])]) }
+        members[index].1 = [.string(type), "null"]
         return .object(members)
     }
 
@@ -204,12 +248,12 @@ enum OpenAPIDocument {
 
     private static var schemas: JSONValue {
         .object([
-            ("CreateTaskRequest", object(required: ["source_url", "target_url"], faceSwapFields + [
+            ("CreateTaskRequest", request(required: ["source_url", "target_url"], faceSwapFields + [
                 ("workflow", type("string", "Default face_swap.")),
                 ("idempotency_key", type("string", "The same key returns the same task.")),
                 ("priority", type("integer", "Higher is fetched first.", int32)),
             ])),
-            ("ProcessRequest", object(required: ["source_url", "target_url"], faceSwapFields)),
+            ("ProcessRequest", request(required: ["source_url", "target_url"], faceSwapFields)),
             ("CreateTaskResponse", object(required: ["task_id", "status"], [("task_id", .object([("type", "string")])), ("status", statusEnum)])),
             ("Task", object(required: taskRequired, taskProperties, description: "The unified task format.")),
             ("FetchedTask", object(
@@ -234,7 +278,7 @@ enum OpenAPIDocument {
                 ("metadata", stringMap),
                 ("task_id", .object([("type", "string")])),
             ])),
-            ("UpdateStatusRequest", object(required: ["task_id", "lease_id", "status"], [
+            ("UpdateStatusRequest", request(required: ["task_id", "lease_id", "status"], [
                 ("task_id", .object([("type", "string")])),
                 ("lease_id", type("string", "From the fetch.")),
                 ("status", statusEnum),
@@ -243,7 +287,7 @@ enum OpenAPIDocument {
                 ("result", ref("TaskResultInput")),
                 ("error", type("string", "Required with FAILED.")),
             ])),
-            ("TaskResultInput", object([
+            ("TaskResultInput", request(required: [], [
                 ("output_url", .object([("type", "string")])),
                 ("outputs", stringMap),
                 ("processing_time", .object([("type", "number")])),
