@@ -11,6 +11,8 @@
 #   BENCH_SERVER_CPU [0] core for the server under test; h2load gets the remaining cores
 #   SWAPLINE_BIN         binary to benchmark [release build, built here]
 #   BENCH_SKIP_BUILD=1   do not run `swift build -c release`
+#   BENCH_STORE [memory] task store of the server under test: memory (the request path alone)
+#                        or sqlite (durable, group commit; its data directory is a temp dir)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -87,6 +89,7 @@ head -c 64 /dev/zero | tr '\0' 'x' > "$work/index.html"
 
 # --- swapline ------------------------------------------------------------------------------
 "${server_pin[@]}" "$SWAPLINE_BIN" serve --host 127.0.0.1 --port 0 \
+    --store "${BENCH_STORE:-memory}" --data "$work/data" \
     >"$work/swapline.out" 2>"$work/swapline.err" &
 pids+=($!)
 swapline_pid=$!
@@ -176,7 +179,7 @@ alive=yes; kill -0 "$swapline_pid" 2>/dev/null || alive=no
 echo
 echo "machine:   $(nproc) cores, $(sed -n 's/^model name\s*:\s*//p' /proc/cpuinfo | head -1)"
 echo "settings:  h2load ${h2load_args[*]}${server_pin:+ (servers pinned: ${server_pin[*]}; h2load: ${client_pin[*]})}"
-echo "swapline:  ${rps_swapline} req/s   (CreateTask, unary gRPC)"
+echo "swapline:  ${rps_swapline} req/s   (CreateTask, unary gRPC, --store ${BENCH_STORE:-memory})"
 summary swapline
 echo "nghttpd:   ${rps_nghttpd} req/s   (GET 64-byte file)"
 summary nghttpd
