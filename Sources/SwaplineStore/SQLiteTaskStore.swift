@@ -61,7 +61,8 @@ public final class SQLiteTaskStore: TaskStore {
     }
 
     /// Commits what is queued, moves the write-ahead log into the database file and releases
-    /// the data directory. Writes after this fail with UNAVAILABLE.
+    /// the data directory. Writes after this fail with UNAVAILABLE. Waits for the writer, so
+    /// it must not be called from a write's completion.
     public func close() {
         queue.withLock { $0.isClosed = true }
         // The writer drains everything queued before `isClosed` was set, then runs this.

@@ -6,8 +6,10 @@ that is damaged, stops a server from starting with a message that names it.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,9 +23,12 @@ TASKS_PER_CLIENT = 10
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    """A data directory that outlives one server, so the next one restarts on it."""
-    return tmp_path / "data"
+def data_dir():
+    """A data directory that outlives one server, so the next one restarts on it. Tests list
+    it before `server_factory`, so it is removed after their servers are stopped."""
+    parent = Path(tempfile.mkdtemp(prefix="swapline-durability-"))
+    yield parent / "data"
+    shutil.rmtree(parent, ignore_errors=True)
 
 
 def start(server_factory, data_dir: Path, *flags: str):
@@ -60,7 +65,7 @@ def refused_start(data_dir: Path) -> subprocess.CompletedProcess:
     return proc
 
 
-def test_every_acknowledged_create_survives_sigkill_and_is_fetched_exactly_once(server_factory, data_dir):
+def test_every_acknowledged_create_survives_sigkill_and_is_fetched_exactly_once(data_dir, server_factory):
     server = start(server_factory, data_dir)
 
     def client(index: int) -> list[str]:
@@ -85,7 +90,7 @@ def test_every_acknowledged_create_survives_sigkill_and_is_fetched_exactly_once(
     assert all(resp.task.attempt == 1 for resp in leased)
 
 
-def test_every_acknowledged_completion_survives_sigkill(server_factory, data_dir):
+def test_every_acknowledged_completion_survives_sigkill(data_dir, server_factory):
     server = start(server_factory, data_dir)
     stubs = Stubs(server.channel())
     for _ in range(100):
@@ -114,7 +119,7 @@ def test_every_acknowledged_completion_survives_sigkill(server_factory, data_dir
     assert fetch_until_empty(stubs, "late-worker") == []
 
 
-def test_a_task_leased_before_sigkill_is_redelivered_after_its_lease_with_attempt_2(server_factory, data_dir):
+def test_a_task_leased_before_sigkill_is_redelivered_after_its_lease_with_attempt_2(data_dir, server_factory):
     lease = ["--lease-ms", "1500"]
     server = start(server_factory, data_dir, *lease)
     stubs = Stubs(server.channel())
@@ -133,7 +138,7 @@ def test_a_task_leased_before_sigkill_is_redelivered_after_its_lease_with_attemp
     assert now_ms() >= first.lease_expires_at_ms
 
 
-def test_a_second_server_on_the_same_data_directory_is_refused(server_factory, data_dir):
+def test_a_second_server_on_the_same_data_directory_is_refused(data_dir, server_factory):
     server = start(server_factory, data_dir)
     refused = refused_start(data_dir)
     assert refused.returncode != 0
@@ -144,7 +149,7 @@ def test_a_second_server_on_the_same_data_directory_is_refused(server_factory, d
     assert stubs.tasks.GetTask(pb.GetTaskRequest(task_id=task.task_id), timeout=T).task_id == task.task_id
 
 
-def test_the_lock_is_released_when_the_holder_is_killed(server_factory, data_dir):
+def test_the_lock_is_released_when_the_holder_is_killed(data_dir, server_factory):
     kill(start(server_factory, data_dir))
     start(server_factory, data_dir)
 
