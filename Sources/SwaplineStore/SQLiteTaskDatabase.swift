@@ -82,8 +82,8 @@ final class SQLiteTaskDatabase {
     private let connection: SQLiteConnection
     private let save: SQLiteStatement
     private let remove: SQLiteStatement
-    private let begin: SQLiteStatement
-    private let commit: SQLiteStatement
+    private let beginTransaction: SQLiteStatement
+    private let commitTransaction: SQLiteStatement
     private let savepoint: SQLiteStatement
     private let releaseSavepoint: SQLiteStatement
     private let rollbackToSavepoint: SQLiteStatement
@@ -110,8 +110,8 @@ final class SQLiteTaskDatabase {
                 ON CONFLICT (task_id) DO UPDATE SET \(updates) WHERE excluded.version > tasks.version
                 """)
             remove = try connection.prepare("DELETE FROM tasks WHERE task_id = ?1")
-            begin = try connection.prepare("BEGIN IMMEDIATE")
-            commit = try connection.prepare("COMMIT")
+            beginTransaction = try connection.prepare("BEGIN IMMEDIATE")
+            commitTransaction = try connection.prepare("COMMIT")
             savepoint = try connection.prepare("SAVEPOINT operation")
             releaseSavepoint = try connection.prepare("RELEASE operation")
             rollbackToSavepoint = try connection.prepare("ROLLBACK TO operation")
@@ -185,7 +185,7 @@ final class SQLiteTaskDatabase {
     func commit(_ operations: [SQLiteTaskOperation]) -> [Result<Void, TaskStoreError>] {
         var outcomes: [Result<Void, TaskStoreError>] = []
         do throws(SQLiteError) {
-            try begin.run([])
+            try beginTransaction.run([])
             for operation in operations {
                 try savepoint.run([])
                 do throws(SQLiteError) {
@@ -197,7 +197,7 @@ final class SQLiteTaskDatabase {
                 }
                 try releaseSavepoint.run([])
             }
-            try commit.run([])
+            try commitTransaction.run([])
             return outcomes
         } catch {
             // After an I/O or out-of-space error SQLite may already have rolled back itself.
