@@ -1,7 +1,8 @@
 """Durability of the default SQLite store, against the real binary: what a server acknowledged
 survives a SIGKILL sent right after the acknowledgement, a restart on the same --data directory
-rebuilds the queue and the leases, and a data directory that is in use, or a database file
-that is damaged, stops a server from starting with a message that names it.
+rebuilds the queue and the leases, a full disk refuses changes without losing acknowledged
+ones and recovers by itself, and a data directory that is in use, or a database file that is
+damaged, stops a server from starting with a message that names it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import pytest
 
 from support import BINARY, HOST, Stubs, create_request, now_ms, tasks_pb2 as pb
@@ -136,6 +138,55 @@ def test_a_task_leased_before_sigkill_is_redelivered_after_its_lease_with_attemp
     assert again.task.attempt == 2
     assert again.lease_id != first.lease_id
     assert now_ms() >= first.lease_expires_at_ms
+
+
+@pytest.fixture
+def small_disk():
+    """A 4 MiB tmpfs to fill up; skipped where mounting is not allowed (needs root)."""
+    mountpoint = Path(tempfile.mkdtemp(prefix="swapline-small-disk-"))
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mountpoint)],
+                      capture_output=True).returncode != 0:
+        mountpoint.rmdir()
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    yield mountpoint
+    subprocess.run(["umount", "--lazy", str(mountpoint)], check=False)
+    mountpoint.rmdir()
+
+
+def test_a_full_disk_refuses_changes_and_recovers_when_space_returns(small_disk, server_factory):
+    data_dir = small_disk / "data"
+    server = start(server_factory, str(data_dir))
+    stubs = Stubs(server.channel())
+    acknowledged = [stubs.tasks.CreateTask(create_request(), timeout=T).task_id for _ in range(20)]
+
+    ballast = small_disk / "ballast"
+    with open(ballast, "wb") as fill:
+        try:
+            while True:
+                fill.write(b"\0" * 65536)
+                fill.flush()
+        except OSError:
+            pass  # ENOSPC: the disk is full
+    # The write-ahead log may still have room from earlier commits; keep creating until the
+    # store runs out too.
+    refusal = None
+    for _ in range(5000):
+        try:
+            acknowledged.append(stubs.tasks.CreateTask(create_request(), timeout=T).task_id)
+        except grpc.RpcError as error:
+            refusal = error
+            break
+    assert refusal is not None, "the store never ran out of space"
+    assert refusal.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refusal
+    assert "out of space" in refusal.details(), refusal.details()
+
+    ballast.unlink()  # space returns: the server recovers by itself
+    acknowledged.append(stubs.tasks.CreateTask(create_request(), timeout=T).task_id)
+
+    kill(server)
+    stubs = Stubs(start(server_factory, str(data_dir)).channel())
+    fetched = {resp.task.task_id for resp in fetch_until_empty(stubs, "after-the-storm")}
+    assert fetched == set(acknowledged), "every acknowledged task, and nothing else, is stored"
 
 
 def test_a_second_server_on_the_same_data_directory_is_refused(data_dir, server_factory):
