@@ -171,51 +171,47 @@ private struct JSONParser {
     }
 
     private mutating func object(depth: Int) throws(JSONSyntaxError) -> JSONValue {
-        index += 1
         var members: [(String, JSONValue)] = []
-        skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
-            index += 1
-            return .object(members)
-        }
-        while true {
-            skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
-                throw error("Expecting property name enclosed in double quotes")
+        try items(close: "}") { parser throws(JSONSyntaxError) in
+            guard parser.index < parser.bytes.count, parser.bytes[parser.index] == UInt8(ascii: "\"") else {
+                throw parser.error("Expecting property name enclosed in double quotes")
             }
-            let key = try string()
-            skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("Expecting ':' delimiter") }
-            index += 1
-            skipWhitespace()
-            members.append((key, try value(depth: depth + 1)))
-            skipWhitespace()
-            guard index < bytes.count else { throw error("Expecting ',' delimiter") }
-            if bytes[index] == UInt8(ascii: "}") {
-                index += 1
-                return .object(members)
+            let key = try parser.string()
+            parser.skipWhitespace()
+            guard parser.index < parser.bytes.count, parser.bytes[parser.index] == UInt8(ascii: ":") else {
+                throw parser.error("Expecting ':' delimiter")
             }
-            guard bytes[index] == UInt8(ascii: ",") else { throw error("Expecting ',' delimiter") }
-            index += 1
+            parser.index += 1
+            parser.skipWhitespace()
+            members.append((key, try parser.value(depth: depth + 1)))
         }
+        return .object(members)
     }
 
     private mutating func array(depth: Int) throws(JSONSyntaxError) -> JSONValue {
-        index += 1
         var elements: [JSONValue] = []
+        try items(close: "]") { parser throws(JSONSyntaxError) in elements.append(try parser.value(depth: depth + 1)) }
+        return .array(elements)
+    }
+
+    /// The comma-separated items of an object or array, from its opening bracket to `close`.
+    private mutating func items(
+        close: Unicode.Scalar, _ item: (inout JSONParser) throws(JSONSyntaxError) -> Void
+    ) throws(JSONSyntaxError) {
+        index += 1
         skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+        if index < bytes.count, bytes[index] == UInt8(ascii: close) {
             index += 1
-            return .array(elements)
+            return
         }
         while true {
             skipWhitespace()
-            elements.append(try value(depth: depth + 1))
+            try item(&self)
             skipWhitespace()
             guard index < bytes.count else { throw error("Expecting ',' delimiter") }
-            if bytes[index] == UInt8(ascii: "]") {
+            if bytes[index] == UInt8(ascii: close) {
                 index += 1
-                return .array(elements)
+                return
             }
             guard bytes[index] == UInt8(ascii: ",") else { throw error("Expecting ',' delimiter") }
             index += 1
@@ -300,7 +296,11 @@ private struct JSONParser {
         let start = index
         var isInteger = true
         if bytes[index] == UInt8(ascii: "-") { index += 1 }
-        guard digits() > 0 else { throw error("Expecting value") }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "0") {
+            index += 1  // no leading zeros: "01" is 0 followed by extra data
+        } else {
+            guard digits() > 0 else { throw error("Expecting value") }
+        }
         if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
             isInteger = false
             index += 1

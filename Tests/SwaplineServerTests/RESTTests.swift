@@ -1,0 +1,196 @@
+import Foundation
+import NIOCore
+import NIOEmbedded
+import RPCCore
+import SwaplineCore
+import SwaplineMessages
+import SwaplineTestKit
+import Testing
+@testable import SwaplineServer
+
+@Suite struct JSONValueTests {
+    @Test func writesLikePythonsCompactJSONDumps() {
+        let value: JSONValue = .object([
+            ("b", .string("é\n\"/\u{01}")), ("a", .array([.integer(1), .number(2.5), .number(0), .bool(true), .null])),
+            ("p", .float(0.3)),
+        ])
+        #expect(String(decoding: value.serialized(), as: UTF8.self) == #"{"b":"é\n\"/\u0001","a":[1,2.5,0.0,true,null],"p":0.3}"#)
+    }
+
+    @Test func prettyPrintsLikeJSONDumpsIndent2() {
+        let value: JSONValue = .object([("a", .array([.integer(1)])), ("b", .object([]))])
+        #expect(String(decoding: value.serialized(indent: 2), as: UTF8.self) == "{\n  \"a\": [\n    1\n  ],\n  \"b\": {}\n}\n")
+    }
+
+    @Test func parsesWhatItWrites() throws {
+        let text = #"{"s":"a\u00e9\ud83d\ude00\t","n":-1.5e2,"i":42,"l":[true,false,null,{}]}"#
+        let value = try JSONValue(parsing: Array(text.utf8))
+        #expect(value["s"] == .string("aé😀\t"))
+        #expect(value["n"] == .number(-150))
+        #expect(value["i"] == .integer(42))
+        #expect(try JSONValue(parsing: value.serialized()) == value)
+    }
+
+    @Test(arguments: [("", 0), ("{", 1), ("{\"a\" 1}", 5), ("[1,]", 3), ("01", 1), ("\"\u{01}\"", 1), ("{} x", 3)])
+    func reportsWhereSyntaxErrorsAre(text: String, offset: Int) {
+        #expect(throws: JSONSyntaxError.self) { try JSONValue(parsing: Array(text.utf8)) }
+        do {
+            _ = try JSONValue(parsing: Array(text.utf8))
+        } catch {
+            #expect(error.offset == offset)
+        }
+    }
+
+    @Test func refusesDeepNesting() {
+        let deep = String(repeating: "[", count: 1000) + String(repeating: "]", count: 1000)
+        #expect(throws: JSONSyntaxError.self) { try JSONValue(parsing: Array(deep.utf8)) }
+    }
+}
+
+@Suite struct LegacyJSONTests {
+    @Test(arguments: [
+        (Int64(0), "1970-01-01T00:00:00"), (1_738_238_400_000, "2025-01-30T12:00:00"),
+        (951_782_399_999, "2000-02-28T23:59:59"), (951_868_800_000, "2000-03-01T00:00:00"), (-1, "1969-12-31T23:59:59"),
+    ])
+    func formatsTimestampsLikeIsoformat(milliseconds: Int64, expected: String) {
+        #expect(LegacyJSON.isoTimestamp(milliseconds: milliseconds) == expected)
+    }
+
+    @Test func unifiedTaskFormatKeepsTheOriginalKeysFirst() {
+        let task = Swapline_V1_Task(
+            taskID: "task_12345", workflow: "face_swap", environment: "face_swap", targetPort: 8000,
+            params: Swapline_V1_FaceSwapParams(
+                sourceURL: "https://s", targetURL: "https://t", resolution: "1024x1024", model: "inswapper_128_fp16"),
+            status: .pending, sourceChannel: "http://localhost:8000", createdAtMs: 1_738_238_400_000,
+            updatedAtMs: 1_738_238_400_000)
+        let json = String(decoding: JSONValue.object(LegacyJSON.task(task)).serialized(), as: UTF8.self)
+        #expect(json == #"{"taskId":"task_12345","workflow":"face_swap","environment":"face_swap","target_port":8000,"#
+            + #""params":{"input_data":{"wf_json":{"source_url":"https://s","target_url":"https://t","resolution":"1024x1024","#
+            + #""model":"inswapper_128_fp16"}}},"status":"PENDING","source_channel":"http://localhost:8000","#
+            + #""created_at":"2025-01-30T12:00:00","updated_at":"2025-01-30T12:00:00","progress":0.0,"attempt":0,"#
+            + #""priority":0,"error":null,"result":null}"#)
+    }
+
+    @Test func bodyErrorsNameEveryFieldLikeFastAPI() throws {
+        let body = try JSONValue(parsing: Array(#"{"source_url":1,"priority":1.5,"options":{"k":2}}"#.utf8))
+        guard case .failure(let errors) = LegacyJSON.createTaskRequest(body) else {
+            Issue.record("accepted")
+            return
+        }
+        let found = errors.details.map { ($0["type"]!, $0["loc"]!) }
+        #expect(found.map(\.0) == ["string_type", "missing", "string_type", "int_type"])
+        #expect(found.map(\.1) == [
+            ["body", "source_url"], ["body", "target_url"], ["body", "options", "k"], ["body", "priority"],
+        ])
+    }
+
+    @Test func nullIsAbsentForOptionalFields() throws {
+        let body = try JSONValue(parsing: Array(#"{"source_url":"a","target_url":"b","model":null,"priority":null}"#.utf8))
+        let request = try LegacyJSON.createTaskRequest(body).get()
+        #expect(request.params?.model == "" && request.priority == 0)
+    }
+}
+
+@Suite struct RESTRouteTests {
+    @Test func matchesTheLegacyRoutes() throws {
+        #expect(try RESTRoute.match(method: "POST", path: "/api/face-swap/create-task").get() == .createTask)
+        #expect(try RESTRoute.match(method: "GET", path: "/api/face-swap/task/t%201").get() == .getTask("t 1"))
+        #expect(try RESTRoute.match(method: "POST", path: "/api/face-swap/task/t/cancel").get() == .cancelTask("t"))
+        #expect(try RESTRoute.match(method: "GET", path: "/api/face-swap/task/t/events").get() == .watchTask("t"))
+        #expect(try RESTRoute.match(method: "GET", path: "/api/comm/task/fetch").get() == .fetchTask)
+    }
+
+    @Test func unknownPathsAre404AndOtherMethods405() {
+        #expect(throws: RESTError.notFound) { try RESTRoute.match(method: "GET", path: "/api/face-swap/task/").get() }
+        #expect(throws: RESTError.notFound) { try RESTRoute.match(method: "GET", path: "api") .get() }
+        #expect(throws: RESTError.methodNotAllowed(allowed: ["GET"])) { try RESTRoute.match(method: "PUT", path: "/health").get() }
+    }
+}
+
+/// The REST handler over the real task RPCs, with a recording transport.
+@Suite struct RESTExchangeTests {
+    let loop = EmbeddedEventLoop()
+    let factory: RESTHandlerFactory
+
+    init() throws {
+        let scheduler = try TaskScheduler(configuration: SchedulerConfiguration(), store: InMemoryTaskStore())
+        var router = RPCRouter()
+        TaskService(scheduler: scheduler).register(in: &router)
+        ConsumerService(scheduler: scheduler).register(in: &router)
+        HealthService(services: router.serviceNames).register(in: &router)
+        factory = RESTHandlerFactory(router: router, grpc: GRPCServerConfiguration())
+    }
+
+    /// Status and body of one request.
+    private func request(_ method: String, _ path: String, body: String? = nil, headers: [HeaderField] = []) -> (Int, String) {
+        let writer = RecordingStreamWriter(loop: loop)
+        let handler = factory.makeHandler(writer: writer)
+        handler.receiveHead([HeaderField(":method", method), HeaderField(":path", path)] + headers, endStream: body == nil)
+        if let body {
+            handler.receiveBody(ByteBuffer(string: body))
+            handler.receiveEnd()
+        }
+        loop.run()
+        handler.streamClosed(cleanly: true)
+        var status = 0
+        var bytes: [UInt8] = []
+        for event in writer.events {
+            switch event {
+            case .head(let code, _, _): status = code
+            case .body(let chunk): bytes += chunk
+            default: break
+            }
+        }
+        return (status, String(decoding: bytes, as: UTF8.self))
+    }
+
+    private let legacyBody = #"{"source_url":"https://example.com/a.jpg","target_url":"https://example.com/b.jpg"}"#
+
+    @Test func createThenGetThroughTheRPCs() throws {
+        let (status, body) = request("POST", "/api/face-swap/create-task", body: legacyBody)
+        #expect(status == 200)
+        let taskID = try #require(try JSONValue(parsing: Array(body.utf8))["task_id"])
+        guard case .string(let id) = taskID else {
+            Issue.record("no task id")
+            return
+        }
+        #expect(body == #"{"task_id":"\#(id)","status":"PENDING"}"#)
+        let (getStatus, task) = request("GET", "/api/face-swap/task/\(id)")
+        #expect(getStatus == 200 && task.hasPrefix(#"{"taskId":"\#(id)","workflow":"face_swap""#))
+    }
+
+    @Test func errorsKeepFastAPIsShape() {
+        #expect(request("GET", "/nope") == (404, #"{"detail":"Not Found"}"#))
+        #expect(request("GET", "/api/face-swap/task/task_x") == (404, #"{"detail":"task 'task_x' does not exist"}"#))
+        #expect(request("POST", "/api/face-swap/create-task", body: "{", headers: [HeaderField("content-type", "text/plain")]).0 == 415)
+        #expect(request("POST", "/api/face-swap/create-task", body: "{").0 == 422)
+        #expect(request("POST", "/api/face-swap/create-task", body: "{}", headers: [HeaderField("content-length", "9999999")]).0 == 413)
+        #expect(request("POST", "/api/face-swap/create-task", body: #"{"source_url":"x","target_url":"y"}"#).0 == 400)
+        #expect(request("GET", "/api/comm/task/fetch?wait_ms=x").0 == 422)
+    }
+
+    @Test func fetchWithNothingQueuedIs204() {
+        #expect(request("GET", "/api/comm/task/fetch?wait_ms=0&consumer_id=a+b") == (204, ""))
+    }
+
+    @Test func healthIsServing() {
+        #expect(request("GET", "/health") == (200, #"{"status":"ok","serving_status":"SERVING"}"#))
+    }
+
+    @Test func statusMappingFollowsTheIssue() {
+        let expected: [(GRPCStatus.Code, Int)] = [
+            (.invalidArgument, 400), (.notFound, 404), (.failedPrecondition, 409), (.unauthenticated, 401),
+            (.permissionDenied, 403), (.resourceExhausted, 429), (.unavailable, 503), (.deadlineExceeded, 504),
+            (.unimplemented, 501), (.internal, 500),
+        ]
+        for (code, status) in expected { #expect(RESTError.httpStatus(code) == status) }
+    }
+}
+
+@Suite struct OpenAPIDocumentTests {
+    @Test func committedDocumentIsTheServedOne() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let committed = try Data(contentsOf: root.appendingPathComponent("docs/openapi.json"))
+        #expect(Array(committed) == OpenAPIDocument.serialized(), "regenerate with: swapline openapi > docs/openapi.json")
+    }
+}
