@@ -32,8 +32,6 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler {
         self.logger = logger
     }
 
-    var eventLoop: any EventLoop { context!.eventLoop }
-
     // MARK: - ChannelInboundHandler
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -51,7 +49,7 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler {
         case .head(let head):
             idleTimer?.cancel()
             idleTimer = nil
-            let exchange = HTTP1Exchange(connection: self, head: head)
+            let exchange = HTTP1Exchange(connection: self, head: head, eventLoop: context.eventLoop)
             self.exchange = exchange
             let handler = factory.makeHandler(writer: exchange)
             exchange.handler = handler
@@ -164,7 +162,9 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler {
 
 /// The response side of one HTTP/1.1 request, for its `HTTPStreamHandler`.
 final class HTTP1Exchange: HTTPStreamWriter {
-    private unowned let connection: HTTP1ConnectionHandler
+    /// Weak: an RPC may still hold the exchange after its connection is gone.
+    private weak var connection: HTTP1ConnectionHandler?
+    let eventLoop: any EventLoop
     private let version: HTTPVersion
     private let isHeadRequest: Bool
     var handler: (any HTTPStreamHandler)?
@@ -179,17 +179,16 @@ final class HTTP1Exchange: HTTPStreamWriter {
     private var closed = false
     private(set) var queuedBodyBytes = 0
 
-    init(connection: HTTP1ConnectionHandler, head: HTTPRequestHead) {
+    init(connection: HTTP1ConnectionHandler, head: HTTPRequestHead, eventLoop: any EventLoop) {
         self.connection = connection
+        self.eventLoop = eventLoop
         self.version = head.version
         self.isHeadRequest = head.method == .HEAD
         self.keepAlive = head.isKeepAlive
     }
 
-    var eventLoop: any EventLoop { connection.eventLoop }
-
     func writeHead(status: Int, headers: [HeaderField], endStream: Bool) {
-        guard !closed, !headWritten else { return }
+        guard !closed, !headWritten, let connection else { return }
         headWritten = true
         if connection.isShuttingDown || awaitingContinue { keepAlive = false }
         var fields = HTTPHeaders()
@@ -218,7 +217,7 @@ final class HTTP1Exchange: HTTPStreamWriter {
             queuedBodyBytes -= count
             if queuedBodyBytes == 0, !closed { handler?.bodyDrained() }
         }
-        connection.write(.body(.byteBuffer(bytes)), promise: promise)
+        send(.body(.byteBuffer(bytes)), promise: promise)
     }
 
     func writeEnd(trailers: [HeaderField]) {
@@ -238,17 +237,25 @@ final class HTTP1Exchange: HTTPStreamWriter {
                 let handler = self.handler
                 self.handler = nil
                 handler?.streamClosed(cleanly: true)
-                connection.responseEnded(self)
+                connection?.responseEnded(self)
             case .failure:
                 connectionLost()
             }
         }
-        connection.write(.end(trailerFields), promise: promise)
+        send(.end(trailerFields), promise: promise)
     }
 
     func reset() {
         guard !closed else { return }
-        connection.close()
+        connection?.close()
+    }
+
+    private func send(_ part: HTTPServerResponsePart, promise: EventLoopPromise<Void>) {
+        if let connection {
+            connection.write(part, promise: promise)
+        } else {
+            promise.fail(ChannelError.ioOnClosedChannel)
+        }
     }
 
     /// The connection closed before the response was written.

@@ -130,6 +130,19 @@ def test_fetch_long_polls_until_a_task_arrives(http, server):
     assert result["r"].status_code == 200 and result["r"].json()["taskId"] == task_id
 
 
+def test_a_fetch_whose_client_left_loses_no_task(server):
+    """The REST client of a long-poll goes away: its FetchTask is cancelled, so the next task
+    goes to a consumer that is still there."""
+    with socket.create_connection((HOST, server.port), timeout=T) as sock:
+        sock.sendall(f"GET /api/comm/task/fetch?wait_ms=20000 HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        time.sleep(0.3)
+    time.sleep(0.2)
+    with httpx.Client(base_url=base(server), timeout=T, trust_env=False) as client:
+        task_id = create_plain(client)
+        r = client.get("/api/comm/task/fetch", params={"wait_ms": 2000})
+        assert r.status_code == 200 and r.json()["taskId"] == task_id and r.json()["attempt"] == 1
+
+
 def test_fetch_and_update_to_completion(http):
     task_id = create(http)
     r = fetch(http, consumer_id="worker-1", workflow="face_swap", wait_ms=0)
@@ -653,7 +666,8 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(server_factory):
          "--max-examples", "20"],
     ]
     for extra in runs:
-        proc = subprocess.run([*common, *extra], capture_output=True, text=True, timeout=110,
+        # Run in the server's temp dir: schemathesis and hypothesis write their caches to cwd.
+        proc = subprocess.run([*common, *extra], capture_output=True, text=True, timeout=110, cwd=srv.tmpdir,
                               env={"PATH": "/usr/bin:/bin", "NO_PROXY": "*", "HOME": str(srv.tmpdir)})
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
         assert " passed" in proc.stdout
