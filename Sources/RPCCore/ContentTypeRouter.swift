@@ -25,9 +25,13 @@ public struct ContentTypeRouter: HTTPStreamHandlerFactory {
 }
 
 /// Waits for a request's head, then hands the whole exchange to the handler it chose.
+///
+/// It lets go of the writer once the head is routed and of the handler once the exchange is
+/// over: a transport's stream keeps its handler, and the handler its writer (the stream), so
+/// without this each exchange would be a reference cycle that is never freed.
 final class ContentTypeDispatcher: HTTPStreamHandler {
     private let router: ContentTypeRouter
-    private let writer: any HTTPStreamWriter
+    private var writer: (any HTTPStreamWriter)?
     private var target: (any HTTPStreamHandler)?
 
     init(router: ContentTypeRouter, writer: any HTTPStreamWriter) {
@@ -36,6 +40,8 @@ final class ContentTypeDispatcher: HTTPStreamHandler {
     }
 
     func receiveHead(_ fields: [HeaderField], endStream: Bool) {
+        guard let writer else { return }
+        self.writer = nil
         var contentType = "", path = ""
         for field in fields {
             switch field.name {
@@ -54,5 +60,11 @@ final class ContentTypeDispatcher: HTTPStreamHandler {
     func receiveBody(_ bytes: ByteBuffer) { target?.receiveBody(bytes) }
     func receiveEnd() { target?.receiveEnd() }
     func bodyDrained() { target?.bodyDrained() }
-    func streamClosed(cleanly: Bool) { target?.streamClosed(cleanly: cleanly) }
+
+    func streamClosed(cleanly: Bool) {
+        let target = self.target
+        self.target = nil
+        writer = nil
+        target?.streamClosed(cleanly: cleanly)
+    }
 }

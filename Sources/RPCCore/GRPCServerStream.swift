@@ -149,6 +149,7 @@ public final class GRPCServerStream: HTTPStreamHandler {
     }
 
     public func streamClosed(cleanly: Bool) {
+        call = nil  // the ServerCall holds this stream: break the cycle once the exchange is over
         let callbacks = deliveryCallbacks
         deliveryCallbacks = []
         for callback in callbacks { callback(cleanly) }
