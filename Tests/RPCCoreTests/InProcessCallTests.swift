@@ -62,6 +62,17 @@ import Testing
         #expect(outcome.messages == ["hi", "hi"] && outcome.status == .ok)
     }
 
+    @Test func aClosedCallIsFreed() {
+        weak var released: InProcessCall?
+        do {
+            let (call, outcome) = run(router(), "/t.S/Echo")
+            #expect(outcome.status == .ok)
+            released = call
+            call.close(delivered: true)
+        }
+        #expect(released == nil, "the call, its stream and its ServerCall form a cycle")
+    }
+
     @Test func theHandlerLearnsWhetherTheResponseWasDelivered() {
         let delivered = TestBox<Bool>()
         let (call, outcome) = run(router { delivered.value = $0 }, "/t.S/Echo")
