@@ -199,6 +199,8 @@ final class H2ConnectionHandler: ChannelInboundHandler, NGHTTP2SessionDelegate {
         stream.markClosed()
         // nghttp2 closes a stream with NO_ERROR once its final frame is serialized.
         stream.handler?.streamClosed(cleanly: errorCode == 0)
+        // The handler holds the stream as its writer: let go so neither keeps the other alive.
+        stream.handler = nil
         if streams.isEmpty { armIdleTimer() }
     }
 
@@ -265,6 +267,7 @@ final class H2ConnectionHandler: ChannelInboundHandler, NGHTTP2SessionDelegate {
         for stream in open {
             stream.markClosed()
             stream.handler?.streamClosed(cleanly: false)
+            stream.handler = nil
         }
     }
 }

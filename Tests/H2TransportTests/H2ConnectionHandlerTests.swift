@@ -138,3 +138,42 @@ final class Flag: @unchecked Sendable {
     private(set) var isSet = false
     func set() { isSet = true }
 }
+
+/// Records weak references to the handlers a factory makes, to check they are freed.
+final class TrackingFactory: HTTPStreamHandlerFactory, @unchecked Sendable {
+    private let inner: any HTTPStreamHandlerFactory
+    private(set) var made: [WeakHandler] = []
+
+    struct WeakHandler {
+        weak var handler: (any HTTPStreamHandler & AnyObject)?
+    }
+
+    init(_ inner: any HTTPStreamHandlerFactory) { self.inner = inner }
+
+    func makeHandler(writer: any HTTPStreamWriter) -> any HTTPStreamHandler {
+        let handler = inner.makeHandler(writer: writer)
+        made.append(WeakHandler(handler: handler as AnyObject as? (any HTTPStreamHandler & AnyObject)))
+        return handler
+    }
+}
+
+@Suite struct H2StreamLifetimeTests {
+    @Test func finishedCallsFreeTheirStreamObjects() throws {
+        var router = RPCRouter()
+        router.register(service: "t.S", method: "Echo", handler: .singleRequest { message, call in call.respond(message) })
+        let factory = TrackingFactory(GRPCStreamHandlerFactory(router: router, configuration: GRPCServerConfiguration()))
+        let channel = EmbeddedChannel()
+        let client = NGHTTP2TestClient()
+        try channel.pipeline.syncOperations.addHandler(
+            H2ConnectionHandler(configuration: H2Configuration(), factory: factory, eventLoop: channel.eventLoop, logger: Logger(label: "test")))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        let ids = (0..<10).map { client.post(path: "/t.S/Echo", body: H2Harness.framed([UInt8($0)])) }
+        for _ in 0..<20 {
+            try channel.writeInbound(client.outbound())
+            while let bytes = try channel.readOutbound(as: ByteBuffer.self) { client.receive(bytes) }
+        }
+        #expect(ids.allSatisfy { client.responses[$0]?.isClosed == true })
+        #expect(factory.made.count == 10)
+        #expect(factory.made.allSatisfy { $0.handler == nil }, "a finished exchange is kept alive by a reference cycle")
+    }
+}
