@@ -58,6 +58,8 @@ let swiftTargets: [Target] = [
         swiftSettings: swiftSettings),
     // The durable task stores; the only importer of CSQLite.
     .target(name: "SwaplineStore", dependencies: ["CSQLite", "SwaplineCore"], swiftSettings: swiftSettings),
+    // Async libcurl client for every outbound HTTP call; the only importer of CCurl.
+    .target(name: "CurlHTTP", dependencies: ["CCurl"], swiftSettings: swiftSettings),
     // Test doubles shared by test targets; never linked into the product.
     .target(
         name: "SwaplineTestKit", dependencies: ["RPCCore", nioCore, .product(name: "NIOEmbedded", package: "swift-nio")],
@@ -84,6 +86,10 @@ let testTargets: [Target] = [
         name: "SwaplineMessagesTests", dependencies: ["SwaplineMessages", nioCore],
         swiftSettings: swiftSettings),
     .testTarget(name: "SwaplineStoreTests", dependencies: ["SwaplineStore", "SwaplineCore"], swiftSettings: swiftSettings),
+    .testTarget(
+        name: "CurlHTTPTests",
+        dependencies: ["CurlHTTP", nioCore, nioPosix, .product(name: "NIOHTTP1", package: "swift-nio")],
+        swiftSettings: swiftSettings),
     .testTarget(
         name: "SwaplineServerTests",
         dependencies: [

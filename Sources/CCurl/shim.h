@@ -22,4 +22,11 @@ static inline CURLcode swapline_curl_getinfo_long(CURL *handle, CURLINFO info, l
 static inline CURLcode swapline_curl_getinfo_double(CURL *handle, CURLINFO info, double *value) {
     return curl_easy_getinfo(handle, info, value);
 }
+/* Write and header callbacks share curl_write_callback's signature. */
+static inline CURLcode swapline_curl_setopt_callback(CURL *handle, CURLoption option, curl_write_callback value) {
+    return curl_easy_setopt(handle, option, value);
+}
+static inline CURLMcode swapline_curl_multi_setopt_long(CURLM *multi, CURLMoption option, long value) {
+    return curl_multi_setopt(multi, option, value);
+}
 #endif

@@ -1,0 +1,112 @@
+/// Header fields in arrival order. Names are stored lower-cased (HTTP/2 sends them that way and
+/// HTTP/1.1 names are case-insensitive), so lookups compare exactly.
+public struct HTTPHeaders: Sendable, Sequence {
+    public struct Field: Sendable, Equatable {
+        public var name: String
+        public var value: String
+    }
+
+    public private(set) var fields: [Field] = []
+
+    public init(_ pairs: [(String, String)] = []) {
+        for (name, value) in pairs { add(name: name, value: value) }
+    }
+
+    public mutating func add(name: String, value: String) {
+        fields.append(Field(name: name.lowercased(), value: value))
+    }
+
+    /// The first value of `name` (any case).
+    public subscript(name: String) -> String? {
+        let wanted = name.lowercased()
+        return fields.first { $0.name == wanted }?.value
+    }
+
+    public var isEmpty: Bool { fields.isEmpty }
+
+    public func makeIterator() -> IndexingIterator<[Field]> { fields.makeIterator() }
+}
+
+public struct HTTPRequest: Sendable {
+    public enum Method: String, Sendable {
+        case get = "GET", post = "POST", put = "PUT", delete = "DELETE"
+    }
+
+    public enum Version: Sendable {
+        /// HTTP/2 when a TLS peer offers it through ALPN, HTTP/1.1 otherwise.
+        case negotiated
+        /// HTTP/2 cleartext without an upgrade dance, as gRPC servers expect.
+        case http2PriorKnowledge
+    }
+
+    public var method: Method
+    public var url: String
+    public var headers: HTTPHeaders
+    public var body: [UInt8]
+    public var version: Version
+    public var connectTimeout: Duration
+    /// Limit on the whole exchange; `nil` for none (long-lived streams).
+    public var totalTimeout: Duration?
+    /// Largest response body accepted; bigger ones fail with `responseTooLarge` as soon as the
+    /// limit is crossed, whether or not the peer announced a Content-Length.
+    public var maxResponseBytes: Int
+
+    public init(
+        method: Method = .get, url: String, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = [],
+        version: Version = .negotiated, connectTimeout: Duration = .seconds(10), totalTimeout: Duration? = .seconds(120),
+        maxResponseBytes: Int = 64 * 1024 * 1024
+    ) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.version = version
+        self.connectTimeout = connectTimeout
+        self.totalTimeout = totalTimeout
+        self.maxResponseBytes = maxResponseBytes
+    }
+}
+
+public struct HTTPResponseHead: Sendable {
+    public var status: Int
+    public var headers: HTTPHeaders
+}
+
+/// What a streamed response delivers, in order: one head, any number of body chunks, then
+/// trailers when the peer sent some (HTTP/2, e.g. gRPC's `grpc-status`).
+public enum HTTPResponsePart: Sendable {
+    case head(HTTPResponseHead)
+    case body([UInt8])
+    case trailers(HTTPHeaders)
+}
+
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var headers: HTTPHeaders
+    public var body: [UInt8]
+    public var trailers: HTTPHeaders
+}
+
+public enum HTTPClientError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Name resolution or the TCP/TLS connect failed: the request never reached the peer.
+    case couldNotConnect(String)
+    /// The connect or total timeout ran out.
+    case timedOut(String)
+    case responseTooLarge(limit: Int)
+    case cancelled
+    /// Anything else on the wire: resets, protocol errors, a malformed URL.
+    case transport(String)
+    /// The client was shut down before the exchange finished.
+    case clientShutDown
+
+    public var description: String {
+        switch self {
+        case .couldNotConnect(let detail): "could not connect: \(detail)"
+        case .timedOut(let detail): "timed out: \(detail)"
+        case .responseTooLarge(let limit): "response larger than \(limit) bytes"
+        case .cancelled: "cancelled"
+        case .transport(let detail): "transport error: \(detail)"
+        case .clientShutDown: "HTTP client shut down"
+        }
+    }
+}
