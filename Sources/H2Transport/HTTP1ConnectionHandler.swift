@@ -24,6 +24,9 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler {
     private var exchange: HTTP1Exchange?
     private var idleTimer: Scheduled<Void>?
     private var flushScheduled = false
+    /// Inside a read batch: writes are flushed once, at `channelReadComplete`.
+    private var inReadBatch = false
+    private var needsFlush = false
     private(set) var isShuttingDown = false
 
     init(idleTimeout: TimeAmount, factory: any HTTPStreamHandlerFactory, logger: Logger) {
@@ -45,6 +48,7 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        inReadBatch = true
         switch unwrapInboundIn(data) {
         case .head(let head):
             idleTimer?.cancel()
@@ -67,6 +71,15 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler {
             exchange.handler?.receiveEnd()
             finishIfDone(exchange)
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        inReadBatch = false
+        if needsFlush {
+            needsFlush = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -100,7 +113,11 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler {
             return
         }
         context.write(wrapOutboundOut(part), promise: promise)
-        // One flush per event-loop tick for everything a handler writes in one go.
+        // One flush per read batch, or per event-loop tick for writes made outside a read.
+        if inReadBatch {
+            needsFlush = true
+            return
+        }
         guard !flushScheduled else { return }
         flushScheduled = true
         context.eventLoop.assumeIsolated().execute { [self] in
