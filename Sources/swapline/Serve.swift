@@ -12,7 +12,7 @@ import Glibc
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the task server (gRPC over HTTP/2 cleartext, prior knowledge).",
+        abstract: "Run the task server: gRPC over HTTP/2 cleartext (prior knowledge) and the legacy REST routes over HTTP/1.1 and HTTP/2, on one port.",
         discussion: """
             Prints 'swapline listening on HOST:PORT' on stdout once it accepts connections. \
             SIGTERM or SIGINT starts a graceful shutdown: health turns NOT_SERVING, every \
@@ -103,7 +103,7 @@ struct Serve: AsyncParsableCommand {
         let server = try await RunningServer.start(configuration: configuration, store: sqlite ?? VolatileTaskStore(), logger: logger)
         print("swapline listening on \(host):\(server.port)")
         fflush(nil)  // all streams: tests wait for this line on a pipe
-        logger.info("serving gRPC on \(host):\(server.port)")
+        logger.info("serving gRPC and REST on \(host):\(server.port)")
 
         let signal = await ShutdownSignal.wait()
         logger.info("received \(signal), shutting down gracefully")
