@@ -169,6 +169,22 @@ import Testing
         #expect(request("GET", "/api/comm/task/fetch?wait_ms=x").0 == 422)
     }
 
+    @Test func processThatOutlivesItsWaitIs504NamingTheTask() throws {
+        let writer = RecordingStreamWriter(loop: loop)
+        let handler = factory.makeHandler(writer: writer)
+        handler.receiveHead([HeaderField(":method", "POST"), HeaderField(":path", "/api/face-swap/process")], endStream: false)
+        handler.receiveBody(ByteBuffer(string: legacyBody))
+        handler.receiveEnd()
+        loop.run()
+        #expect(writer.events.isEmpty)
+        loop.advanceTime(by: .seconds(121))
+        guard case .head(504, _, _)? = writer.events.first, case .body(let body)? = writer.events.dropFirst().first else {
+            Issue.record("expected a 504, got \(writer.events)")
+            return
+        }
+        #expect(String(decoding: body, as: UTF8.self).contains("did not finish before the deadline"))
+    }
+
     @Test func fetchWithNothingQueuedIs204() {
         #expect(request("GET", "/api/comm/task/fetch?wait_ms=0&consumer_id=a+b") == (204, ""))
     }
