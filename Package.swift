@@ -10,6 +10,7 @@ let swiftSettings: [SwiftSetting] = [
 
 let products: [Product] = [
     .executable(name: "swapline", targets: ["swapline"]),
+    .library(name: "SwaplineClient", targets: ["SwaplineClient"]),
 ]
 
 let dependencies: [Package.Dependency] = [
@@ -60,6 +61,14 @@ let swiftTargets: [Target] = [
     .target(name: "SwaplineStore", dependencies: ["CSQLite", "SwaplineCore"], swiftSettings: swiftSettings),
     // Async libcurl client for every outbound HTTP call; the only importer of CCurl.
     .target(name: "CurlHTTP", dependencies: ["CCurl"], swiftSettings: swiftSettings),
+    // Typed gRPC client of the task service, over CurlHTTP.
+    .target(
+        name: "SwaplineClient", dependencies: ["CurlHTTP", "RPCCore", "SwaplineMessages", nioCore],
+        swiftSettings: swiftSettings),
+    // The task consumer: processors, FaceFusion engines, result storage.
+    .target(
+        name: "SwaplineWorker", dependencies: ["SwaplineClient", "CurlHTTP", "SwaplineMessages", "RPCCore", logging],
+        swiftSettings: swiftSettings),
     // Test doubles shared by test targets; never linked into the product.
     .target(
         name: "SwaplineTestKit", dependencies: ["RPCCore", nioCore, .product(name: "NIOEmbedded", package: "swift-nio")],
@@ -67,7 +76,7 @@ let swiftTargets: [Target] = [
     .executableTarget(
         name: "swapline",
         dependencies: [
-            "SwaplineServer", "SwaplineStore", nioCore, nioPosix, logging,
+            "SwaplineServer", "SwaplineWorker", "SwaplineClient", "SwaplineStore", nioCore, nioPosix, logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ],
         swiftSettings: swiftSettings),
@@ -89,6 +98,14 @@ let testTargets: [Target] = [
     .testTarget(
         name: "CurlHTTPTests",
         dependencies: ["CurlHTTP", nioCore, nioPosix, .product(name: "NIOHTTP1", package: "swift-nio")],
+        swiftSettings: swiftSettings),
+    .testTarget(
+        name: "SwaplineClientTests",
+        dependencies: ["SwaplineClient", "SwaplineServer", "SwaplineMessages", "RPCCore", logging],
+        swiftSettings: swiftSettings),
+    .testTarget(
+        name: "SwaplineWorkerTests",
+        dependencies: ["SwaplineWorker", "SwaplineClient", "SwaplineServer", "SwaplineMessages", "CurlHTTP", logging],
         swiftSettings: swiftSettings),
     .testTarget(
         name: "SwaplineServerTests",

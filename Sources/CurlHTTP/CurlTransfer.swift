@@ -53,8 +53,11 @@ final class CurlTransfer: @unchecked Sendable {
             set(swapline_curl_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS)))
         case .http2PriorKnowledge:
             set(swapline_curl_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE)))
-            // Wait for the existing connection's SETTINGS rather than opening a second one.
-            set(swapline_curl_setopt_long(easy, CURLOPT_PIPEWAIT, 1))
+            // libcurl 7.88.1 fails every later stream on a reused or shared h2c prior-knowledge
+            // connection with CURLE_HTTP2 (reproducible with the curl CLI against nghttpd), so
+            // each such call gets a connection of its own.
+            set(swapline_curl_setopt_long(easy, CURLOPT_FRESH_CONNECT, 1))
+            set(swapline_curl_setopt_long(easy, CURLOPT_FORBID_REUSE, 1))
         }
         switch request.method {
         case .get:

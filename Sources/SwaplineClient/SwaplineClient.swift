@@ -1,0 +1,147 @@
+public import CurlHTTP
+import NIOCore
+import RPCCore
+public import SwaplineMessages
+
+/// Typed client of a Swapline server: every RPC of `TaskService` and `ConsumerService`, spoken
+/// as gRPC over HTTP/2 with prior knowledge (h2c) through `CurlHTTPClient`. Calls share one
+/// HTTP/2 connection per server. Every call throws `SwaplineClientError`.
+public final class SwaplineClient: Sendable {
+    /// Base URL of the server, e.g. `http://127.0.0.1:50051`.
+    public let serverURL: String
+    private let http: CurlHTTPClient
+    private let maxMessageSize = 4 * 1024 * 1024
+
+    public init(serverURL: String, http: CurlHTTPClient = CurlHTTPClient()) {
+        self.serverURL = serverURL.hasSuffix("/") ? String(serverURL.dropLast()) : serverURL
+        self.http = http
+    }
+
+    public func createTask(
+        _ request: Swapline_V1_CreateTaskRequest, timeout: Duration = .seconds(30)
+    ) async throws(SwaplineClientError) -> Swapline_V1_Task {
+        try await unary("/swapline.v1.TaskService/CreateTask", request, timeout: timeout)
+    }
+
+    /// Runs a job to completion; `timeout` is also how long the server waits for it.
+    public func processSync(
+        _ request: Swapline_V1_ProcessSyncRequest, timeout: Duration = .seconds(120)
+    ) async throws(SwaplineClientError) -> Swapline_V1_FaceSwapResponse {
+        try await unary("/swapline.v1.TaskService/ProcessSync", request, timeout: timeout)
+    }
+
+    public func getTask(id: String, timeout: Duration = .seconds(30)) async throws(SwaplineClientError) -> Swapline_V1_Task {
+        try await unary("/swapline.v1.TaskService/GetTask", Swapline_V1_GetTaskRequest(taskID: id), timeout: timeout)
+    }
+
+    public func cancelTask(id: String, timeout: Duration = .seconds(30)) async throws(SwaplineClientError) -> Swapline_V1_Task {
+        try await unary("/swapline.v1.TaskService/CancelTask", Swapline_V1_CancelTaskRequest(taskID: id), timeout: timeout)
+    }
+
+    /// The task's events: its current state first, then each change, ending after a terminal state.
+    public func watchTask(id: String) -> GRPCResponseStream<Swapline_V1_TaskEvent> {
+        call("/swapline.v1.TaskService/WatchTask", Swapline_V1_WatchTaskRequest(taskID: id), timeout: nil)
+    }
+
+    /// Long-polls for a task; the call's deadline allows for the server-side wait.
+    public func fetchTask(_ request: Swapline_V1_FetchTaskRequest) async throws(SwaplineClientError) -> Swapline_V1_FetchTaskResponse {
+        try await unary(
+            "/swapline.v1.ConsumerService/FetchTask", request,
+            timeout: .milliseconds(Int64(request.waitMs)) + .seconds(10))
+    }
+
+    public func updateStatus(
+        _ request: Swapline_V1_UpdateStatusRequest, timeout: Duration = .seconds(30)
+    ) async throws(SwaplineClientError) -> Swapline_V1_Task {
+        try await unary("/swapline.v1.ConsumerService/UpdateStatus", request, timeout: timeout)
+    }
+
+    private func unary<Request: ProtoMessage, Response: ProtoMessage>(
+        _ path: String, _ request: Request, timeout: Duration
+    ) async throws(SwaplineClientError) -> Response {
+        var responses = call(path, request, timeout: timeout, as: Response.self).makeAsyncIterator()
+        let response: Response?
+        do {
+            response = try await responses.next()
+            guard response != nil, try await responses.next() == nil else {
+                throw SwaplineClientError(code: .internal, message: "a unary call must answer exactly one message")
+            }
+        } catch let error as SwaplineClientError {
+            throw error
+        } catch {
+            throw SwaplineClientError(code: .unknown, message: "\(error)")
+        }
+        return response!
+    }
+
+    private func call<Request: ProtoMessage, Response: ProtoMessage>(
+        _ path: String, _ request: Request, timeout: Duration?, as: Response.Type = Response.self
+    ) -> GRPCResponseStream<Response> {
+        var headers = HTTPHeaders([("content-type", "application/grpc"), ("te", "trailers")])
+        var transportTimeout: Duration?
+        if let timeout {
+            let (seconds, attoseconds) = timeout.components
+            headers.add(name: "grpc-timeout", value: GRPCTimeout(nanoseconds: seconds * 1_000_000_000 + attoseconds / 1_000_000_000).headerValue)
+            // The server ends the call at its deadline with a proper status; curl's timer is
+            // only the backstop for a server that never answers.
+            transportTimeout = timeout + .seconds(2)
+        }
+        var body = ByteBufferAllocator().buffer(capacity: 256)
+        GRPCMessageFramer.frame(into: &body) { request.encode(into: &$0) }
+        let httpRequest = HTTPRequest(
+            method: .post, url: serverURL + path, headers: headers, body: Array(buffer: body),
+            version: .http2PriorKnowledge, connectTimeout: .seconds(5), totalTimeout: transportTimeout,
+            maxResponseBytes: .max)
+        return GRPCResponseStream(parts: http.stream(httpRequest), maxMessageSize: maxMessageSize)
+    }
+}
+
+/// The response messages of one call, as an `AsyncSequence`. Iteration throws
+/// `SwaplineClientError` when the call ends with a non-OK status (after the messages that came
+/// before it). Stopping early cancels the call.
+public struct GRPCResponseStream<Message: ProtoMessage>: AsyncSequence, Sendable {
+    private let parts: AsyncThrowingStream<HTTPResponsePart, any Error>
+    private let maxMessageSize: Int
+
+    init(parts: AsyncThrowingStream<HTTPResponsePart, any Error>, maxMessageSize: Int) {
+        self.parts = parts
+        self.maxMessageSize = maxMessageSize
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(parts: parts.makeAsyncIterator(), reader: GRPCCallReader(maxMessageSize: maxMessageSize))
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var parts: AsyncThrowingStream<HTTPResponsePart, any Error>.AsyncIterator
+        var reader: GRPCCallReader
+        var decoded: [ByteBuffer] = []
+        var ended = false
+
+        public mutating func next() async throws -> Message? {
+            while decoded.isEmpty {
+                if ended { return nil }
+                let part: HTTPResponsePart?
+                do {
+                    part = try await parts.next()
+                } catch let error as HTTPClientError {
+                    throw error.clientError
+                } catch {
+                    throw HTTPClientError.cancelled.clientError
+                }
+                guard let part else {
+                    ended = true
+                    try reader.finish()
+                    return nil
+                }
+                decoded = try reader.receive(part)
+            }
+            let bytes = decoded.removeFirst()
+            do {
+                return try Message(protobufBytes: bytes)
+            } catch {
+                throw SwaplineClientError(code: .internal, message: "undecodable response: \(error.message)")
+            }
+        }
+    }
+}

@@ -1,0 +1,145 @@
+import CurlHTTP
+import Foundation
+
+/// Why a call to a FaceFusion engine failed, and whether trying again can help.
+public enum EngineCallError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The engine could not be reached (connection refused, DNS): nothing was processed.
+    case unreachable(String)
+    case timedOut(String)
+    /// 5xx or 429: the engine is overloaded or broken for now.
+    case serverError(status: Int, detail: String, retryAfter: Duration?)
+    /// Any other 4xx: the request itself is wrong, so repeating it cannot help.
+    case rejected(status: Int, detail: String)
+    /// A 2xx answer that is not the documented JSON, or that reports `"status": "error"`.
+    case invalidResponse(String)
+    case cancelled
+
+    public var isRetryable: Bool {
+        switch self {
+        case .unreachable, .timedOut, .serverError: true
+        case .rejected, .invalidResponse, .cancelled: false
+        }
+    }
+
+    var retryAfter: Duration? {
+        if case .serverError(_, _, let retryAfter) = self { return retryAfter }
+        return nil
+    }
+
+    public var description: String {
+        switch self {
+        case .unreachable(let detail): "engine unreachable: \(detail)"
+        case .timedOut(let detail): "engine call timed out: \(detail)"
+        case .serverError(let status, let detail, _): "engine answered HTTP \(status): \(detail)"
+        case .rejected(let status, let detail): "engine rejected the job with HTTP \(status): \(detail)"
+        case .invalidResponse(let detail): "invalid engine response: \(detail)"
+        case .cancelled: "cancelled"
+        }
+    }
+}
+
+/// A face-swap job as the engine API takes it (docs/facefusion-api.md).
+public struct FaceFusionJob: Sendable, Equatable {
+    public var sourceURL: String
+    public var targetURL: String
+    public var resolution: String
+    public var model: String
+    /// Extra FaceFusion options, sent as further top-level JSON fields.
+    public var options: [String: String]
+
+    public init(sourceURL: String, targetURL: String, resolution: String, model: String, options: [String: String] = [:]) {
+        self.sourceURL = sourceURL
+        self.targetURL = targetURL
+        self.resolution = resolution
+        self.model = model
+        self.options = options
+    }
+
+    func jsonBody() -> [UInt8] {
+        var fields: [String: String] = options
+        fields["source_url"] = sourceURL
+        fields["target_url"] = targetURL
+        fields["resolution"] = resolution
+        fields["model"] = model
+        return Array((try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])) ?? Data())
+    }
+}
+
+/// The engine's FaceSwapResponse (DESIGN.md §1).
+public struct FaceFusionOutput: Sendable, Equatable {
+    public var outputPath: String
+    public var processingTime: Double
+    public var jobID: String
+    /// Further outputs by format ("gif", "webp"), from metadata's `gif_url` / `webp_url`.
+    public var extraOutputs: [String: String]
+}
+
+/// Speaks the engine HTTP API: `GET /health` and `POST /process`.
+public struct FaceFusionClient: Sendable {
+    let http: CurlHTTPClient
+    /// Limit on one /process call (FaceFusion's default budget is 120 s).
+    public var processTimeout: Duration
+    public var healthTimeout: Duration = .seconds(5)
+
+    public init(http: CurlHTTPClient, processTimeout: Duration = .seconds(120)) {
+        self.http = http
+        self.processTimeout = processTimeout
+    }
+
+    /// `nil` when the engine answers 200 with `"status": "ok"`, else why it is unhealthy.
+    public func healthProblem(of engine: String) async -> String? {
+        let request = HTTPRequest(url: engine + "/health", connectTimeout: healthTimeout, totalTimeout: healthTimeout, maxResponseBytes: 64 * 1024)
+        do {
+            let response = try await http.execute(request)
+            guard response.status == 200 else { return "health check answered HTTP \(response.status)" }
+            let body = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]
+            guard let status = body?["status"] as? String, status == "ok" else { return "health check did not report status ok" }
+            return nil
+        } catch {
+            return "health check failed: \(error)"
+        }
+    }
+
+    public func process(_ job: FaceFusionJob, on engine: String) async throws(EngineCallError) -> FaceFusionOutput {
+        let request = HTTPRequest(
+            method: .post, url: engine + "/process", headers: HTTPHeaders([("content-type", "application/json")]),
+            body: job.jsonBody(), totalTimeout: processTimeout, maxResponseBytes: 1024 * 1024)
+        let response: HTTPResponse
+        do {
+            response = try await http.execute(request)
+        } catch {
+            switch error {
+            case .couldNotConnect(let detail): throw .unreachable(detail)
+            case .timedOut(let detail): throw .timedOut(detail)
+            case .cancelled, .clientShutDown: throw .cancelled
+            case .responseTooLarge, .transport: throw .unreachable(error.description)
+            }
+        }
+        let body = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any]
+        let detail = (body?["error"] as? String) ?? String(decoding: response.body.prefix(200), as: UTF8.self)
+        switch response.status {
+        case 200..<300: break
+        case 429, 500..<600:
+            throw .serverError(status: response.status, detail: detail, retryAfter: Self.retryAfter(response.headers["retry-after"]))
+        default:
+            throw .rejected(status: response.status, detail: detail)
+        }
+        guard let body, (body["status"] as? String) == "success", let outputPath = body["output_path"] as? String, !outputPath.isEmpty else {
+            throw .invalidResponse(detail)
+        }
+        var extras: [String: String] = [:]
+        let metadata = body["metadata"] as? [String: Any] ?? [:]
+        for format in ["gif", "webp"] {
+            if let url = metadata["\(format)_url"] as? String, !url.isEmpty { extras[format] = url }
+        }
+        return FaceFusionOutput(
+            outputPath: outputPath, processingTime: (body["processing_time"] as? Double) ?? 0,
+            jobID: (body["job_id"] as? String) ?? "", extraOutputs: extras)
+    }
+
+    /// Retry-After in delta-seconds form (engines do not send HTTP dates).
+    static func retryAfter(_ value: String?) -> Duration? {
+        guard let value, let seconds = Double(value.trimmingCharacters(in: .whitespaces)), seconds >= 0 else { return nil }
+        return .milliseconds(Int64(seconds * 1000))
+    }
+}

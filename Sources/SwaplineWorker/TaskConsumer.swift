@@ -1,0 +1,212 @@
+import Logging
+import RPCCore
+import SwaplineClient
+import SwaplineMessages
+import Foundation
+import Synchronization
+
+public struct ConsumerConfiguration: Sendable {
+    /// Recorded with each lease, e.g. "host-1#42".
+    public var consumerID = "swapline-worker"
+    /// Tasks worked on at once.
+    public var concurrency = 1
+    /// FetchTask long-poll length.
+    public var fetchWait: Duration = .seconds(10)
+    /// After `drain()`, how long in-flight tasks may run on before they are handed back.
+    public var drainTimeout: Duration = .seconds(30)
+    public var healthInterval: Duration = .seconds(5)
+
+    public init() {}
+}
+
+/// The worker loop: `concurrency` slots each long-poll FetchTask for the workflows that have a
+/// processor, run the processor, and report. Each running task sends PROCESSING at every stage
+/// and a heartbeat in between (both renew the lease). ABORTED from the server (the task was
+/// cancelled) abandons the task at once. `drain()` stops fetching, lets in-flight tasks finish
+/// within `drainTimeout`, and hands the rest back with UpdateStatus PENDING.
+public final class TaskConsumer: Sendable {
+    private struct DrainState {
+        var deadline: ContinuousClock.Instant?
+        var fetches: [Int: Task<Swapline_V1_FetchTaskResponse, any Error>] = [:]
+    }
+
+    private let client: SwaplineClient
+    private let processors: [String: any TaskProcessor]
+    private let engines: EnginePool
+    private let configuration: ConsumerConfiguration
+    private let logger: Logger
+    private let drainState = Mutex(DrainState())
+
+    public init(
+        client: SwaplineClient, processors: [any TaskProcessor], engines: EnginePool, configuration: ConsumerConfiguration,
+        logger: Logger
+    ) {
+        self.client = client
+        self.processors = Dictionary(processors.map { ($0.workflow, $0) }, uniquingKeysWith: { first, _ in first })
+        self.engines = engines
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Works until `drain()` has been called and every slot has finished.
+    public func run() async {
+        await engines.refreshHealth()
+        let monitor = Task { [engines, configuration] in await engines.monitorHealth(every: configuration.healthInterval) }
+        await withTaskGroup(of: Void.self) { group in
+            for slot in 0..<max(1, configuration.concurrency) {
+                group.addTask { await self.runSlot(slot) }
+            }
+        }
+        monitor.cancel()
+    }
+
+    /// Stops fetching; in-flight tasks get `drainTimeout` to finish.
+    public func drain() {
+        let fetches = drainState.withLock { state in
+            if state.deadline == nil { state.deadline = .now + configuration.drainTimeout }
+            return Array(state.fetches.values)
+        }
+        for fetch in fetches { fetch.cancel() }
+    }
+
+    private var isDraining: Bool { drainState.withLock { $0.deadline != nil } }
+
+    private func runSlot(_ slot: Int) async {
+        let request = Swapline_V1_FetchTaskRequest(
+            consumerID: "\(configuration.consumerID)#\(slot)", workflows: processors.keys.sorted(),
+            waitMs: Int32(configuration.fetchWait.components.seconds * 1000))
+        while !isDraining {
+            // No healthy engine: leave the work queued for workers that can do it.
+            guard engines.hasHealthyEngine else {
+                try? await Task.sleep(for: .milliseconds(200))
+                continue
+            }
+            let fetch = Task { [client] in try await client.fetchTask(request) }
+            let draining = drainState.withLock { state in
+                state.fetches[slot] = fetch
+                return state.deadline != nil
+            }
+            if draining { fetch.cancel() }
+            let result = await fetch.result
+            drainState.withLock { _ = $0.fetches.removeValue(forKey: slot) }
+            switch result {
+            case .success(let response):
+                guard let task = response.task else { continue }
+                if isDraining {
+                    await handBack(task, lease: response.leaseID)
+                } else {
+                    await work(on: task, lease: response)
+                }
+            case .failure(let error):
+                if isDraining { break }
+                logger.warning("FetchTask failed: \(error)")
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// What ended a task's run early.
+    private enum Interruption { case aborted, handedBack }
+
+    /// Progress and early-end state of one running task, shared by its heartbeat and reports.
+    private final class RunState: Sendable {
+        struct Values {
+            var progress: Float = 0
+            var stage = "fetched"
+            var lastReport = ContinuousClock.now
+            var interruption: Interruption?
+        }
+        let values = Mutex(Values())
+    }
+
+    private func work(on task: Swapline_V1_Task, lease: Swapline_V1_FetchTaskResponse) async {
+        guard let processor = processors[task.workflow] else {
+            await handBack(task, lease: lease.leaseID)
+            return
+        }
+        let state = RunState()
+        let client = self.client
+        let logger = self.logger
+        let taskID = task.taskID
+        let leaseID = lease.leaseID
+        let report: @Sendable (Float, String) async -> Void = { progress, stage in
+            state.values.withLock { values in
+                values.progress = progress
+                values.stage = stage
+                values.lastReport = .now
+            }
+            do {
+                _ = try await client.updateStatus(
+                    Swapline_V1_UpdateStatusRequest(taskID: taskID, leaseID: leaseID, status: .processing, progress: progress, message: stage))
+            } catch let error as SwaplineClientError where [.aborted, .failedPrecondition, .notFound].contains(error.code) {
+                // Cancelled, or the lease is gone: nobody wants this result any more.
+                logger.info("task \(taskID): \(error); abandoning it")
+                state.values.withLock { $0.interruption = .aborted }
+            } catch {
+                logger.warning("task \(taskID): progress report failed: \(error)")
+            }
+        }
+        logger.info("task \(taskID): started (attempt \(task.attempt))")
+        let processing = Task {
+            try await processor.process(task, progress: ProgressReporter(report))
+        }
+        // Heartbeat a third of the way into the lease, and enforce the drain deadline.
+        let leaseLength = Duration.milliseconds(max(1000, lease.leaseExpiresAtMs - Int64(Date.nowMilliseconds)))
+        let watchdog = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(200))
+                let (progress, stage, sinceReport, interrupted) = state.values.withLock {
+                    ($0.progress, $0.stage, $0.lastReport.duration(to: .now), $0.interruption != nil)
+                }
+                if interrupted { processing.cancel(); return }
+                if let deadline = self.drainState.withLock({ $0.deadline }), ContinuousClock.now >= deadline {
+                    state.values.withLock { $0.interruption = .handedBack }
+                    processing.cancel()
+                    return
+                }
+                if sinceReport >= leaseLength / 3 { await report(progress, stage) }
+            }
+        }
+        let result = await processing.result
+        watchdog.cancel()
+        switch (state.values.withLock { $0.interruption }) {
+        case .aborted:
+            return
+        case .handedBack:
+            await handBack(task, lease: leaseID)
+            return
+        case nil:
+            break
+        }
+        do {
+            switch result {
+            case .success(let taskResult):
+                _ = try await client.updateStatus(
+                    Swapline_V1_UpdateStatusRequest(taskID: taskID, leaseID: leaseID, status: .completed, progress: 1, result: taskResult))
+                logger.info("task \(taskID): completed, \(taskResult.outputURL)")
+            case .failure(let failure):
+                let reason = (failure as? TaskFailure)?.description ?? "\(failure)"
+                _ = try await client.updateStatus(
+                    Swapline_V1_UpdateStatusRequest(taskID: taskID, leaseID: leaseID, status: .failed, error: reason))
+                logger.warning("task \(taskID): failed: \(reason)")
+            }
+        } catch {
+            logger.warning("task \(taskID): final report failed: \(error)")
+        }
+    }
+
+    /// Gives a leased task back to the queue (not counted as an attempt), so it need not wait
+    /// for the lease to expire.
+    private func handBack(_ task: Swapline_V1_Task, lease: String) async {
+        do {
+            _ = try await client.updateStatus(Swapline_V1_UpdateStatusRequest(taskID: task.taskID, leaseID: lease, status: .pending))
+            logger.info("task \(task.taskID): handed back")
+        } catch {
+            logger.warning("task \(task.taskID): hand-back failed (\(error)); its lease will expire")
+        }
+    }
+}
+
+extension Date {
+    static var nowMilliseconds: Double { Date().timeIntervalSince1970 * 1000 }
+}

@@ -1,0 +1,115 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import SwaplineWorker
+
+/// Records the waits instead of sleeping.
+private final class SleepRecorder: Sendable {
+    let waits = Mutex<[Duration]>([])
+    func sleep(_ duration: Duration) { waits.withLock { $0.append(duration) } }
+}
+
+@Suite struct RetryPolicyTests {
+    let policy = RetryPolicy(maxAttempts: 3, baseDelay: .seconds(1), maxDelay: .seconds(30))
+
+    @Test func backoffDoublesWithJitterInTheUpperHalf() {
+        #expect(policy.delay(afterAttempt: 1, retryAfter: nil, jitter: 0) == .milliseconds(500))
+        #expect(policy.delay(afterAttempt: 1, retryAfter: nil, jitter: 0.999) < .seconds(1))
+        #expect(policy.delay(afterAttempt: 2, retryAfter: nil, jitter: 0) == .seconds(1))
+        #expect(policy.delay(afterAttempt: 3, retryAfter: nil, jitter: 0) == .seconds(2))
+        #expect(policy.delay(afterAttempt: 20, retryAfter: nil, jitter: 1) == .seconds(30))
+    }
+
+    @Test func retryAfterReplacesTheComputedWait() {
+        #expect(policy.delay(afterAttempt: 1, retryAfter: .seconds(7), jitter: 0.5) == .seconds(7))
+        #expect(FaceFusionClient.retryAfter("2") == .seconds(2))
+        #expect(FaceFusionClient.retryAfter("Wed, 21 Oct 2015 07:28:00 GMT") == nil)
+    }
+
+    @Test func aServerErrorThatHealsWithinThreeTriesSucceeds() async throws {
+        let recorder = SleepRecorder()
+        let result = try await policy.run(sleep: { recorder.sleep($0) }, jitter: { 0 }) { attempt throws(EngineCallError) in
+            if attempt < 3 { throw .serverError(status: 503, detail: "busy", retryAfter: nil) }
+            return attempt
+        }
+        #expect(result == 3)
+        #expect(recorder.waits.withLock { $0 } == [.milliseconds(500), .seconds(1)])
+    }
+
+    @Test func threeFailuresGiveUpWithTheLastError() async {
+        let attempts = Mutex(0)
+        await #expect(throws: EngineCallError.timedOut("slow")) {
+            try await policy.run(sleep: { _ in }, jitter: { 0 }) { _ throws(EngineCallError) -> Int in
+                attempts.withLock { $0 += 1 }
+                throw .timedOut("slow")
+            }
+        }
+        #expect(attempts.withLock { $0 } == 3)
+    }
+
+    @Test func otherClientErrorsAreNotRetried() async {
+        let attempts = Mutex(0)
+        await #expect(throws: EngineCallError.rejected(status: 400, detail: "bad model")) {
+            try await policy.run(sleep: { _ in }, jitter: { 0 }) { _ throws(EngineCallError) -> Int in
+                attempts.withLock { $0 += 1 }
+                throw .rejected(status: 400, detail: "bad model")
+            }
+        }
+        #expect(attempts.withLock { $0 } == 1)
+    }
+
+    @Test func tooManyRequestsHonoursRetryAfter() async throws {
+        let recorder = SleepRecorder()
+        _ = try await policy.run(sleep: { recorder.sleep($0) }, jitter: { 0 }) { attempt throws(EngineCallError) in
+            if attempt == 1 { throw .serverError(status: 429, detail: "slow down", retryAfter: .seconds(3)) }
+            return attempt
+        }
+        #expect(recorder.waits.withLock { $0 } == [.seconds(3)])
+    }
+}
+
+@Suite struct EnginePoolTests {
+    @Test func workGoesToTheLeastLoadedHealthyEngine() async {
+        let pool = EnginePool(urls: ["http://a", "http://b", "http://c"]) { url in url == "http://c" ? "down" : nil }
+        #expect(pool.acquire() == nil)  // nothing checked yet
+        await pool.refreshHealth()
+        let first = pool.acquire()
+        let second = pool.acquire()
+        #expect(Set([first, second]) == Set(["http://a", "http://b"]))
+        pool.release("http://a")
+        #expect(pool.acquire() == "http://a")
+    }
+
+    @Test func anUnhealthyEngineReturnsAfterAPassingCheck() async {
+        let healthy = Mutex(false)
+        let pool = EnginePool(urls: ["http://a"]) { _ in healthy.withLock { $0 } ? nil : "unhealthy" }
+        await pool.refreshHealth()
+        #expect(!pool.hasHealthyEngine)
+        healthy.withLock { $0 = true }
+        await pool.refreshHealth()
+        #expect(pool.acquire() == "http://a")
+    }
+}
+
+@Suite struct LocalResultStorageTests {
+    @Test func storesUnderTaskIDWithAPublicURL() async throws {
+        let directory = "/tmp/swapline-storage-test-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let storage = LocalResultStorage(directory: directory, publicBaseURL: "http://127.0.0.1:50051/")
+        let url = try await storage.store(OutputFile(format: "webp", bytes: [1, 2, 3]), taskID: "task_1")
+        #expect(url == "http://127.0.0.1:50051/outputs/task_1/result.webp")
+        #expect(FileManager.default.contents(atPath: "\(directory)/task_1/result.webp") == Data([1, 2, 3]))
+        #expect(OutputFile(format: "webp", bytes: []).contentType == "image/webp")
+    }
+
+    @Test func onlyLocalStorageSpecsParse() throws {
+        #expect(try ResultStorageSpec.make("local:/tmp/x", publicBaseURL: "http://h").providerName == "local")
+        #expect(throws: StorageSpecError.self) { try ResultStorageSpec.make("gcs:bucket", publicBaseURL: "http://h") }
+    }
+
+    @Test func outputFormatComesFromTheURL() {
+        #expect(FaceSwapProcessor.fileExtension(of: "http://e/outputs/j/result.gif?x=1") == "gif")
+        #expect(FaceSwapProcessor.fileExtension(of: "http://e/outputs/j/result") == nil)
+    }
+}
