@@ -63,10 +63,18 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Commit concurrent changes together (on) or one transaction per change (off, for comparison).")
     var groupCommit: Switch = .on
 
+    @Option(help: "In-process workers (task slots) consuming this server's queue; they need --engine.")
+    var workers = 0
+
+    @OptionGroup(title: "Workers") var workerOptions: WorkerOptions
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
     func validate() throws {
+        guard workers >= 0, workers == 0 || !workerOptions.engines.isEmpty else {
+            throw ValidationError("--workers needs at least one --engine")
+        }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard leaseMs > 0 else { throw ValidationError("--lease-ms must be positive") }
         guard maxAttempts > 0 else { throw ValidationError("--max-attempts must be positive") }
@@ -78,12 +86,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        bootstrapLogging(level: logLevel)
         let logger = Logger(label: "swapline")
 
         var configuration = ServerConfiguration()
@@ -105,8 +108,19 @@ struct Serve: AsyncParsableCommand {
         fflush(nil)  // all streams: tests wait for this line on a pipe
         logger.info("serving gRPC and REST on \(host):\(server.port)")
 
+        // In-process workers reach the server through its own port, like any other worker.
+        let localURL = "http://\(host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host):\(server.port)"
+        let consumer = workers > 0
+            ? try workerOptions.makeConsumer(
+                serverURL: localURL, publicBaseURL: localURL, defaultStorage: "local:\(data)/outputs",
+                concurrency: workers, logger: Logger(label: "swapline.worker"))
+            : nil
+        let working = Task { await consumer?.run() }
+
         let signal = await ShutdownSignal.wait()
         logger.info("received \(signal), shutting down gracefully")
+        consumer?.drain()
+        await working.value
         await server.shutdown()
         logger.info("stopped")
     }

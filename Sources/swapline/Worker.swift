@@ -1,0 +1,116 @@
+import ArgumentParser
+import CurlHTTP
+import Foundation
+import Logging
+import SwaplineClient
+import SwaplineWorker
+
+/// Engine, storage and retry options of a worker; shared by `swapline worker` and
+/// `swapline serve --workers N`.
+struct WorkerOptions: ParsableArguments {
+    @Option(name: .customLong("engine"), help: "FaceFusion engine base URL, e.g. http://127.0.0.1:8000; repeat for several.")
+    var engines: [String] = []
+
+    @Option(help: "Where outputs are stored: local:DIR (default: local:<data dir>/outputs).")
+    var storage: String?
+
+    @Option(help: "FaceFusion's output directory when it runs on this machine: outputs are read from it instead of downloaded.")
+    var engineOutputDir: String?
+
+    @Option(help: "Timeout of one FaceFusion /process call, in ms.")
+    var engineTimeoutMs: Int64 = 120_000
+
+    @Option(help: "How often every engine is health-checked, in ms.")
+    var healthIntervalMs: Int64 = 5_000
+
+    @Option(help: "Wait before the first retry of a failed engine call, in ms; it doubles per try (3 tries in all).")
+    var retryBaseMs: Int64 = 500
+
+    @Option(help: "Largest output file accepted from an engine, in bytes.")
+    var maxOutputBytes: Int = 100 * 1024 * 1024
+
+    @Option(help: "After SIGTERM, how long in-flight tasks may run on before they are handed back, in ms.")
+    var drainTimeoutMs: Int64 = 30_000
+
+    func validate() throws {
+        guard engineTimeoutMs > 0, healthIntervalMs > 0, retryBaseMs >= 0, drainTimeoutMs >= 0, maxOutputBytes > 0 else {
+            throw ValidationError("worker timeouts, intervals and limits must be positive")
+        }
+    }
+
+    /// A consumer of `serverURL` whose stored outputs are published under `publicBaseURL`.
+    func makeConsumer(
+        serverURL: String, publicBaseURL: String, defaultStorage: String, concurrency: Int, logger: Logger
+    ) throws -> TaskConsumer {
+        let http = CurlHTTPClient()
+        let faceFusion = FaceFusionClient(http: http, processTimeout: .milliseconds(engineTimeoutMs))
+        let engines = EnginePool(urls: self.engines) { await faceFusion.healthProblem(of: $0) }
+        let processor = FaceSwapProcessor(
+            engines: engines, faceFusion: faceFusion, http: http,
+            storage: try ResultStorageSpec.make(storage ?? defaultStorage, publicBaseURL: publicBaseURL),
+            retry: RetryPolicy(baseDelay: .milliseconds(retryBaseMs)), maxOutputBytes: maxOutputBytes,
+            engineOutputDirectory: engineOutputDir)
+        var configuration = ConsumerConfiguration()
+        configuration.consumerID = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+        configuration.concurrency = concurrency
+        configuration.drainTimeout = .milliseconds(drainTimeoutMs)
+        configuration.healthInterval = .milliseconds(healthIntervalMs)
+        return TaskConsumer(
+            client: SwaplineClient(serverURL: serverURL, http: http), processors: [processor], engines: engines,
+            configuration: configuration, logger: logger)
+    }
+}
+
+struct Worker: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a task consumer: fetch face-swap tasks, run them on FaceFusion engines, store the outputs.",
+        discussion: """
+            Prints 'swapline worker started' on stdout once it polls for work. SIGTERM or SIGINT \
+            drains: no more tasks are fetched, tasks in flight get --drain-timeout-ms to finish, \
+            and the rest are handed back to the queue.
+            """)
+
+    @Option(help: "Base URL of the Swapline server.")
+    var server = "http://127.0.0.1:50051"
+
+    @Option(help: "Tasks worked on at once.")
+    var concurrency = 1
+
+    @Option(help: "Base URL under which stored outputs are served (default: --server).")
+    var publicURL: String?
+
+    @OptionGroup var options: WorkerOptions
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func validate() throws {
+        guard concurrency > 0 else { throw ValidationError("--concurrency must be positive") }
+        guard !options.engines.isEmpty else { throw ValidationError("give at least one --engine") }
+    }
+
+    func run() async throws {
+        bootstrapLogging(level: logLevel)
+        let logger = Logger(label: "swapline.worker")
+        let consumer = try options.makeConsumer(
+            serverURL: server, publicBaseURL: publicURL ?? server, defaultStorage: "local:./swapline-data/outputs",
+            concurrency: concurrency, logger: logger)
+        let working = Task { await consumer.run() }
+        print("swapline worker started (\(concurrency) slots, server \(server))")
+        fflush(nil)
+        let signal = await ShutdownSignal.wait()
+        logger.info("received \(signal), draining")
+        consumer.drain()
+        await working.value
+        logger.info("stopped")
+    }
+}
+
+/// Log lines go to stderr at `level`.
+func bootstrapLogging(level: Logger.Level) {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+}

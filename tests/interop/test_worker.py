@@ -1,0 +1,283 @@
+"""End to end with real processes: `swapline serve` (with in-process workers, or a separate
+`swapline worker`), the FaceFusion simulator (tools/facefusion-sim) and local storage, all on
+loopback. Fault tests turn the simulator's knobs at run time through its POST /admin."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import support
+from support import BINARY, ROOT, tasks_pb2, tasks_pb2_grpc
+
+SIMULATOR = ROOT / "tools" / "facefusion-sim"
+
+
+class Simulator:
+    """tools/facefusion-sim on a free loopback port, with its knobs reachable over /admin."""
+
+    def __init__(self, *flags: str):
+        self.tmpdir = Path(tempfile.mkdtemp(prefix="swapline-sim-"))
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SIMULATOR), "--port", "0", "--output-dir", str(self.tmpdir), *flags],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+        line = self.proc.stdout.readline().decode()
+        match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        if not match:
+            self.stop()
+            raise RuntimeError(f"simulator did not start: {line!r}")
+        self.url = f"http://127.0.0.1:{match.group(1)}"
+
+    def admin(self, **knobs) -> dict:
+        request = urllib.request.Request(
+            self.url + "/admin", data=json.dumps(knobs).encode() if knobs else None,
+            headers={"Content-Type": "application/json"}, method="POST" if knobs else "GET")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    def counter(self, name: str) -> int:
+        return self.admin()["counters"][name]
+
+    def sample(self, name: str) -> str:
+        return f"{self.url}/samples/{name}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        self.proc.stdout.close()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+class WorkerProcess:
+    """A separate `swapline worker` process."""
+
+    def __init__(self, server_port: int, *flags: str):
+        self.proc = subprocess.Popen(
+            [str(BINARY), "worker", "--server", f"http://127.0.0.1:{server_port}", *flags],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+        line = self.proc.stdout.readline().decode()
+        assert "swapline worker started" in line, line
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc.stdout.close()
+
+
+@pytest.fixture
+def simulator_factory():
+    started: list[Simulator] = []
+
+    def start(*flags: str) -> Simulator:
+        sim = Simulator(*flags)
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def storage_dir():
+    path = Path(tempfile.mkdtemp(prefix="swapline-storage-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def worker_factory():
+    started: list[WorkerProcess] = []
+
+    def start(server_port: int, *flags: str) -> WorkerProcess:
+        worker = WorkerProcess(server_port, *flags)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def worker_flags(sim: Simulator, storage: Path, *extra: str) -> list[str]:
+    return ["--engine", sim.url, "--storage", f"local:{storage}", "--health-interval-ms", "200",
+            "--retry-base-ms", "100", *extra]
+
+
+def serve_with_workers(server_factory, sim, storage, *extra):
+    return server_factory("--store", "memory", "--workers", "2", *worker_flags(sim, storage, *extra))
+
+
+def params(sim: Simulator, resolution: str = "512x512") -> tasks_pb2.FaceSwapParams:
+    return tasks_pb2.FaceSwapParams(source_url=sim.sample("source.jpg"), target_url=sim.sample("target.jpg"),
+                                    resolution=resolution)
+
+
+def wait_terminal(stub, task_id: str, timeout: float = 60) -> tasks_pb2.Task:
+    terminal = {tasks_pb2.TASK_STATUS_COMPLETED, tasks_pb2.TASK_STATUS_FAILED, tasks_pb2.TASK_STATUS_CANCELLED}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task = stub.GetTask(tasks_pb2.GetTaskRequest(task_id=task_id), timeout=10)
+        if task.status in terminal:
+            return task
+        time.sleep(0.1)
+    raise AssertionError(f"task {task_id} not finished in {timeout}s: {task}")
+
+
+def assert_stored_images(storage: Path, task: tasks_pb2.Task) -> None:
+    expected = {"jpg": "JPEG", "gif": "GIF", "webp": "WEBP"}
+    assert set(task.result.outputs) == set(expected)
+    for ext, pil_format in expected.items():
+        path = storage / task.task_id / f"result.{ext}"
+        assert task.result.outputs[ext].endswith(f"/outputs/{task.task_id}/result.{ext}")
+        with Image.open(path) as image:
+            assert image.format == pil_format
+            image.verify()
+
+
+def test_tasks_complete_and_store_valid_images_of_each_format(server_factory, simulator_factory, storage_dir):
+    sim = simulator_factory()
+    server = serve_with_workers(server_factory, sim, storage_dir)
+    stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
+    created = [stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params(sim)), timeout=10) for _ in range(3)]
+    for task in created:
+        done = wait_terminal(stub, task.task_id)
+        assert done.status == tasks_pb2.TASK_STATUS_COMPLETED, done.error
+        assert done.progress == pytest.approx(1.0)
+        assert done.result.storage_provider == "local"
+        assert done.result.job_id.startswith("job_")
+        assert done.result.processing_time > 0
+        assert done.result.output_url == done.result.outputs["jpg"]
+        assert_stored_images(storage_dir, done)
+        with Image.open(storage_dir / done.task_id / "result.jpg") as image:
+            assert image.size == (512, 512)
+
+
+def test_process_sync_returns_the_full_response(server_factory, simulator_factory, storage_dir):
+    sim = simulator_factory()
+    server = serve_with_workers(server_factory, sim, storage_dir)
+    stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
+    response = stub.ProcessSync(tasks_pb2.ProcessSyncRequest(params=params(sim)), timeout=60)
+    assert response.status == "success"
+    assert response.output_path.endswith(f"/outputs/{response.task_id}/result.jpg")
+    assert response.job_id.startswith("job_")
+    assert response.processing_time > 0
+    assert response.metadata["storage_provider"] == "local"
+    assert response.metadata["storage_url"] == response.output_path
+    assert response.metadata["gif_url"].endswith("result.gif")
+    assert response.metadata["webp_url"].endswith("result.webp")
+
+
+def test_a_5xx_that_heals_within_three_tries_completes(server_factory, simulator_factory, storage_dir):
+    sim = simulator_factory("--fail-next", "2", "--fail-status", "503")
+    server = serve_with_workers(server_factory, sim, storage_dir)
+    stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
+    task = stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params(sim)), timeout=10)
+    done = wait_terminal(stub, task.task_id)
+    assert done.status == tasks_pb2.TASK_STATUS_COMPLETED, done.error
+    assert sim.counter("process_requests") == 3
+    assert done.attempt == 1  # retried inside one lease, not redelivered
+
+
+def test_a_5xx_that_does_not_heal_fails_naming_the_stage(server_factory, simulator_factory, storage_dir):
+    sim = simulator_factory("--fail-next", "100", "--fail-status", "500")
+    server = serve_with_workers(server_factory, sim, storage_dir)
+    stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
+    task = stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params(sim)), timeout=10)
+    done = wait_terminal(stub, task.task_id)
+    assert done.status == tasks_pb2.TASK_STATUS_FAILED
+    assert done.error.startswith("facefusion: ")
+    assert "500" in done.error
+    assert sim.counter("process_requests") == 3
+
+
+def test_a_client_error_is_not_retried(server_factory, simulator_factory, storage_dir):
+    sim = simulator_factory("--fail-next", "1", "--fail-status", "422")
+    server = serve_with_workers(server_factory, sim, storage_dir)
+    stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
+    task = stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params(sim)), timeout=10)
+    done = wait_terminal(stub, task.task_id)
+    assert done.status == tasks_pb2.TASK_STATUS_FAILED
+    assert "422" in done.error
+    assert sim.counter("process_requests") == 1
+
+
+def test_a_hang_hits_the_timeout_and_is_retried(server_factory, simulator_factory, storage_dir):
+    sim = simulator_factory("--hang-next", "1", "--hang-seconds", "30")
+    server = serve_with_workers(server_factory, sim, storage_dir, "--engine-timeout-ms", "1500")
+    stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
+    started = time.monotonic()
+    task = stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params(sim)), timeout=10)
+    done = wait_terminal(stub, task.task_id)
+    assert done.status == tasks_pb2.TASK_STATUS_COMPLETED, done.error
+    assert sim.counter("process_requests") == 2
+    assert time.monotonic() - started < 20
+
+
+def test_an_unhealthy_engine_gets_no_work_until_it_recovers(server_factory, simulator_factory, storage_dir):
+    sim = simulator_factory("--unhealthy")
+    server = serve_with_workers(server_factory, sim, storage_dir)
+    stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
+    task = stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params(sim)), timeout=10)
+    time.sleep(2)
+    assert stub.GetTask(tasks_pb2.GetTaskRequest(task_id=task.task_id), timeout=10).status == tasks_pb2.TASK_STATUS_PENDING
+    assert sim.counter("process_requests") == 0
+    assert sim.counter("health_requests") > 0
+    sim.admin(healthy=True)
+    done = wait_terminal(stub, task.task_id)
+    assert done.status == tasks_pb2.TASK_STATUS_COMPLETED, done.error
+
+
+def test_a_worker_killed_mid_task_leaves_it_to_another_after_the_lease(
+        server_factory, simulator_factory, storage_dir, worker_factory):
+    sim = simulator_factory("--latency-ms", "4000")
+    server = server_factory("--store", "memory", "--lease-ms", "1500")
+    stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
+    doomed = worker_factory(server.port, *worker_flags(sim, storage_dir))
+    task = stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params(sim)), timeout=10)
+    deadline = time.monotonic() + 20
+    while sim.counter("in_flight") == 0:
+        assert time.monotonic() < deadline, "the first worker never called the engine"
+        time.sleep(0.05)
+    doomed.stop(signal.SIGKILL)
+    sim.admin(latency_ms=0)
+    worker_factory(server.port, *worker_flags(sim, storage_dir))
+    done = wait_terminal(stub, task.task_id)
+    assert done.status == tasks_pb2.TASK_STATUS_COMPLETED, done.error
+    assert done.attempt == 2
+    assert_stored_images(storage_dir, done)
+
+
+def test_sigterm_hands_unfinished_work_back(server_factory, simulator_factory, storage_dir, worker_factory):
+    sim = simulator_factory("--latency-ms", "10000")
+    server = server_factory("--store", "memory", "--lease-ms", "60000")
+    stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
+    worker = worker_factory(server.port, *worker_flags(sim, storage_dir, "--drain-timeout-ms", "500"))
+    task = stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params(sim)), timeout=10)
+    deadline = time.monotonic() + 20
+    while sim.counter("in_flight") == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    worker.stop(signal.SIGTERM)
+    assert worker.proc.returncode == 0
+    # Handed back at once, not left for the 60 s lease to expire.
+    back = stub.GetTask(tasks_pb2.GetTaskRequest(task_id=task.task_id), timeout=10)
+    assert back.status == tasks_pb2.TASK_STATUS_PENDING
