@@ -1,4 +1,5 @@
 import Foundation
+import SwaplineCore
 
 /// One output file of a task, ready to be stored.
 public struct OutputFile: Sendable {
@@ -11,18 +12,7 @@ public struct OutputFile: Sendable {
         self.bytes = bytes
     }
 
-    public var contentType: String { Self.contentType(forExtension: format) }
-
-    public static func contentType(forExtension format: String) -> String {
-        switch format.lowercased() {
-        case "jpg", "jpeg": "image/jpeg"
-        case "png": "image/png"
-        case "gif": "image/gif"
-        case "webp": "image/webp"
-        case "mp4": "video/mp4"
-        default: "application/octet-stream"
-        }
-    }
+    public var contentType: String { MediaType.forFileExtension(format) }
 }
 
 /// Where finished outputs go. Cloud backends (GCS, R2, Cloudflare Images) implement this too.

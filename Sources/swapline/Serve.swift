@@ -99,6 +99,7 @@ struct Serve: AsyncParsableCommand {
         configuration.grpc.maxReceiveMessageSize = maxMessageBytes
         configuration.shutdownGrace = .milliseconds(shutdownGraceMs)
         configuration.enableInteropTesting = enableInteropTesting
+        configuration.outputsDirectory = localOutputsDirectory
         configuration.finishedTaskRetention = .milliseconds(Int64(retentionHours * 3_600_000))
 
         let sqlite = try openSQLiteStore(logger: logger)
@@ -123,6 +124,12 @@ struct Serve: AsyncParsableCommand {
         await working.value
         await server.shutdown()
         logger.info("stopped")
+    }
+
+    /// The directory of `local:` result storage, which the server serves at `/outputs/`.
+    private var localOutputsDirectory: String {
+        let spec = workerOptions.storage ?? "local:\(data)/outputs"
+        return spec.hasPrefix("local:") ? String(spec.dropFirst("local:".count)) : "\(data)/outputs"
     }
 
     /// The durable store in `--data`, or `nil` for `--store memory`.

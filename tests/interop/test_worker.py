@@ -142,12 +142,16 @@ def wait_terminal(stub, task_id: str, timeout: float = 60) -> tasks_pb2.Task:
     raise AssertionError(f"task {task_id} not finished in {timeout}s: {task}")
 
 
-def assert_stored_images(storage: Path, task: tasks_pb2.Task) -> None:
+def assert_stored_images(storage: Path, task: tasks_pb2.Task, serve_outputs: bool = True) -> None:
     expected = {"jpg": "JPEG", "gif": "GIF", "webp": "WEBP"}
     assert set(task.result.outputs) == set(expected)
     for ext, pil_format in expected.items():
         path = storage / task.task_id / f"result.{ext}"
         assert task.result.outputs[ext].endswith(f"/outputs/{task.task_id}/result.{ext}")
+        if serve_outputs:  # the server publishes local storage at /outputs/
+            with urllib.request.urlopen(task.result.outputs[ext], timeout=10) as response:
+                assert response.headers["Content-Type"] == {"jpg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}[ext]
+                assert response.read() == path.read_bytes()
         with Image.open(path) as image:
             assert image.format == pil_format
             image.verify()
@@ -263,7 +267,7 @@ def test_a_worker_killed_mid_task_leaves_it_to_another_after_the_lease(
     done = wait_terminal(stub, task.task_id)
     assert done.status == tasks_pb2.TASK_STATUS_COMPLETED, done.error
     assert done.attempt == 2
-    assert_stored_images(storage_dir, done)
+    assert_stored_images(storage_dir, done, serve_outputs=False)  # this server has another storage dir
 
 
 def test_sigterm_hands_unfinished_work_back(server_factory, simulator_factory, storage_dir, worker_factory):

@@ -1,5 +1,7 @@
+import Foundation
 import NIOCore
 import RPCCore
+import SwaplineCore
 import SwaplineMessages
 
 /// Creates the handler of each REST request. Every route calls its RPC through `router`, the
@@ -13,10 +15,13 @@ struct RESTHandlerFactory: HTTPStreamHandlerFactory {
     var maxBodyBytes = defaultMaxBodyBytes
     /// The OpenAPI document served at `/openapi.json`, serialized once.
     let openAPIDocument: ByteBuffer
+    /// Local result storage served at `/outputs/`, if any.
+    let outputsDirectory: String?
 
-    init(router: RPCRouter, grpc: GRPCServerConfiguration) {
+    init(router: RPCRouter, grpc: GRPCServerConfiguration, outputsDirectory: String? = nil) {
         self.router = router
         self.grpc = grpc
+        self.outputsDirectory = outputsDirectory
         self.openAPIDocument = ByteBuffer(bytes: OpenAPIDocument.serialized())
     }
 
@@ -214,6 +219,31 @@ final class RESTExchange: HTTPStreamHandler {
             }
         case .openAPI:
             respond(200, bytes: factory.openAPIDocument)
+        case .output(let taskID, let file):
+            serveOutput(taskID: taskID, file: file)
+        }
+    }
+
+    /// Answers with a stored result file, read on a Dispatch thread: disk I/O never blocks the
+    /// event loop.
+    private func serveOutput(taskID: String, file: String) {
+        guard let directory = factory.outputsDirectory else { return fail(.notFound) }
+        let path = "\(directory)/\(taskID)/\(file)"
+        let contentType = MediaType.forFileExtension(String(file.split(separator: ".").last ?? ""))
+        let loop = writer.eventLoop
+        let exchange = NIOLoopBound(self, eventLoop: loop)
+        DispatchQueue.global().async {
+            let contents = FileManager.default.contents(atPath: path)
+            loop.execute {
+                guard let contents else { return exchange.value.fail(.notFound) }
+                let writer = exchange.value.writer
+                writer.writeHead(
+                    status: 200,
+                    headers: [HeaderField("content-type", contentType), HeaderField("content-length", String(contents.count))],
+                    endStream: false)
+                writer.writeBody(ByteBuffer(bytes: contents))
+                writer.writeEnd(trailers: [])
+            }
         }
     }
 

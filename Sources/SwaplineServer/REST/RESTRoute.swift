@@ -12,12 +12,14 @@ enum RESTRoute: Equatable, Sendable {
     case updateStatus
     case health
     case openAPI
+    /// A stored result file: `/outputs/{task_id}/{file}`.
+    case output(taskID: String, file: String)
 
     /// Routes that read a JSON body.
     var takesBody: Bool {
         switch self {
         case .createTask, .processSync, .updateStatus: return true
-        case .getTask, .cancelTask, .watchTask, .fetchTask, .health, .openAPI: return false
+        case .getTask, .cancelTask, .watchTask, .fetchTask, .health, .openAPI, .output: return false
         }
     }
 
@@ -53,6 +55,12 @@ enum RESTRoute: Equatable, Sendable {
     static func match(method: String, path: Substring) -> Result<RESTRoute, RESTError> {
         guard path.first == "/" else { return .failure(.notFound) }
         let parts = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
+        if parts.count == 3, parts[0] == "outputs" {
+            // Names never climb out of the storage directory.
+            let names = parts.dropFirst().map { GRPCMessageEncoding.decode(String($0)) }
+            guard names.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." && !$0.contains("/") }) else { return .failure(.notFound) }
+            return method == "GET" ? .success(.output(taskID: names[0], file: names[1])) : .failure(.methodNotAllowed(allowed: ["GET"]))
+        }
         var allowed: [String] = []
         for pattern in patterns {
             guard let taskID = Self.bind(pattern.segments, to: parts) else { continue }
