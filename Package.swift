@@ -67,14 +67,6 @@ let swiftTargets: [Target] = [
         swiftSettings: swiftSettings),
     // The task consumer: processors, FaceFusion engines, result storage.
     .target(
-        name: "SwaplineWorker", dependencies: ["SwaplineClient", "CurlHTTP", "SwaplineMessages", "RPCCore", logging],
-        swiftSettings: swiftSettings),
-    // Typed gRPC client of the task service, over CurlHTTP.
-    .target(
-        name: "SwaplineClient", dependencies: ["CurlHTTP", "RPCCore", "SwaplineMessages", nioCore],
-        swiftSettings: swiftSettings),
-    // The task consumer: processors, FaceFusion engines, result storage.
-    .target(
         name: "SwaplineWorker", dependencies: ["SwaplineClient", "CurlHTTP", "SwaplineCore", "SwaplineMessages", "RPCCore", logging],
         swiftSettings: swiftSettings),
     // Test doubles shared by test targets; never linked into the product.
