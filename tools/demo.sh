@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The one-command end-to-end demo: installs what is missing, builds swapline, starts the
+# FaceFusion simulator (tools/facefusion-sim, a stand-in for a real FaceFusion deployment) and
+# `swapline serve` with in-process workers and local storage, submits a face-swap task built from
+# the simulator's sample images, shows its progress as it happens and prints where the results
+# are. Everything listens on 127.0.0.1 only and is stopped on exit; the results stay.
+#
+# Environment:
+#   SWAPLINE_BIN        use this swapline binary instead of building one
+#   SWAPLINE_DEMO_DIR   where results go (default: swapline-data/demo in the repository)
+#   SWAPLINE_SKIP_APT=1 do not install system packages
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+step() { printf '==> %s\n' "$*" >&2; }
+
+tools/install-deps.sh
+
+# Pillow is all the simulator needs; it gets a small venv of its own.
+venv="$root/.venv"
+if ! "$venv/bin/python" -c 'import PIL' 2>/dev/null; then
+    step "python venv with Pillow for the FaceFusion simulator ($venv)"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/python" -m pip install --disable-pip-version-check -q "pillow>=10,<14" >&2
+fi
+
+if [[ -z "${SWAPLINE_BIN:-}" ]]; then
+    step "building swapline"
+    swift build --product swapline >&2
+    SWAPLINE_BIN="$(swift build --show-bin-path)/swapline"
+fi
+
+demo_dir="${SWAPLINE_DEMO_DIR:-$root/swapline-data/demo}"
+mkdir -p "$demo_dir/outputs" "$demo_dir/engine"
+logs="$(mktemp -d)"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$logs"
+}
+trap cleanup EXIT
+
+# Starts a process whose first stdout line says "listening on 127.0.0.1:PORT"; echoes PORT.
+start() {
+    local name=$1; shift
+    "$@" > "$logs/$name.out" 2> "$logs/$name.err" &
+    pids+=($!)
+    for _ in $(seq 300); do
+        local port
+        port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$logs/$name.out" | head -n 1)
+        if [[ -n "$port" ]]; then echo "$port"; return; fi
+        sleep 0.1
+    done
+    echo "error: $name did not start:" >&2
+    cat "$logs/$name.err" >&2
+    exit 1
+}
+
+step "starting the FaceFusion simulator"
+engine_port=$(start facefusion-sim "$venv/bin/python" tools/facefusion-sim --port 0 --latency-ms 1500 \
+    --output-dir "$demo_dir/engine")
+engine="http://127.0.0.1:$engine_port"
+
+step "starting swapline serve with 2 in-process workers (engine $engine)"
+port=$(start swapline "$SWAPLINE_BIN" serve --port 0 --store memory --workers 2 --engine "$engine" \
+    --storage "local:$demo_dir/outputs")
+server="http://127.0.0.1:$port"
+
+step "submitting a face-swap task"
+request="{\"source_url\": \"$engine/samples/source.jpg\", \"target_url\": \"$engine/samples/target.jpg\", \"resolution\": \"512x512\", \"model\": \"inswapper_128_fp16\"}"
+echo "POST $server/api/face-swap/create-task $request"
+created=$(curl -sS --fail-with-body -H 'content-type: application/json' -d "$request" "$server/api/face-swap/create-task")
+echo "$created"
+task_id=$("$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["task_id"])' <<< "$created")
+
+step "progress of $task_id (server-sent events)"
+curl -sS -N "$server/api/face-swap/task/$task_id/events" | "$venv/bin/python" -c '
+import json, sys
+for line in sys.stdin:
+    if line.startswith("data:"):
+        task = json.loads(line[5:])
+        status, progress = task.get("status"), float(task.get("progress") or 0)
+        print(f"  {status:<10} progress {progress:4.0%}", flush=True)
+'
+
+task=$(curl -sS --fail-with-body "$server/api/face-swap/task/$task_id")
+status=$("$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["status"])' <<< "$task")
+if [[ "$status" != COMPLETED ]]; then
+    echo "the task ended $status: $task" >&2
+    exit 1
+fi
+step "result"
+"$venv/bin/python" -c '
+import json, sys
+task = json.loads(sys.argv[1])
+result = task.get("result") or {}
+print(json.dumps(result, indent=2))
+' "$task"
+echo "stored files:"
+ls -l "$demo_dir/outputs/$task_id"
+echo "DEMO OK: task $task_id COMPLETED; results in $demo_dir/outputs/$task_id"
