@@ -1,5 +1,6 @@
 import CurlHTTP
 import Foundation
+import SwaplineMessages
 
 /// Why a call to a FaceFusion engine failed, and whether trying again can help.
 public enum EngineCallError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -38,24 +39,10 @@ public enum EngineCallError: Error, Sendable, Equatable, CustomStringConvertible
     }
 }
 
-/// A face-swap job as the engine API takes it (docs/facefusion-api.md).
-public struct FaceFusionJob: Sendable, Equatable {
-    public var sourceURL: String
-    public var targetURL: String
-    public var resolution: String
-    public var model: String
-    /// Extra FaceFusion options, sent as further top-level JSON fields.
-    public var options: [String: String]
-
-    public init(sourceURL: String, targetURL: String, resolution: String, model: String, options: [String: String] = [:]) {
-        self.sourceURL = sourceURL
-        self.targetURL = targetURL
-        self.resolution = resolution
-        self.model = model
-        self.options = options
-    }
-
-    func jsonBody() -> [UInt8] {
+extension Swapline_V1_FaceSwapParams {
+    /// The `POST /process` body (docs/facefusion-api.md): the four fields, plus each option as a
+    /// further top-level field that never overrides them.
+    func engineRequestBody() -> [UInt8] {
         var fields: [String: String] = options
         fields["source_url"] = sourceURL
         fields["target_url"] = targetURL
@@ -100,10 +87,10 @@ public struct FaceFusionClient: Sendable {
         }
     }
 
-    public func process(_ job: FaceFusionJob, on engine: String) async throws(EngineCallError) -> FaceFusionOutput {
+    public func process(_ job: Swapline_V1_FaceSwapParams, on engine: String) async throws(EngineCallError) -> FaceFusionOutput {
         let request = HTTPRequest(
             method: .post, url: engine + "/process", headers: HTTPHeaders([("content-type", "application/json")]),
-            body: job.jsonBody(), totalTimeout: processTimeout, maxResponseBytes: 1024 * 1024)
+            body: job.engineRequestBody(), totalTimeout: processTimeout, maxResponseBytes: 1024 * 1024)
         let response: HTTPResponse
         do {
             response = try await http.execute(request)

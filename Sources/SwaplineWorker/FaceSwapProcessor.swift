@@ -61,10 +61,7 @@ public struct FaceSwapProcessor: TaskProcessor {
 
     public func process(_ task: Swapline_V1_Task, progress: ProgressReporter) async throws(TaskFailure) -> Swapline_V1_TaskResult {
         let started = ContinuousClock.now
-        let params = task.params ?? Swapline_V1_FaceSwapParams()
-        let job = FaceFusionJob(
-            sourceURL: params.sourceURL, targetURL: params.targetURL, resolution: params.resolution, model: params.model,
-            options: params.options)
+        let job = task.params ?? Swapline_V1_FaceSwapParams()
 
         await progress.report(0.05, "health")
         let engine = try await healthyEngine()

@@ -1,4 +1,5 @@
 import Foundation
+import SwaplineMessages
 import Synchronization
 import Testing
 
@@ -111,5 +112,19 @@ private final class SleepRecorder: Sendable {
     @Test func outputFormatComesFromTheURL() {
         #expect(FaceSwapProcessor.fileExtension(of: "http://e/outputs/j/result.gif?x=1") == "gif")
         #expect(FaceSwapProcessor.fileExtension(of: "http://e/outputs/j/result") == nil)
+    }
+}
+
+@Suite struct EngineRequestTests {
+    @Test func optionsBecomeFieldsButNeverOverrideTheJob() throws {
+        let params = Swapline_V1_FaceSwapParams(
+            sourceURL: "http://s/a.jpg", targetURL: "http://s/b.jpg", resolution: "512x512", model: "inswapper_128",
+            options: ["face_enhancer_model": "gfpgan_1.4", "model": "hijack"])
+        let body = try JSONSerialization.jsonObject(with: Data(params.engineRequestBody())) as? [String: String]
+        #expect(
+            body == [
+                "source_url": "http://s/a.jpg", "target_url": "http://s/b.jpg", "resolution": "512x512",
+                "model": "inswapper_128", "face_enhancer_model": "gfpgan_1.4",
+            ])
     }
 }

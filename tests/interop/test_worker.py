@@ -190,23 +190,24 @@ def test_process_sync_returns_the_full_response(server_factory, simulator_factor
     assert response.metadata["webp_url"].endswith("result.webp")
 
 
-def test_a_5xx_that_heals_within_three_tries_completes(server_factory, simulator_factory, storage_dir):
-    sim = simulator_factory("--fail-next", "2", "--fail-status", "503")
-    server = serve_with_workers(server_factory, sim, storage_dir)
+def run_one_task(server_factory, simulator_factory, storage_dir, sim_flags, worker_extra=()):
+    """Runs one task against a simulator started with `sim_flags`; returns (finished task, sim)."""
+    sim = simulator_factory(*sim_flags)
+    server = serve_with_workers(server_factory, sim, storage_dir, *worker_extra)
     stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
     task = stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params(sim)), timeout=10)
-    done = wait_terminal(stub, task.task_id)
+    return wait_terminal(stub, task.task_id), sim
+
+
+def test_a_5xx_that_heals_within_three_tries_completes(server_factory, simulator_factory, storage_dir):
+    done, sim = run_one_task(server_factory, simulator_factory, storage_dir, ("--fail-next", "2", "--fail-status", "503"))
     assert done.status == tasks_pb2.TASK_STATUS_COMPLETED, done.error
     assert sim.counter("process_requests") == 3
     assert done.attempt == 1  # retried inside one lease, not redelivered
 
 
 def test_a_5xx_that_does_not_heal_fails_naming_the_stage(server_factory, simulator_factory, storage_dir):
-    sim = simulator_factory("--fail-next", "100", "--fail-status", "500")
-    server = serve_with_workers(server_factory, sim, storage_dir)
-    stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
-    task = stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params(sim)), timeout=10)
-    done = wait_terminal(stub, task.task_id)
+    done, sim = run_one_task(server_factory, simulator_factory, storage_dir, ("--fail-next", "100", "--fail-status", "500"))
     assert done.status == tasks_pb2.TASK_STATUS_FAILED
     assert done.error.startswith("facefusion: ")
     assert "500" in done.error
@@ -214,23 +215,25 @@ def test_a_5xx_that_does_not_heal_fails_naming_the_stage(server_factory, simulat
 
 
 def test_a_client_error_is_not_retried(server_factory, simulator_factory, storage_dir):
-    sim = simulator_factory("--fail-next", "1", "--fail-status", "422")
-    server = serve_with_workers(server_factory, sim, storage_dir)
-    stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
-    task = stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params(sim)), timeout=10)
-    done = wait_terminal(stub, task.task_id)
+    done, sim = run_one_task(server_factory, simulator_factory, storage_dir, ("--fail-next", "1", "--fail-status", "422"))
     assert done.status == tasks_pb2.TASK_STATUS_FAILED
     assert "422" in done.error
     assert sim.counter("process_requests") == 1
 
 
-def test_a_hang_hits_the_timeout_and_is_retried(server_factory, simulator_factory, storage_dir):
-    sim = simulator_factory("--hang-next", "1", "--hang-seconds", "30")
-    server = serve_with_workers(server_factory, sim, storage_dir, "--engine-timeout-ms", "1500")
-    stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
+def test_429_honours_retry_after(server_factory, simulator_factory, storage_dir):
     started = time.monotonic()
-    task = stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params(sim)), timeout=10)
-    done = wait_terminal(stub, task.task_id)
+    done, sim = run_one_task(server_factory, simulator_factory, storage_dir,
+                             ("--fail-next", "1", "--fail-status", "429", "--retry-after", "2"))
+    assert done.status == tasks_pb2.TASK_STATUS_COMPLETED, done.error
+    assert sim.counter("process_requests") == 2
+    assert time.monotonic() - started >= 2  # not the 100 ms backoff
+
+
+def test_a_hang_hits_the_timeout_and_is_retried(server_factory, simulator_factory, storage_dir):
+    started = time.monotonic()
+    done, sim = run_one_task(server_factory, simulator_factory, storage_dir, ("--hang-next", "1", "--hang-seconds", "30"),
+                             ("--engine-timeout-ms", "1500"))
     assert done.status == tasks_pb2.TASK_STATUS_COMPLETED, done.error
     assert sim.counter("process_requests") == 2
     assert time.monotonic() - started < 20
