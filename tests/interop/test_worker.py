@@ -288,3 +288,46 @@ def test_sigterm_hands_unfinished_work_back(server_factory, simulator_factory, s
     # Handed back at once, not left for the 60 s lease to expire.
     back = stub.GetTask(tasks_pb2.GetTaskRequest(task_id=task.task_id), timeout=10)
     assert back.status == tasks_pb2.TASK_STATUS_PENDING
+
+
+def test_outputs_are_read_from_the_engine_output_dir_when_local(server_factory, simulator_factory, storage_dir):
+    sim = simulator_factory()
+    server = serve_with_workers(server_factory, sim, storage_dir, "--engine-output-dir", str(sim.tmpdir))
+    stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
+    task = stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params(sim)), timeout=10)
+    done = wait_terminal(stub, task.task_id)
+    assert done.status == tasks_pb2.TASK_STATUS_COMPLETED, done.error
+    assert_stored_images(storage_dir, done)
+    assert sim.counter("output_requests") == 0  # read from disk, not downloaded
+
+
+def test_work_goes_only_to_the_healthy_engine(server_factory, simulator_factory, storage_dir):
+    healthy, sick = simulator_factory(), simulator_factory("--unhealthy")
+    server = server_factory("--store", "memory", "--workers", "2", "--engine", sick.url,
+                            *worker_flags(healthy, storage_dir))
+    stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
+    created = [stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params(healthy)), timeout=10) for _ in range(4)]
+    for task in created:
+        assert wait_terminal(stub, task.task_id).status == tasks_pb2.TASK_STATUS_COMPLETED
+    assert healthy.counter("process_requests") == 4
+    assert sick.counter("process_requests") == 0
+
+
+def test_a_cancelled_task_is_abandoned_at_once(server_factory, simulator_factory, storage_dir):
+    sim = simulator_factory("--latency-ms", "8000")
+    # A short lease makes the heartbeat (a third of the lease) hear ABORTED quickly.
+    server = serve_with_workers(server_factory, sim, storage_dir, "--lease-ms", "1500")
+    stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
+    task = stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params(sim)), timeout=10)
+    deadline = time.monotonic() + 20
+    while sim.counter("in_flight") == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    stub.CancelTask(tasks_pb2.CancelTaskRequest(task_id=task.task_id), timeout=10)
+    deadline = time.monotonic() + 5
+    while "abandoning it" not in server.stderr_tail():
+        assert time.monotonic() < deadline, server.stderr_tail()
+        time.sleep(0.1)
+    time.sleep(1)
+    assert stub.GetTask(tasks_pb2.GetTaskRequest(task_id=task.task_id), timeout=10).status == tasks_pb2.TASK_STATUS_CANCELLED
+    assert not (storage_dir / task.task_id).exists()
