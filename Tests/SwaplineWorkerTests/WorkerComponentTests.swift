@@ -1,3 +1,4 @@
+import CurlHTTP
 import Foundation
 import SwaplineMessages
 import Synchronization
@@ -126,5 +127,23 @@ private final class SleepRecorder: Sendable {
                 "source_url": "http://s/a.jpg", "target_url": "http://s/b.jpg", "resolution": "512x512",
                 "model": "inswapper_128", "face_enhancer_model": "gfpgan_1.4",
             ])
+    }
+}
+
+@Suite struct FaceSwapProcessorTests {
+    @Test func anEngineFailingTheCheckBeforeWorkFailsTheHealthStage() async throws {
+        let healthy = Mutex(true)
+        let pool = EnginePool(urls: ["http://engine"]) { _ in healthy.withLock { $0 } ? nil : "HTTP 503" }
+        await pool.refreshHealth()
+        healthy.withLock { $0 = false }
+        let http = CurlHTTPClient()
+        defer { http.shutdown() }
+        let processor = FaceSwapProcessor(
+            engines: pool, faceFusion: FaceFusionClient(http: http), http: http,
+            storage: LocalResultStorage(directory: "/nonexistent", publicBaseURL: "http://h"))
+        await #expect(throws: TaskFailure(stage: "health", reason: "http://engine: HTTP 503")) {
+            try await processor.process(Swapline_V1_Task(taskID: "task_1"), progress: ProgressReporter { _, _ in })
+        }
+        #expect(!pool.hasHealthyEngine)
     }
 }
