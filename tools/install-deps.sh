@@ -3,7 +3,7 @@
 # Set SWAPLINE_SKIP_APT=1 to skip (e.g. on a machine prepared by hand).
 set -euo pipefail
 
-packages=(libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev
+packages=(libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev curl
           libsqlite3-dev nghttp2-client nghttp2-server python3-venv pkg-config)
 [[ "${SWAPLINE_SKIP_APT:-0}" == 1 ]] && exit 0
 
