@@ -68,36 +68,17 @@ port=$(start swapline "$SWAPLINE_BIN" serve --port 0 --store memory --workers 2 
     --storage "local:$demo_dir/outputs")
 server="http://127.0.0.1:$port"
 
-step "submitting a face-swap task"
-request="{\"source_url\": \"$engine/samples/source.jpg\", \"target_url\": \"$engine/samples/target.jpg\", \"resolution\": \"512x512\", \"model\": \"inswapper_128_fp16\"}"
-echo "POST $server/api/face-swap/create-task $request"
-created=$(curl -sS --fail-with-body -H 'content-type: application/json' -d "$request" "$server/api/face-swap/create-task")
-echo "$created"
-task_id=$("$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["task_id"])' <<< "$created")
+step "submitting a face-swap task and following it (swapline create --watch, gRPC via SwaplineClient)"
+"$SWAPLINE_BIN" create --server "$server" --source "$engine/samples/source.jpg" \
+    --target "$engine/samples/target.jpg" --resolution 512x512 --model inswapper_128_fp16 --watch \
+    | tee "$logs/create.out"
+task_id=$(head -n 1 "$logs/create.out")
 
-step "progress of $task_id (server-sent events)"
-curl -sS -N "$server/api/face-swap/task/$task_id/events" | "$venv/bin/python" -c '
-import json, sys
-for line in sys.stdin:
-    if line.startswith("data:"):
-        task = json.loads(line[5:])
-        status, progress = task.get("status"), float(task.get("progress") or 0)
-        print(f"  {status:<10} progress {progress:4.0%}", flush=True)
-'
-
-task=$(curl -sS --fail-with-body "$server/api/face-swap/task/$task_id")
-status=$("$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["status"])' <<< "$task")
-if [[ "$status" != COMPLETED ]]; then
-    echo "the task ended $status: $task" >&2
-    exit 1
-fi
-step "result"
-"$venv/bin/python" -c '
-import json, sys
-task = json.loads(sys.argv[1])
-result = task.get("result") or {}
-print(json.dumps(result, indent=2))
-' "$task"
-echo "stored files:"
+step "the server publishes the stored files at /outputs/"
+for ext in jpg gif webp; do
+    curl -sS -o /dev/null -w "GET %{url_effective} -> %{http_code} %{content_type}, %{size_download} bytes\n" \
+        "$server/outputs/$task_id/result.$ext"
+done
+echo "stored files (they stay after the demo stops):"
 ls -l "$demo_dir/outputs/$task_id"
 echo "DEMO OK: task $task_id COMPLETED; results in $demo_dir/outputs/$task_id"

@@ -331,3 +331,20 @@ def test_a_cancelled_task_is_abandoned_at_once(server_factory, simulator_factory
     time.sleep(1)
     assert stub.GetTask(tasks_pb2.GetTaskRequest(task_id=task.task_id), timeout=10).status == tasks_pb2.TASK_STATUS_CANCELLED
     assert not (storage_dir / task.task_id).exists()
+
+
+def test_the_cli_client_commands(server_factory, simulator_factory, storage_dir):
+    sim = simulator_factory()
+    server = serve_with_workers(server_factory, sim, storage_dir)
+    base = [str(BINARY)]
+    connect = ["--server", f"http://127.0.0.1:{server.port}"]
+    inputs = ["--source", sim.sample("source.jpg"), "--target", sim.sample("target.jpg"), "--resolution", "256x256"]
+    processed = subprocess.run([*base, "process", *connect, *inputs], capture_output=True, text=True, timeout=60)
+    assert processed.returncode == 0, processed.stderr
+    task_id = re.match(r"task (task_\w+): success http://\S+/result\.jpg", processed.stdout).group(1)
+    assert "  storage_provider: local" in processed.stdout
+    got = subprocess.run([*base, "get", *connect, task_id], capture_output=True, text=True, timeout=30)
+    assert f"task {task_id}: COMPLETED, attempt 1" in got.stdout
+    missing = subprocess.run([*base, "cancel", *connect, "task_missing"], capture_output=True, text=True, timeout=30)
+    assert missing.returncode != 0
+    assert "NOT_FOUND" in missing.stderr
