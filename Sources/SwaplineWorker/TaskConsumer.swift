@@ -150,8 +150,11 @@ public final class TaskConsumer: Sendable {
         let processing = Task {
             try await processor.process(task, progress: ProgressReporter(report))
         }
-        // Heartbeat a third of the way into the lease, and enforce the drain deadline.
+        // Heartbeat a third of the way into the lease, and at least every 2 s: the answer to a
+        // heartbeat is how a cancellation (ABORTED) reaches a task stuck in a long engine call.
+        // The watchdog also enforces the drain deadline.
         let leaseLength = Duration.milliseconds(max(1000, lease.leaseExpiresAtMs - Int64(Date.nowMilliseconds)))
+        let heartbeatInterval = min(leaseLength / 3, .seconds(2))
         let watchdog = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(200))
@@ -164,7 +167,7 @@ public final class TaskConsumer: Sendable {
                     processing.cancel()
                     return
                 }
-                if sinceReport >= leaseLength / 3 { await report(progress, stage) }
+                if sinceReport >= heartbeatInterval { await report(progress, stage) }
             }
         }
         let result = await processing.result

@@ -315,8 +315,8 @@ def test_work_goes_only_to_the_healthy_engine(server_factory, simulator_factory,
 
 def test_a_cancelled_task_is_abandoned_at_once(server_factory, simulator_factory, storage_dir):
     sim = simulator_factory("--latency-ms", "8000")
-    # A short lease makes the heartbeat (a third of the lease) hear ABORTED quickly.
-    server = serve_with_workers(server_factory, sim, storage_dir, "--lease-ms", "1500")
+    # The default 30 s lease: the worker's 2 s heartbeat hears ABORTED.
+    server = serve_with_workers(server_factory, sim, storage_dir)
     stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
     task = stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params(sim)), timeout=10)
     deadline = time.monotonic() + 20
