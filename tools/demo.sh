@@ -42,13 +42,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts a process whose first stdout line says "listening on 127.0.0.1:PORT"; echoes PORT.
-start() {
+# Starts a process in the background (in this shell, so that the exit trap knows its pid).
+launch() {
     local name=$1; shift
     "$@" > "$logs/$name.out" 2> "$logs/$name.err" &
     pids+=($!)
+}
+
+# Waits for the "listening on 127.0.0.1:PORT" line of a launched process; echoes PORT.
+await_port() {
+    local name=$1 port
     for _ in $(seq 300); do
-        local port
         port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$logs/$name.out" | head -n 1)
         if [[ -n "$port" ]]; then echo "$port"; return; fi
         sleep 0.1
@@ -59,13 +63,14 @@ start() {
 }
 
 step "starting the FaceFusion simulator"
-engine_port=$(start facefusion-sim "$venv/bin/python" tools/facefusion-sim --port 0 --latency-ms 1500 \
-    --output-dir "$demo_dir/engine")
+launch facefusion-sim "$venv/bin/python" tools/facefusion-sim --port 0 --latency-ms 1500 --output-dir "$demo_dir/engine"
+engine_port=$(await_port facefusion-sim)
 engine="http://127.0.0.1:$engine_port"
 
 step "starting swapline serve with 2 in-process workers (engine $engine)"
-port=$(start swapline "$SWAPLINE_BIN" serve --port 0 --store memory --workers 2 --engine "$engine" \
-    --storage "local:$demo_dir/outputs")
+launch swapline "$SWAPLINE_BIN" serve --port 0 --store memory --workers 2 --engine "$engine" \
+    --storage "local:$demo_dir/outputs"
+port=$(await_port swapline)
 server="http://127.0.0.1:$port"
 
 step "submitting a face-swap task and following it (swapline create --watch, gRPC via SwaplineClient)"

@@ -15,6 +15,13 @@ from PIL import Image
 from support import BINARY, ROOT
 
 
+def command_line(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:  # gone meanwhile
+        return ""
+
+
 def test_the_demo_runs_a_task_end_to_end():
     demo_dir = Path(tempfile.mkdtemp(prefix="swapline-demo-"))
     try:
@@ -31,5 +38,7 @@ def test_the_demo_runs_a_task_end_to_end():
         for ext, pil_format in {"jpg": "JPEG", "gif": "GIF", "webp": "WEBP"}.items():
             with Image.open(results / f"result.{ext}") as image:
                 assert image.format == pil_format
+        # The demo stops the simulator and the server it started.
+        assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and str(demo_dir) in command_line(pid)]
     finally:
         shutil.rmtree(demo_dir, ignore_errors=True)
