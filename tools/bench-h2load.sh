@@ -69,22 +69,28 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# --- request body: 5-byte gRPC prefix + CreateTaskRequest{params{source_url,target_url}} ----
-# Hand-encoded protobuf (field 2 = FaceSwapParams, fields 1/2 = URLs) so no stubs are needed.
-python3 - "$work/create.bin" <<'PY'
+# --- request bodies: 5-byte gRPC prefix + CreateTaskRequest ---------------------------------
+# Hand-encoded protobuf (field 2 = FaceSwapParams with URL fields 1/2, field 4 = priority), so
+# no stubs are needed. Usage: create_task_body FILE SOURCE_URL PRIORITY
+create_task_body() {
+    python3 - "$@" <<'PY'
 import struct, sys
-def field(num, payload):
-    return bytes([num << 3 | 2]) + varint(len(payload)) + payload
 def varint(n):
     out = bytearray()
     while True:
         b = n & 0x7F; n >>= 7
         out.append(b | (0x80 if n else 0))
         if not n: return bytes(out)
-params = field(1, b"https://example.com/source.jpg") + field(2, b"https://example.com/target.jpg")
-msg = field(2, params)
-open(sys.argv[1], "wb").write(struct.pack(">BI", 0, len(msg)) + msg)
+def field(num, payload):
+    return bytes([num << 3 | 2]) + varint(len(payload)) + payload
+path, source, priority = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
+msg = field(2, field(1, source) + field(2, b"https://example.com/target.jpg"))
+if priority:
+    msg += bytes([4 << 3 | 0]) + varint(priority)
+open(path, "wb").write(struct.pack(">BI", 0, len(msg)) + msg)
 PY
+}
+create_task_body "$work/create.bin" "https://example.com/source.jpg" 0
 head -c 64 /dev/zero | tr '\0' 'x' > "$work/index.html"
 
 # --- swapline ------------------------------------------------------------------------------
@@ -133,20 +139,7 @@ summary() { grep -E '^(requests|status codes):' "$work/$1.txt" | sed 's/^/    /'
 # acknowledged with a second, counted run at a priority above everything queued: those tasks
 # come out of the queue first, so draining them through grpcio gives an exact count.
 counted="${BENCH_COUNTED:-10000}"
-python3 - "$work/marked.bin" <<'PY'
-import struct, sys
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F; n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n: return bytes(out)
-def field(num, payload):
-    return bytes([num << 3 | 2]) + varint(len(payload)) + payload
-params = field(1, b"https://example.com/counted.jpg") + field(2, b"https://example.com/target.jpg")
-msg = field(2, params) + bytes([4 << 3 | 0]) + varint(100)   # priority = 100
-open(sys.argv[1], "wb").write(struct.pack(">BI", 0, len(msg)) + msg)
-PY
+create_task_body "$work/marked.bin" "https://example.com/counted.jpg" 100
 "${client_pin[@]}" h2load -n "$counted" -c "$clients" -m "$streams" -t "$threads" -d "$work/marked.bin" \
     -H 'content-type: application/grpc' -H 'te: trailers' \
     "http://127.0.0.1:$port/swapline.v1.TaskService/CreateTask" >"$work/counted.txt" 2>&1 || true
