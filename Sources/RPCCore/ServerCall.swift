@@ -71,11 +71,6 @@ public final class ServerCall: Sendable {
         }
     }
 
-    /// Ends the call with `error` if it is a `GRPCStatus`, otherwise with `INTERNAL`.
-    public func fail(_ error: any Error) {
-        finish(error as? GRPCStatus ?? GRPCStatus(.internal, "\(error)"))
-    }
-
     /// The status sent if the deadline passes before the handler finishes, in place of a bare
     /// `DEADLINE_EXCEEDED`, so the client learns what became of its request.
     public func setDeadlineStatus(_ status: GRPCStatus) {

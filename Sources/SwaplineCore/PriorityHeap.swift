@@ -8,8 +8,6 @@ struct PriorityHeap<Element> {
         self.areInIncreasingOrder = areInIncreasingOrder
     }
 
-    var isEmpty: Bool { storage.isEmpty }
-    var count: Int { storage.count }
     var top: Element? { storage.first }
 
     mutating func push(_ element: Element) {
