@@ -19,6 +19,12 @@ public struct H2Configuration: Sendable {
     /// A connection with no open stream for this long (including one that never sent its
     /// preface) is closed, since nghttp2 keeps no timers of its own.
     public var idleTimeout: TimeAmount = .seconds(300)
+    /// Stream resets the server may send on one connection in a burst, and per second after
+    /// that. nghttp2 1.52 limits resets a client sends (rapid reset) but not the ones a client
+    /// provokes the server into sending ("MadeYouReset", CVE-2025-8671); past this budget the
+    /// connection is closed with GOAWAY ENHANCE_YOUR_CALM.
+    public var serverResetBurst: Double = 1000
+    public var serverResetsPerSecond: Double = 33
 
     public init() {}
 }
@@ -42,6 +48,10 @@ final class H2ConnectionHandler: ChannelInboundHandler, NGHTTP2SessionDelegate {
     private var drainedStreams: [H2Stream] = []
     private var idleTimer: Scheduled<Void>?
     private var isShuttingDown = false
+    /// Token bucket of server-sent resets (see `H2Configuration.serverResetBurst`).
+    private lazy var resetBudget = configuration.serverResetBurst
+    private var resetBudgetRefilledAt = NIODeadline.now()
+    private var exceededResetBudget = false
 
     let eventLoop: any EventLoop
 
@@ -204,6 +214,15 @@ final class H2ConnectionHandler: ChannelInboundHandler, NGHTTP2SessionDelegate {
         if streams.isEmpty { armIdleTimer() }
     }
 
+    func sessionSentReset(streamID: Int32) {
+        let now = NIODeadline.now()
+        let elapsedSeconds = Double((now - resetBudgetRefilledAt).nanoseconds) / 1e9
+        resetBudgetRefilledAt = now
+        resetBudget = min(configuration.serverResetBurst, resetBudget + elapsedSeconds * configuration.serverResetsPerSecond) - 1
+        // Acted on after the current send pass (this runs inside nghttp2_session_mem_send).
+        if resetBudget < 0 { exceededResetBudget = true }
+    }
+
     func sessionReadBody(streamID: Int32, maxLength: Int) -> NGHTTP2Session.BodyRead {
         guard let stream = streams[streamID] else { return .end(ByteBuffer(), trailers: []) }
         return stream.readBody(maxLength: maxLength)
@@ -232,6 +251,16 @@ final class H2ConnectionHandler: ChannelInboundHandler, NGHTTP2SessionDelegate {
             let drained = drainedStreams
             drainedStreams = []
             for stream in drained where !stream.isClosed { stream.handler?.bodyDrained() }
+        }
+        if exceededResetBudget {
+            exceededResetBudget = false
+            logger.warning("closing an HTTP/2 connection that provoked too many stream resets")
+            session.submitGoAway(errorCode: NGHTTP2Session.enhanceYourCalm)
+            var goAway = context.channel.allocator.buffer(capacity: 64)
+            try? session.drainOutput(into: &goAway, limit: 64 * 1024)
+            context.writeAndFlush(wrapOutboundOut(goAway), promise: nil)
+            context.close(promise: nil)
+            return
         }
         if !session.isAlive {
             context.close(promise: nil)

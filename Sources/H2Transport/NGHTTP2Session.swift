@@ -21,6 +21,8 @@ protocol NGHTTP2SessionDelegate: AnyObject {
     func sessionReceivedData(streamID: Int32, bytes: ByteBuffer)
     func sessionReceivedEndStream(streamID: Int32)
     func sessionClosedStream(streamID: Int32, errorCode: UInt32)
+    /// The server sent RST_STREAM (its own reset or one nghttp2 sent for a client's stream error).
+    func sessionSentReset(streamID: Int32)
     /// The next response body bytes of a stream, at most `maxLength`; see `BodyRead`.
     func sessionReadBody(streamID: Int32, maxLength: Int) -> NGHTTP2Session.BodyRead
 }
@@ -147,11 +149,14 @@ final class NGHTTP2Session {
         _ = nghttp2_submit_shutdown_notice(session)
     }
 
-    /// Final GOAWAY: streams above the last one processed are refused.
+    /// Final GOAWAY: streams above the last one processed are refused. `errorCode` 0 is
+    /// NO_ERROR; `enhanceYourCalm` (0xb) tells an abusive peer why it is cut off.
     func submitGoAway(errorCode: UInt32 = 0) {
         let lastStreamID = nghttp2_session_get_last_proc_stream_id(session)
         _ = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), lastStreamID, errorCode, nil, 0)
     }
+
+    static let enhanceYourCalm = UInt32(NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
 
     // MARK: - Callbacks into the delegate
 
@@ -259,6 +264,11 @@ final class NGHTTP2Session {
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) { _, _, streamID, data, length, userData in
             guard let data, let userData else { return 0 }
             NGHTTP2Session.from(userData).receivedData(streamID: streamID, bytes: UnsafeRawBufferPointer(start: data, count: length))
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { _, frame, userData in
+            guard let frame, let userData, frame.pointee.hd.type == UInt8(NGHTTP2_RST_STREAM.rawValue) else { return 0 }
+            NGHTTP2Session.from(userData).delegate.sessionSentReset(streamID: frame.pointee.hd.stream_id)
             return 0
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, errorCode, userData in

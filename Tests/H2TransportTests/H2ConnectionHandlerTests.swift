@@ -107,6 +107,22 @@ final class H2Harness {
         #expect(harness.client.responses[next]?.grpcStatus == "0")
     }
 
+    @Test func aClientThatProvokesTooManyResetsIsCutOff() throws {
+        var configuration = H2Configuration()
+        configuration.maxHeaderListSize = 1024
+        configuration.serverResetBurst = 3
+        configuration.serverResetsPerSecond = 0
+        let harness = try H2Harness(router: echoRouter(), configuration: configuration)
+        let oversized = [("x-big", String(repeating: "a", count: 2000))]
+        for _ in 0..<3 { harness.client.post(path: "/t.S/Echo", extraHeaders: oversized, body: H2Harness.framed([])) }
+        try harness.exchange()
+        #expect(!harness.client.receivedGoAway && harness.channel.isActive)
+        harness.client.post(path: "/t.S/Echo", extraHeaders: oversized, body: H2Harness.framed([]))
+        try harness.exchange()
+        #expect(harness.client.goAwayErrorCode == 0x0b)  // ENHANCE_YOUR_CALM
+        #expect(!harness.channel.isActive)
+    }
+
     @Test func clientResetCancelsTheHandler() throws {
         let cancelled = Flag()
         var router = RPCRouter()

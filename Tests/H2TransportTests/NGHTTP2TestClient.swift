@@ -19,6 +19,7 @@ final class NGHTTP2TestClient {
     private(set) var responses: [Int32: Response] = [:]
     private var pendingBodies: [Int32: [UInt8]] = [:]
     private(set) var receivedGoAway = false
+    private(set) var goAwayErrorCode: UInt32?
 
     init(initialWindowSize: UInt32 = 65_535) {
         var callbacks: OpaquePointer?
@@ -51,7 +52,10 @@ final class NGHTTP2TestClient {
         }
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
             let client = Unmanaged<NGHTTP2TestClient>.fromOpaque(userData!).takeUnretainedValue()
-            if frame!.pointee.hd.type == UInt8(NGHTTP2_GOAWAY.rawValue) { client.receivedGoAway = true }
+            if frame!.pointee.hd.type == UInt8(NGHTTP2_GOAWAY.rawValue) {
+                client.receivedGoAway = true
+                client.goAwayErrorCode = frame!.pointee.goaway.error_code
+            }
             return 0
         }
         var created: OpaquePointer?
