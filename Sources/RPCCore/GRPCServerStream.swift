@@ -157,6 +157,18 @@ public final class GRPCServerStream: HTTPStreamHandler {
         cancelCall(GRPCStatus(.cancelled, "the client cancelled the call"))
     }
 
+    /// Feeds a whole single-message request (protobuf bytes, no gRPC prefix) as a transport
+    /// would: head, framed body, end. For callers that are not a network transport.
+    public func receiveRequest(path: String, message: ByteBuffer, extraHeaders: [HeaderField] = []) {
+        receiveHead(
+            [HeaderField(":method", "POST"), HeaderField(":path", path), Self.contentTypeField] + extraHeaders,
+            endStream: false)
+        var framed = ByteBufferAllocator().buffer(capacity: GRPCMessageFramer.prefixLength + message.readableBytes)
+        GRPCMessageFramer.frame(message, into: &framed)
+        receiveBody(framed)
+        receiveEnd()
+    }
+
     // MARK: - Operations behind ServerCall (on the event loop)
 
     func sendInitialMetadata(_ metadata: Metadata) {

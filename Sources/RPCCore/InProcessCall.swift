@@ -43,14 +43,7 @@ public final class InProcessCall: HTTPStreamWriter {
     /// Sends the one request message (protobuf bytes, no gRPC prefix). The handler may answer
     /// before this returns, so the caller keeps the call before starting it.
     public func start(request: ByteBuffer) {
-        guard let stream else { return }
-        stream.receiveHead(
-            [HeaderField(":method", "POST"), HeaderField(":path", path), HeaderField("content-type", "application/grpc")],
-            endStream: false)
-        var framed = ByteBufferAllocator().buffer(capacity: GRPCMessageFramer.prefixLength + request.readableBytes)
-        GRPCMessageFramer.frame(request, into: &framed)
-        stream.receiveBody(framed)
-        stream.receiveEnd()
+        stream?.receiveRequest(path: path, message: request)
     }
 
     /// The caller's queue drained: a streaming handler may send the next message.

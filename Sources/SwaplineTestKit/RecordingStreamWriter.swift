@@ -51,12 +51,6 @@ public final class RecordingStreamWriter: HTTPStreamWriter {
 /// Sends a unary request through a `GRPCServerStream` of `router`, as a transport would.
 public func sendRequest(_ message: ByteBuffer, path: String, router: RPCRouter, writer: RecordingStreamWriter, extraHeaders: [HeaderField] = []) -> GRPCServerStream {
     let stream = GRPCServerStream(router: router, configuration: GRPCServerConfiguration(), writer: writer)
-    stream.receiveHead(
-        [HeaderField(":method", "POST"), HeaderField(":path", path), HeaderField("content-type", "application/grpc")] + extraHeaders,
-        endStream: false)
-    var framed = ByteBuffer()
-    GRPCMessageFramer.frame(message, into: &framed)
-    stream.receiveBody(framed)
-    stream.receiveEnd()
+    stream.receiveRequest(path: path, message: message, extraHeaders: extraHeaders)
     return stream
 }
