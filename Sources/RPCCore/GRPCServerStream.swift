@@ -163,9 +163,7 @@ public final class GRPCServerStream: HTTPStreamHandler {
         receiveHead(
             [HeaderField(":method", "POST"), HeaderField(":path", path), Self.contentTypeField] + extraHeaders,
             endStream: false)
-        var framed = ByteBufferAllocator().buffer(capacity: GRPCMessageFramer.prefixLength + message.readableBytes)
-        GRPCMessageFramer.frame(message, into: &framed)
-        receiveBody(framed)
+        receiveBody(GRPCFramedMessage(message: message).buffer)
         receiveEnd()
     }
 
