@@ -4,6 +4,7 @@ import SwaplineMessages
 
 /// grpc.health.v1.Health: SERVING for the server as a whole ("") and each of its services
 /// until shutdown begins, then NOT_SERVING, so load balancers drain the instance first.
+/// Check also answers NOT_SERVING while the queue backend cannot reach its storage.
 final class HealthService: Sendable {
     static let name = "grpc.health.v1.Health"
 
@@ -15,9 +16,11 @@ final class HealthService: Sendable {
 
     private let services: Set<String>
     private let state = Mutex(State())
+    private let isStoreReachable: @Sendable () -> Bool
 
-    init(services: Set<String>) {
+    init(services: Set<String>, isStoreReachable: @escaping @Sendable () -> Bool = { true }) {
         self.services = services.union(["", Self.name])
+        self.isStoreReachable = isStoreReachable
     }
 
     func register(in router: inout RPCRouter) {
@@ -50,7 +53,7 @@ final class HealthService: Sendable {
     }
 
     private func currentStatus(_ service: String) -> Grpc_Health_V1_HealthCheckResponse.ServingStatus {
-        status(service, serving: state.withLock { $0.isServing })
+        status(service, serving: state.withLock { $0.isServing } && isStoreReachable())
     }
 
     private func status(_ service: String, serving: Bool) -> Grpc_Health_V1_HealthCheckResponse.ServingStatus {

@@ -5,8 +5,8 @@ import NIOPosix
 import RPCCore
 import SwaplineCore
 
-/// A started Swapline server: the listening HTTP/2 socket, its event loops, the scheduler and
-/// the background lease and retention sweeps. The CLI and the tests build it the same way,
+/// A started Swapline server: the listening HTTP/2 socket, its event loops, the scheduler over
+/// its queue backend, and the background lease, retention and re-check sweeps. The CLI and the tests build it the same way,
 /// with `start`.
 public final class RunningServer: Sendable {
     public let port: Int
@@ -14,35 +14,35 @@ public final class RunningServer: Sendable {
     private let server: H2Server
     private let group: MultiThreadedEventLoopGroup
     private let health: HealthService
-    private let sweep: RepeatedTask
-    private let retention: RepeatedTask
+    private let sweeps: [RepeatedTask]
     private let configuration: ServerConfiguration
     private let logger: Logger
 
     private init(
         port: Int, scheduler: TaskScheduler, server: H2Server, group: MultiThreadedEventLoopGroup, health: HealthService,
-        sweep: RepeatedTask, retention: RepeatedTask, configuration: ServerConfiguration, logger: Logger
+        sweeps: [RepeatedTask], configuration: ServerConfiguration, logger: Logger
     ) {
         self.port = port
         self.scheduler = scheduler
         self.server = server
         self.group = group
         self.health = health
-        self.sweep = sweep
-        self.retention = retention
+        self.sweeps = sweeps
         self.configuration = configuration
         self.logger = logger
     }
 
-    public static func start(configuration: ServerConfiguration, store: any TaskStore = VolatileTaskStore(), logger: Logger) async throws -> RunningServer {
-        let scheduler = try TaskScheduler(configuration: configuration.scheduler, store: store)
+    /// Serves `queue` (an in-memory queue when `nil`); the server closes it at shutdown.
+    public static func start(configuration: ServerConfiguration, queue: (any TaskQueue)? = nil, logger: Logger) async throws -> RunningServer {
+        let queue = queue ?? InMemoryTaskQueue(rules: TaskRules(configuration.scheduler))
+        let scheduler = TaskScheduler(configuration: configuration.scheduler, queue: queue)
         var router = RPCRouter()
         TaskService(scheduler: scheduler).register(in: &router)
         ConsumerService(scheduler: scheduler).register(in: &router)
         if configuration.enableInteropTesting {
             InteropTestService().register(in: &router)
         }
-        let health = HealthService(services: router.serviceNames)
+        let health = HealthService(services: router.serviceNames, isStoreReachable: { queue.isReachable })
         health.register(in: &router)
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoopThreads))
@@ -56,22 +56,30 @@ public final class RunningServer: Sendable {
                 logger: logger)
         } catch {
             try? await group.shutdownGracefully()
+            await queue.close()
             throw error
         }
         let port = server.localAddress.port ?? configuration.port
         scheduler.setOrigin(TaskOrigin(sourceChannel: "http://\(Self.urlHost(configuration.host)):\(port)", targetPort: Int32(port)))
-        let sweep = group.next().scheduleRepeatedTask(
-            initialDelay: configuration.leaseSweepInterval, delay: configuration.leaseSweepInterval
-        ) { _ in scheduler.expireLeases() }
-        let retentionLoop = group.next()
-        let retention = retentionLoop.scheduleRepeatedTask(
-            initialDelay: .zero, delay: configuration.retentionSweepInterval
-        ) { _ in
-            purgeFinishedTasks(scheduler: scheduler, configuration: configuration, on: retentionLoop, logger: logger)
+        var sweeps = [
+            group.next().scheduleRepeatedTask(
+                initialDelay: configuration.leaseSweepInterval, delay: configuration.leaseSweepInterval
+            ) { _ in scheduler.expireLeases() }
+        ]
+        if let recheckMs = queue.changeFeedRecheckIntervalMs {
+            sweeps.append(
+                group.next().scheduleRepeatedTask(initialDelay: .milliseconds(recheckMs), delay: .milliseconds(recheckMs)) { _ in
+                    scheduler.recheck()
+                })
         }
+        let retentionLoop = group.next()
+        sweeps.append(
+            retentionLoop.scheduleRepeatedTask(initialDelay: .zero, delay: configuration.retentionSweepInterval) { _ in
+                purgeFinishedTasks(scheduler: scheduler, configuration: configuration, on: retentionLoop, logger: logger)
+            })
         return RunningServer(
-            port: port, scheduler: scheduler, server: server, group: group, health: health, sweep: sweep,
-            retention: retention, configuration: configuration, logger: logger)
+            port: port, scheduler: scheduler, server: server, group: group, health: health, sweeps: sweeps,
+            configuration: configuration, logger: logger)
     }
 
     /// Deletes one batch of finished tasks past their retention, and goes on with the next
@@ -99,13 +107,14 @@ public final class RunningServer: Sendable {
     }
 
     /// Graceful shutdown: health turns NOT_SERVING, the listener closes, every connection gets
-    /// GOAWAY, and open calls have `shutdownGrace` to finish before they are cut.
+    /// GOAWAY, and open calls have `shutdownGrace` to finish before they are cut; then the
+    /// queue backend is closed.
     public func shutdown() async {
         health.markNotServing()
         await server.shutdown(grace: configuration.shutdownGrace)
-        sweep.cancel()
-        retention.cancel()
+        for sweep in sweeps { sweep.cancel() }
         try? await group.shutdownGracefully()
+        await scheduler.queue.close()
     }
 
     private static func urlHost(_ host: String) -> String {

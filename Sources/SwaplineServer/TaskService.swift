@@ -26,11 +26,7 @@ struct TaskService {
         }
         router.register(service: Self.name, method: "GetTask", request: Swapline_V1_GetTaskRequest.self) { request, call in
             guard let id = Self.requireTaskID(request.taskID, call) else { return }
-            if let record = scheduler.task(id: id) {
-                call.reply(TaskMessages.message(record))
-            } else {
-                call.finish(GRPCStatus(.notFound, "task '\(id)' does not exist"))
-            }
+            scheduler.task(id: id) { result in Self.answer(call, result) }
         }
         router.register(service: Self.name, method: "CancelTask", request: Swapline_V1_CancelTaskRequest.self) { request, call in
             guard let id = Self.requireTaskID(request.taskID, call) else { return }
@@ -65,16 +61,15 @@ struct TaskService {
         let pump = TaskEventPump(call: call) {
             if let value = token.value { scheduler.unwatch(taskID: taskID, token: value) }
         }
-        switch scheduler.watch(taskID: taskID, onChange: pump.offer) {
-        case .failure(let error):
-            call.fail(error)
-        case .success(let (current, watchToken)):
-            token.value = watchToken
-            // The pump may have finished before the token existed: unwatch now (twice is harmless).
-            if pump.isFinished { scheduler.unwatch(taskID: taskID, token: watchToken) }
-            call.onCancel { _ in pump.cancel() }
-            pump.offer(current)
+        token.value = scheduler.watch(taskID: taskID, onChange: pump.offer) { current in
+            switch current {
+            case .failure(let error): call.fail(error)
+            case .success(let task): pump.offer(task)
+            }
         }
+        // The pump may have finished before the token existed: unwatch now (twice is harmless).
+        if pump.isFinished, let value = token.value { scheduler.unwatch(taskID: taskID, token: value) }
+        call.onCancel { _ in pump.cancel() }
     }
 
     /// Creates a high-priority task and answers when it reaches a terminal state. At the
@@ -102,17 +97,22 @@ struct TaskService {
                     call.finish(timeout)
                 }
             }
-            let watched = scheduler.watch(taskID: created.taskID) { record in
+            token.value = scheduler.watch(taskID: created.taskID) { record in
                 if record.state.isTerminal { finish(record) }
+            } current: { current in
+                switch current {
+                case .success(let task): if task.state.isTerminal { finish(task) }
+                case .failure(let error):
+                    // Deleted meanwhile (only by retention, after it finished long ago).
+                    guard finishOnce.claim() else { return }
+                    call.fail(error)
+                }
             }
-            guard case .success(let (current, watchToken)) = watched else { return call.fail(TaskError(.notFound, "task vanished")) }
-            token.value = watchToken
-            if finishOnce.isClaimed { scheduler.unwatch(taskID: created.taskID, token: watchToken) }
+            if finishOnce.isClaimed, let value = token.value { scheduler.unwatch(taskID: created.taskID, token: value) }
             call.onCancel { _ in finish(nil) }
             if call.deadline == nil {
                 call.eventLoop.scheduleTask(in: defaultProcessSyncWait) { finish(nil) }
             }
-            if current.state.isTerminal { finish(current) }
         }
     }
 }

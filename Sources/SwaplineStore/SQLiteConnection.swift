@@ -2,15 +2,16 @@ import CSQLite
 
 /// One open database handle, the only owner of its `sqlite3` pointer. Not thread-safe: it is
 /// opened in SQLite's multi-thread mode (no internal mutex), so its owner must serialize every
-/// use (`SQLiteTaskStore` touches it only from its writer queue, or before that exists).
+/// use (`SQLiteTaskQueue` touches each of its connections from one serial queue only).
 final class SQLiteConnection {
     private let handle: OpaquePointer
     let path: String
 
-    /// Opens (and creates, when missing) the database file at `path`, read-write.
-    init(path: String) throws(SQLiteError) {
+    /// Opens the database file at `path`: read-write, creating it when missing, or read-only.
+    init(path: String, readOnly: Bool = false) throws(SQLiteError) {
         var opened: OpaquePointer?
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
+        let access = readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+        let flags = access | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
         let code = sqlite3_open_v2(path, &opened, flags, nil)
         guard code == SQLITE_OK, let opened else {
             let error = SQLiteError(code: code, connection: opened)

@@ -31,12 +31,12 @@ public struct SQLiteError: Error, Sendable, CustomStringConvertible {
 
     public var description: String { "\(message) (SQLite code \(code))" }
 
-    /// How a failed write is reported to the scheduler: out of space is RESOURCE_EXHAUSTED,
-    /// everything else (I/O errors, a read-only file, a busy lock) UNAVAILABLE.
-    var taskStoreError: TaskStoreError {
+    /// How a failure is reported to callers: out of space is RESOURCE_EXHAUSTED, everything
+    /// else (I/O errors, a read-only file, a busy lock, a refused constraint) UNAVAILABLE.
+    var taskError: TaskError {
         if isOutOfSpace {
-            return TaskStoreError(.resourceExhausted, "the database is out of space: \(description)")
+            return TaskError(.resourceExhausted, "the task store could not save the change: the database is out of space: \(description)")
         }
-        return TaskStoreError(.unavailable, "the database could not be written: \(description)")
+        return TaskError(.unavailable, "the task store could not use the database: \(description)")
     }
 }

@@ -51,6 +51,9 @@ final class SQLiteStatement {
         }
     }
 
+    /// Ends the statement's run, so its connection holds no read snapshot open in between.
+    func reset() { sqlite3_reset(handle) }
+
     /// Runs a statement that returns no rows.
     func run(_ values: [SQLiteValue]) throws(SQLiteError) {
         try bind(values)

@@ -14,14 +14,9 @@ public enum SQLiteSynchronous: String, Sendable, CaseIterable {
     case normal
 }
 
-/// One change the writer applies inside a group-commit transaction.
-enum SQLiteTaskOperation: Sendable {
-    case save([TaskRecord])
-    case delete([String])
-}
-
-/// The task database file: its identity checks, schema migrations, and the statements the
-/// store runs. Owned by one thread at a time (see `SQLiteConnection`).
+/// The task database file as the queue's writer uses it: identity checks, schema migrations,
+/// transactions, and the statements that change tasks. Owned by one thread at a time (see
+/// `SQLiteConnection`).
 final class SQLiteTaskDatabase {
     /// Marks the file as ours in its header (`PRAGMA application_id`): "SWAP".
     static let applicationID: Int64 = 0x5357_4150
@@ -63,10 +58,18 @@ final class SQLiteTaskDatabase {
         CREATE UNIQUE INDEX tasks_by_idempotency_key ON tasks (idempotency_key) WHERE idempotency_key IS NOT NULL;
         CREATE INDEX tasks_in_fetch_order ON tasks (state, workflow, priority DESC, created_at);
         CREATE INDEX tasks_by_age ON tasks (state, updated_at);
+        """,
+        // The queue lives in the database: claims read the first PENDING task of a workflow
+        // straight off an index in fetch order (task_id breaks ties, as in TaskRules.precedes),
+        // and the lease sweep reads only PROCESSING tasks, by expiry.
         """
+        DROP INDEX tasks_in_fetch_order;
+        CREATE INDEX tasks_in_fetch_order ON tasks (workflow, state, priority DESC, created_at, task_id);
+        CREATE INDEX tasks_by_lease_expiry ON tasks (lease_expires_at) WHERE state = 'PROCESSING';
+        """,
     ]
 
-    private static let columns = [
+    static let columns = [
         "task_id", "workflow", "environment", "target_port", "source_url", "target_url", "resolution", "model",
         "options", "state", "source_channel", "created_at", "updated_at", "progress", "error", "output_url", "outputs",
         "processing_time", "job_id", "storage_provider", "attempt", "priority", "idempotency_key", "lease_id",
@@ -79,9 +82,11 @@ final class SQLiteTaskDatabase {
     private static let pagesPerVacuumStep = 512
 
     let path: String
+    /// The queries, on the writer's own connection: they see the open transaction's changes.
+    let reads: SQLiteTaskReads
     private let connection: SQLiteConnection
-    private let save: SQLiteStatement
-    private let remove: SQLiteStatement
+    private let saveStatement: SQLiteStatement
+    private let removeStatement: SQLiteStatement
     private let beginTransaction: SQLiteStatement
     private let commitTransaction: SQLiteStatement
     private let savepoint: SQLiteStatement
@@ -100,16 +105,16 @@ final class SQLiteTaskDatabase {
                 throw TaskStoreOpenError(.inaccessible, path: path, reason: "SQLite could not switch the database to WAL mode")
             }
             try connection.execute("PRAGMA synchronous = \(synchronous.rawValue)")
-            try Self.checkIntegrity(of: connection, path: path)
             try Self.migrate(connection, path: path)
+            reads = try SQLiteTaskReads(connection: connection)
             let placeholders = (1...Self.columns.count).map { "?\($0)" }.joined(separator: ", ")
             let updates = Self.columns.dropFirst().map { "\($0) = excluded.\($0)" }.joined(separator: ", ")
-            save = try connection.prepare(
+            saveStatement = try connection.prepare(
                 """
                 INSERT INTO tasks (\(Self.columns.joined(separator: ", "))) VALUES (\(placeholders))
                 ON CONFLICT (task_id) DO UPDATE SET \(updates) WHERE excluded.version > tasks.version
                 """)
-            remove = try connection.prepare("DELETE FROM tasks WHERE task_id = ?1")
+            removeStatement = try connection.prepare("DELETE FROM tasks WHERE task_id = ?1")
             beginTransaction = try connection.prepare("BEGIN IMMEDIATE")
             commitTransaction = try connection.prepare("COMMIT")
             savepoint = try connection.prepare("SAVEPOINT operation")
@@ -147,13 +152,11 @@ final class SQLiteTaskDatabase {
         try connection.execute("PRAGMA auto_vacuum = INCREMENTAL; PRAGMA application_id = \(Self.applicationID)")
     }
 
-    private static func checkIntegrity(of connection: SQLiteConnection, path: String) throws {
-        // quick_check verifies every page and row format but skips matching index contents to
-        // their tables, so it reads the file once: affordable at every start.
-        let problems = try connection.textColumn("PRAGMA quick_check(5)").filter { $0 != "ok" }
-        guard problems.isEmpty else {
-            throw TaskStoreOpenError(.corrupt, path: path, reason: "the integrity check failed: \(problems.joined(separator: "; "))")
-        }
+    /// Every problem `PRAGMA integrity_check` finds in the file (empty when healthy). It reads
+    /// the whole file, so it is the `swapline check` command's job, never part of a start.
+    static func integrityProblems(path: String, limit: Int = 20) throws(SQLiteError) -> [String] {
+        let connection = try SQLiteConnection(path: path, readOnly: true)
+        return try connection.textColumn("PRAGMA integrity_check(\(limit))").filter { $0 != "ok" }
     }
 
     private static func migrate(_ connection: SQLiteConnection, path: String) throws {
@@ -168,51 +171,39 @@ final class SQLiteTaskDatabase {
         }
     }
 
-    // MARK: - Reading
-
-    func loadAll() throws(SQLiteError) -> [TaskRecord] {
-        let select = try connection.prepare("SELECT \(Self.columns.joined(separator: ", ")) FROM tasks")
-        var records: [TaskRecord] = []
-        while try select.step() { records.append(Self.record(from: select)) }
-        return records
-    }
-
     // MARK: - Writing
 
-    /// Applies `operations` in one transaction and reports each one's outcome. An operation
-    /// the schema refuses fails alone (it runs inside its own savepoint); any other error —
-    /// out of space, I/O — fails them all, and nothing of the transaction is kept.
-    func commit(_ operations: [SQLiteTaskOperation]) -> [Result<Void, TaskStoreError>] {
-        var outcomes: [Result<Void, TaskStoreError>] = []
-        do throws(SQLiteError) {
-            try beginTransaction.run([])
-            for operation in operations {
-                try savepoint.run([])
-                do throws(SQLiteError) {
-                    try apply(operation)
-                    outcomes.append(.success(()))
-                } catch let error where error.isConstraintViolation {
-                    try rollbackToSavepoint.run([])
-                    outcomes.append(.failure(TaskStoreError(.unavailable, "the database refused the change: \(error)")))
-                }
-                try releaseSavepoint.run([])
-            }
-            try commitTransaction.run([])
-            return outcomes
-        } catch {
-            // After an I/O or out-of-space error SQLite may already have rolled back itself.
-            if connection.isInTransaction { try? connection.execute("ROLLBACK") }
-            return Array(repeating: .failure(error.taskStoreError), count: operations.count)
+    func begin() throws(SQLiteError) { try beginTransaction.run([]) }
+
+    func commit() throws(SQLiteError) { try commitTransaction.run([]) }
+
+    /// Undoes the open transaction, if SQLite has not already done so after an I/O error.
+    func rollback() {
+        if connection.isInTransaction { try? connection.execute("ROLLBACK") }
+    }
+
+    /// Runs `body` inside a savepoint: a constraint violation undoes only what `body` wrote
+    /// and is rethrown; the transaction stays usable.
+    func withSavepoint<T>(_ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+        try savepoint.run([])
+        do {
+            let value = try body()
+            try releaseSavepoint.run([])
+            return value
+        } catch let error where error.isConstraintViolation {
+            try rollbackToSavepoint.run([])
+            try releaseSavepoint.run([])
+            throw error
         }
     }
 
-    private func apply(_ operation: SQLiteTaskOperation) throws(SQLiteError) {
-        switch operation {
-        case .save(let records):
-            for record in records { try save.run(Self.values(of: record)) }
-        case .delete(let taskIDs):
-            for id in taskIDs { try remove.run([.text(id)]) }
-        }
+    /// Inserts or replaces the task (by id), unless the stored row has a higher version.
+    func save(_ record: TaskRecord) throws(SQLiteError) {
+        try saveStatement.run(SQLiteTaskRows.values(of: record))
+    }
+
+    func delete(taskID: String) throws(SQLiteError) {
+        try removeStatement.run([.text(taskID)])
     }
 
     /// Gives pages freed by deletions back to the file system, a bounded step at a time.
@@ -232,10 +223,11 @@ final class SQLiteTaskDatabase {
     }
 
     func pageCount() throws(SQLiteError) -> Int64 { try connection.integer("PRAGMA page_count") }
+}
 
-    // MARK: - Rows <-> records
-
-    private static func values(of record: TaskRecord) -> [SQLiteValue] {
+/// How a task is laid out in a row of `tasks` (the columns of `SQLiteTaskDatabase.columns`).
+enum SQLiteTaskRows {
+    static func values(of record: TaskRecord) -> [SQLiteValue] {
         let output = record.output
         let lease = record.lease
         return [
@@ -259,7 +251,7 @@ final class SQLiteTaskDatabase {
     }
 
     /// The record in the current row of a statement selecting `columns` in order.
-    private static func record(from row: SQLiteStatement) -> TaskRecord {
+    static func record(from row: SQLiteStatement) -> TaskRecord {
         let params = FaceSwapParameters(
             sourceURL: row.text(at: 4), targetURL: row.text(at: 5), resolution: row.text(at: 6), model: row.text(at: 7),
             options: decode(row.text(at: 8)))

@@ -102,9 +102,8 @@ struct Serve: AsyncParsableCommand {
         configuration.outputsDirectory = localOutputsDirectory
         configuration.finishedTaskRetention = .milliseconds(Int64(retentionHours * 3_600_000))
 
-        let sqlite = try openSQLiteStore(logger: logger)
-        defer { sqlite?.close() }
-        let server = try await RunningServer.start(configuration: configuration, store: sqlite ?? VolatileTaskStore(), logger: logger)
+        let queue = try openQueue(rules: TaskRules(configuration.scheduler), logger: logger)
+        let server = try await RunningServer.start(configuration: configuration, queue: queue, logger: logger)
         print("swapline listening on \(host):\(server.port)")
         fflush(nil)  // all streams: tests wait for this line on a pipe
         logger.info("serving gRPC and REST on \(host):\(server.port)")
@@ -132,19 +131,21 @@ struct Serve: AsyncParsableCommand {
         return spec.hasPrefix("local:") ? String(spec.dropFirst("local:".count)) : "\(data)/outputs"
     }
 
-    /// The durable store in `--data`, or `nil` for `--store memory`.
-    private func openSQLiteStore(logger: Logger) throws(TaskStoreOpenError) -> SQLiteTaskStore? {
-        guard store == .sqlite else {
+    /// The queue backend `--store` names.
+    private func openQueue(rules: TaskRules, logger: Logger) throws -> any TaskQueue {
+        switch store {
+        case .memory:
             logger.notice("--store memory: tasks are kept in memory only and lost when the server stops")
-            return nil
+            return InMemoryTaskQueue(rules: rules)
+        case .sqlite:
+            var storeConfiguration = SQLiteTaskQueue.Configuration(directory: data)
+            storeConfiguration.synchronous = synchronous
+            storeConfiguration.groupCommit = groupCommit == .on
+            let sqlite = try SQLiteTaskQueue(configuration: storeConfiguration, rules: rules)
+            logger.info(
+                "task database \(sqlite.databasePath) (synchronous \(synchronous.rawValue), group commit \(groupCommit.rawValue))")
+            return sqlite
         }
-        var storeConfiguration = SQLiteTaskStore.Configuration(directory: data)
-        storeConfiguration.synchronous = synchronous
-        storeConfiguration.groupCommit = groupCommit == .on
-        let sqlite = try SQLiteTaskStore(configuration: storeConfiguration)
-        logger.info(
-            "task database \(sqlite.databasePath) (synchronous \(synchronous.rawValue), group commit \(groupCommit.rawValue))")
-        return sqlite
     }
 }
 

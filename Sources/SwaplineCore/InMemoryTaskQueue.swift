@@ -1,0 +1,214 @@
+import Synchronization
+
+/// A queue backend in the process's memory (`--store memory`, tests and benchmarks): every
+/// operation commits at once under one lock, and nothing survives the process. Memory grows
+/// with the tasks kept until retention deletes them.
+public final class InMemoryTaskQueue: TaskQueue {
+    private let rules: TaskRules
+    private let clock: WallClock
+    private let state = Mutex(InMemoryQueueState())
+    private let feed = ChangeFeed()
+
+    public init(rules: TaskRules, clock: WallClock = .system) {
+        self.rules = rules
+        self.clock = clock
+    }
+
+    public func setChangeHandler(_ handler: @escaping @Sendable (TaskRecord) -> Void) {
+        feed.setHandler(handler)
+    }
+
+    public func create(_ task: TaskRecord, completion: @escaping Completion<CreateOutcome>) {
+        let outcome: CreateOutcome = state.withLock { state in
+            if let key = task.idempotencyKey, let id = state.idempotency[key], let earlier = state.tasks[id] {
+                return .existing(earlier)
+            }
+            commit(&state, task)
+            return .created(task)
+        }
+        feed.deliver()
+        completion(.success(outcome))
+    }
+
+    public func claim(workflows: Set<String>, consumerID: String, completion: @escaping Completion<LeaseGrant?>) {
+        let now = clock.nowMs()
+        let claimed: TaskRecord? = state.withLock { state in
+            guard let next = state.nextPending(in: workflows) else { return nil }
+            let claimed = rules.claim(next, consumerID: consumerID, leaseID: LeaseID.random(), now: now)!
+            commit(&state, claimed)
+            return claimed
+        }
+        guard let claimed else { return completion(.success(nil)) }
+        feed.deliver()
+        completion(.success(LeaseGrant(task: claimed, lease: claimed.lease!)))
+    }
+
+    public func update(_ update: StatusUpdate, completion: @escaping Completion<TaskRecord>) {
+        let now = clock.nowMs()
+        change(taskID: update.taskID, completion: completion) { old in rules.apply(update, to: old, now: now).map { $0 } }
+    }
+
+    public func cancel(taskID: String, completion: @escaping Completion<TaskRecord>) {
+        let now = clock.nowMs()
+        let outcome: Result<(TaskRecord, changed: Bool), TaskError> = state.withLock { state in
+            guard let old = state.tasks[taskID] else { return .failure(TaskError.noSuchTask(taskID)) }
+            guard let new = rules.cancel(old, now: now) else { return .success((old, false)) }
+            commit(&state, new)
+            return .success((new, true))
+        }
+        feed.deliver()
+        completion(outcome.map(\.0))
+    }
+
+    public func handBack(taskID: String, leaseID: String, completion: @escaping Completion<TaskRecord?>) {
+        let now = clock.nowMs()
+        let returned: TaskRecord? = state.withLock { state in
+            guard let old = state.tasks[taskID], let new = rules.handBack(old, leaseID: leaseID, now: now) else { return nil }
+            commit(&state, new)
+            return new
+        }
+        feed.deliver()
+        completion(.success(returned))
+    }
+
+    public func expireLeases(limit: Int, completion: @escaping Completion<Int>) {
+        let now = clock.nowMs()
+        let changed: [TaskRecord] = state.withLock { state in
+            var changed: [TaskRecord] = []
+            while changed.count < limit, let entry = state.leaseExpiries.top, entry.expiresAtMs <= now {
+                state.leaseExpiries.pop()
+                guard let old = state.tasks[entry.taskID], old.lease?.id == entry.leaseID,
+                    let new = rules.expire(old, now: now)
+                else { continue }
+                commit(&state, new)
+                changed.append(new)
+            }
+            return changed
+        }
+        feed.deliver()
+        completion(.success(changed.count))
+    }
+
+    public func purgeFinished(changedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<[String]>) {
+        let purged: [String] = state.withLock { state in
+            var purged: [String] = []
+            while purged.count < limit, let entry = state.finishedByAge.top, entry.updatedAtMs < cutoffMs {
+                state.finishedByAge.pop()
+                guard let task = state.tasks[entry.taskID], task.updatedAtMs == entry.updatedAtMs,
+                    TaskRules.isPurgeable(task, changedBeforeMs: cutoffMs)
+                else { continue }
+                state.forget(task)
+                purged.append(task.taskID)
+            }
+            return purged
+        }
+        completion(.success(purged))
+    }
+
+    public func task(id: String, completion: @escaping Completion<TaskRecord?>) {
+        completion(.success(state.withLock { $0.tasks[id] }))
+    }
+
+    public func close() async {}
+
+    /// Tasks held, for tests.
+    public var count: Int { state.withLock { $0.tasks.count } }
+
+    /// Reads, applies and stores one change of an existing task.
+    private func change(
+        taskID: String, completion: @escaping Completion<TaskRecord>, _ next: (TaskRecord) -> Result<TaskRecord, TaskError>
+    ) {
+        let outcome: Result<TaskRecord, TaskError> = state.withLock { state in
+            guard let old = state.tasks[taskID] else { return .failure(TaskError.noSuchTask(taskID)) }
+            let outcome = next(old)
+            if case .success(let new) = outcome { commit(&state, new) }
+            return outcome
+        }
+        feed.deliver()
+        completion(outcome)
+    }
+
+    /// Stores a changed task and queues it for the change feed, in commit order.
+    private func commit(_ state: inout InMemoryQueueState, _ task: TaskRecord) {
+        state.store(task)
+        feed.enqueue([task])
+    }
+}
+
+/// The in-memory queue's tasks and indexes, guarded by its mutex. The indexes use lazy
+/// deletion: an entry whose task has moved on is skipped when it surfaces.
+struct InMemoryQueueState {
+    struct PendingEntry {
+        var key: TaskRules.FetchKey
+        var version: Int64
+    }
+
+    struct LeaseEntry {
+        var expiresAtMs: Int64
+        var taskID: String
+        var leaseID: String
+    }
+
+    struct FinishedEntry {
+        var updatedAtMs: Int64
+        var taskID: String
+    }
+
+    var tasks: [String: TaskRecord] = [:]
+    var idempotency: [String: String] = [:]
+    /// PENDING tasks per workflow, in fetch order.
+    var pending: [String: PriorityHeap<PendingEntry>] = [:]
+    var leaseExpiries = PriorityHeap<LeaseEntry> { $0.expiresAtMs < $1.expiresAtMs }
+    /// Finished tasks, least recently changed first, for retention.
+    var finishedByAge = PriorityHeap<FinishedEntry> { $0.updatedAtMs < $1.updatedAtMs }
+
+    /// Stores `task` and adds it to the index its state belongs in.
+    mutating func store(_ task: TaskRecord) {
+        tasks[task.taskID] = task
+        if let key = task.idempotencyKey { idempotency[key] = task.taskID }
+        switch task.state {
+        case .pending:
+            pending[task.workflow, default: PriorityHeap { TaskRules.precedes($0.key, $1.key) }].push(
+                PendingEntry(key: (task.priority, task.createdAtMs, task.taskID), version: task.version))
+        case .processing:
+            if let lease = task.lease {
+                leaseExpiries.push(LeaseEntry(expiresAtMs: lease.expiresAtMs, taskID: task.taskID, leaseID: lease.id))
+            }
+        case .completed, .failed, .cancelled:
+            finishedByAge.push(FinishedEntry(updatedAtMs: task.updatedAtMs, taskID: task.taskID))
+        }
+    }
+
+    mutating func forget(_ task: TaskRecord) {
+        tasks[task.taskID] = nil
+        if let key = task.idempotencyKey, idempotency[key] == task.taskID { idempotency[key] = nil }
+    }
+
+    /// The first PENDING task of `workflows` in fetch order.
+    mutating func nextPending(in workflows: Set<String>) -> TaskRecord? {
+        var best: TaskRecord?
+        for workflow in workflows {
+            guard let top = validTop(of: workflow) else { continue }
+            if best == nil || TaskRules.precedes(top, best!) { best = top }
+        }
+        return best
+    }
+
+    /// The top of a workflow's queue after dropping entries whose task has moved on.
+    private mutating func validTop(of workflow: String) -> TaskRecord? {
+        while let entry = pending[workflow]?.top {
+            if let task = tasks[entry.key.taskID], task.state == .pending, task.version == entry.version {
+                return task
+            }
+            pending[workflow]!.pop()
+        }
+        return nil
+    }
+}
+
+extension TaskError {
+    /// The answer for a task id nobody stored (or retention deleted).
+    public static func noSuchTask(_ id: String) -> TaskError {
+        TaskError(.notFound, "task '\(id)' does not exist")
+    }
+}
