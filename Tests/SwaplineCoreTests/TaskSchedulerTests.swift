@@ -4,11 +4,21 @@ import Testing
 @Suite struct TaskSchedulerTests {
     let time = ManualClock()
 
-    func makeScheduler(store: any TaskStore = InMemoryTaskStore(), leaseMs: Int64 = 1_000, maxAttempts: Int32 = 3) throws -> TaskScheduler {
+    func makeScheduler(leaseMs: Int64 = 1_000, maxAttempts: Int32 = 3) throws -> TaskScheduler {
+        try makeScheduler(queue: nil, leaseMs: leaseMs, maxAttempts: maxAttempts)
+    }
+
+    func makeScheduler(queue: (any TaskQueue)?, leaseMs: Int64 = 1_000, maxAttempts: Int32 = 3) throws -> TaskScheduler {
         var configuration = SchedulerConfiguration()
         configuration.leaseDurationMs = leaseMs
         configuration.maxAttempts = maxAttempts
-        return try TaskScheduler(configuration: configuration, store: store, clock: time.clock)
+        let queue = queue ?? InMemoryTaskQueue(rules: TaskRules(configuration), clock: time.clock)
+        return TaskScheduler(configuration: configuration, queue: queue, clock: time.clock)
+    }
+
+    func makeControlledScheduler() throws -> (TaskScheduler, ControlledQueue) {
+        let queue = ControlledQueue(rules: TaskRules(leaseDurationMs: 1_000, maxAttempts: 3), clock: time.clock)
+        return (try makeScheduler(queue: queue), queue)
     }
 
     @Test func createFillsDefaultsAndTheUnifiedFormat() throws {
@@ -20,7 +30,7 @@ import Testing
         #expect(task.params.model == "inswapper_128_fp16" && task.params.resolution == "1024x1024")
         #expect(task.state == .pending && task.attempt == 0)
         #expect(task.sourceChannel == "http://127.0.0.1:9" && task.targetPort == 9)
-        #expect(scheduler.task(id: task.taskID) == task)
+        #expect(scheduler.get(task.taskID) == task)
     }
 
     @Test func taskIDsSortInCreationOrder() throws {
@@ -108,7 +118,7 @@ import Testing
         let task = try scheduler.create().get()
         let grant = try #require(scheduler.fetch())
         scheduler.returnUndelivered(grant)
-        #expect(scheduler.task(id: task.taskID)?.state == .pending)
+        #expect(scheduler.get(task.taskID)?.state == .pending)
         let again = try #require(scheduler.fetch())
         #expect(again.task.attempt == 1)
         #expect(again.lease.id != grant.lease.id)
@@ -134,7 +144,7 @@ import Testing
         #expect(progressed.progress == 0.5)
         time.advance(ms: 800)
         scheduler.expireLeases()
-        #expect(scheduler.task(id: task.taskID)?.state == .processing)
+        #expect(scheduler.get(task.taskID)?.state == .processing)
         let done = try scheduler.update(
             StatusUpdate(taskID: task.taskID, leaseID: grant.lease.id, state: .completed, output: TaskOutput(outputURL: "http://x/r.jpg"))
         ).get()
@@ -150,12 +160,12 @@ import Testing
         #expect(scheduler.fetch()?.task.attempt == 1)
         time.advance(ms: 101)
         scheduler.expireLeases()
-        #expect(scheduler.task(id: task.taskID)?.state == .pending)
+        #expect(scheduler.get(task.taskID)?.state == .pending)
         let second = try #require(scheduler.fetch())
         #expect(second.task.attempt == 2)
         time.advance(ms: 101)
         scheduler.expireLeases()
-        let failed = try #require(scheduler.task(id: task.taskID))
+        let failed = try #require(scheduler.get(task.taskID))
         #expect(failed.state == .failed)
         #expect(failed.error.contains("lease expired") && failed.error.contains("2 of 2"))
         #expect(scheduler.update(StatusUpdate(taskID: task.taskID, leaseID: second.lease.id, state: .processing)).error?.kind == .failedPrecondition)
@@ -174,70 +184,24 @@ import Testing
         let scheduler = try makeScheduler()
         let task = try scheduler.create().get()
         let seen = Collected<TaskRecord>()
-        let (current, token) = try scheduler.watch(taskID: task.taskID) { seen.append($0) }.get()
-        #expect(current.version == task.version)
+        let current = Collected<Result<TaskRecord, TaskError>>()
+        let token = scheduler.watch(taskID: task.taskID, onChange: { seen.append($0) }, current: { current.append($0) })
+        #expect(try current.last?.get().version == task.version)
         let grant = try #require(scheduler.fetch())
         _ = scheduler.update(StatusUpdate(taskID: task.taskID, leaseID: grant.lease.id, state: .processing, progress: 0.3))
         _ = scheduler.update(StatusUpdate(taskID: task.taskID, leaseID: grant.lease.id, state: .failed, error: "boom"))
         #expect(seen.all.map(\.state) == [.processing, .processing, .failed])
         #expect(seen.all.map(\.version) == [task.version + 1, task.version + 2, task.version + 3])
         scheduler.unwatch(taskID: task.taskID, token: token)
-        #expect(scheduler.watch(taskID: "task_nope") { _ in }.error?.kind == .notFound)
-    }
-
-    @Test func failedCommitIsUndoneAndReported() throws {
-        let store = FailingStore()
-        let scheduler = try makeScheduler(store: store)
-        let task = try scheduler.create().get()
-        store.setFailing(true)
-        #expect(scheduler.create().error?.kind == .resourceExhausted)
-        let refused = Collected<Result<LeaseGrant?, TaskError>>()
-        scheduler.fetchTask(consumerID: "c", workflows: [], waitMs: 0) { refused.append($0) }
-        #expect(refused.last?.error?.kind == .resourceExhausted)
-        #expect(scheduler.task(id: task.taskID)?.state == .pending)
-        #expect(scheduler.counts()[.pending] == 1)
-        store.setFailing(false)
-        #expect(scheduler.fetch()?.task.taskID == task.taskID)
-    }
-
-    @Test func restartRebuildsQueueAndLeasesFromTheStore() throws {
-        let store = InMemoryTaskStore()
-        let first = try makeScheduler(store: store, leaseMs: 100)
-        let queued = try first.create().get()
-        time.advance(ms: 1)
-        let leased = try first.create().get()
-        _ = try #require(first.fetch())  // leases `queued` (oldest)
-        let restarted = try makeScheduler(store: store, leaseMs: 100)
-        #expect(restarted.fetch()?.task.taskID == leased.taskID)
-        time.advance(ms: 101)
-        restarted.expireLeases()
-        let redelivered = try #require(restarted.fetch())
-        #expect(redelivered.task.taskID == queued.taskID && redelivered.task.attempt == 2)
-    }
-
-    @Test func sameKeyWhileTheFirstCreationIsUncommittedWaitsForItsOutcome() throws {
-        let store = HeldStore()
-        let scheduler = try makeScheduler(store: store)
-        let first = Collected<Result<TaskRecord, TaskError>>()
-        let second = Collected<Result<TaskRecord, TaskError>>()
-        let command = CreateTaskCommand(params: sampleParams, idempotencyKey: "k")
-        scheduler.createTask(command) { first.append($0) }
-        scheduler.createTask(command) { second.append($0) }
-        #expect(first.all.isEmpty && second.all.isEmpty)
-        store.release(.failure(TaskStoreError(.resourceExhausted, "disk full")))
-        #expect(first.last?.error?.kind == .resourceExhausted && second.last?.error?.kind == .resourceExhausted)
-
-        scheduler.createTask(command) { first.append($0) }
-        scheduler.createTask(command) { second.append($0) }
-        store.release(.success(()))
-        let created = try #require(try first.last?.get())
-        #expect(try second.last?.get() == created)
-        #expect(try store.loadAll().map(\.taskID) == [created.taskID])
+        _ = scheduler.update(StatusUpdate(taskID: task.taskID, leaseID: grant.lease.id, state: .processing))
+        #expect(seen.all.count == 3)
+        let missing = Collected<Result<TaskRecord, TaskError>>()
+        scheduler.watch(taskID: "task_nope", onChange: { _ in }, current: { missing.append($0) })
+        #expect(missing.last?.error?.kind == .notFound)
     }
 
     @Test func purgeForgetsFinishedTasksPastTheirAgeOldestFirst() throws {
-        let store = InMemoryTaskStore()
-        let scheduler = try makeScheduler(store: store)
+        let scheduler = try makeScheduler()
         func finish(key: String) throws -> TaskRecord {
             let task = try scheduler.create(CreateTaskCommand(params: sampleParams, idempotencyKey: key)).get()
             return try scheduler.cancel(task.taskID).get()
@@ -253,30 +217,67 @@ import Testing
         let purged = Collected<Result<Int, TaskError>>()
         scheduler.purgeFinishedTasks(olderThanMs: 10, limit: 1) { purged.append($0) }
         #expect(try purged.last?.get() == 1)
-        #expect(scheduler.task(id: oldest.taskID) == nil && scheduler.task(id: older.taskID) != nil)
+        #expect(scheduler.get(oldest.taskID) == nil && scheduler.get(older.taskID) != nil)
         scheduler.purgeFinishedTasks(olderThanMs: 10, limit: 10) { purged.append($0) }
         #expect(try purged.last?.get() == 1)
-        #expect(scheduler.task(id: older.taskID) == nil)
-        #expect(scheduler.task(id: recent.taskID) != nil && scheduler.task(id: running.taskID) != nil)
-        #expect(Set(try store.loadAll().map(\.taskID)) == [recent.taskID, running.taskID])
+        #expect(scheduler.get(older.taskID) == nil)
+        #expect(scheduler.get(recent.taskID) != nil && scheduler.get(running.taskID) != nil)
         // The key of a purged task is free again.
         let reused = try scheduler.create(CreateTaskCommand(params: sampleParams, idempotencyKey: "a")).get()
         #expect(reused.taskID != oldest.taskID)
     }
 
-    @Test func aFailedPurgeKeepsTheTasksForTheNextOne() throws {
-        let store = FailingStore()
-        let scheduler = try makeScheduler(store: store)
-        let task = try scheduler.cancel(scheduler.create().get().taskID).get()
-        time.advance(ms: 100)
-        store.setFailing(true)
-        let purged = Collected<Result<Int, TaskError>>()
-        scheduler.purgeFinishedTasks(olderThanMs: 50, limit: 10) { purged.append($0) }
-        #expect(purged.last?.error?.kind == .unavailable)
-        #expect(scheduler.task(id: task.taskID) != nil)
-        store.setFailing(false)
-        scheduler.purgeFinishedTasks(olderThanMs: 50, limit: 10) { purged.append($0) }
-        #expect(try purged.last?.get() == 1)
-        #expect(scheduler.task(id: task.taskID) == nil)
+    // MARK: - Waiting consumers and a queue shared with other servers
+
+    @Test func aWaitWithdrawnWhileItsClaimRunsHandsTheTaskBack() throws {
+        let (scheduler, queue) = try makeControlledScheduler()
+        let task = try scheduler.create().get()
+        queue.holdClaimAnswers()
+        let waiting = Collected<Result<LeaseGrant?, TaskError>>()
+        let token = try #require(scheduler.fetchTask(consumerID: "a", workflows: [], waitMs: 1000) { waiting.append($0) })
+        #expect(scheduler.cancelWait(token))
+        queue.releaseClaimAnswers()
+        #expect(waiting.all.isEmpty)
+        let returned = try #require(scheduler.get(task.taskID))
+        #expect(returned.state == .pending && returned.attempt == 0)
+        #expect(!scheduler.cancelWait(token))
+    }
+
+    @Test func aTaskThatArrivesWhileAnEmptyClaimRunsIsNotMissed() throws {
+        let (scheduler, queue) = try makeControlledScheduler()
+        queue.holdClaimAnswers()
+        let waiting = Collected<Result<LeaseGrant?, TaskError>>()
+        scheduler.fetchTask(consumerID: "a", workflows: [], waitMs: 1000) { waiting.append($0) }
+        // The claim found nothing, but its answer is not back yet when the task arrives, so
+        // the change feed finds no idle waiter to wake.
+        let task = try scheduler.create().get()
+        queue.releaseClaimAnswers()
+        #expect(try waiting.last?.get()?.task.taskID == task.taskID)
+    }
+
+    @Test func anUnreachableQueueFailsTheFetch() throws {
+        let (scheduler, queue) = try makeControlledScheduler()
+        queue.setUnreachable(true)
+        let waiting = Collected<Result<LeaseGrant?, TaskError>>()
+        scheduler.fetchTask(consumerID: "a", workflows: [], waitMs: 1000) { waiting.append($0) }
+        #expect(waiting.last?.error?.kind == .unavailable)
+        #expect(scheduler.create().error?.kind == .unavailable)
+    }
+
+    @Test func aRecheckRecoversChangesTheFeedMissed() throws {
+        let (scheduler, queue) = try makeControlledScheduler()
+        let watched = try scheduler.create().get()
+        let seen = Collected<TaskRecord>()
+        scheduler.watch(taskID: watched.taskID, onChange: { seen.append($0) }, current: { _ in })
+        let grant = try #require(scheduler.fetch())
+        let waiting = Collected<Result<LeaseGrant?, TaskError>>()
+        scheduler.fetchTask(consumerID: "b", workflows: [], waitMs: 1000) { waiting.append($0) }
+        queue.setDropChanges(true)
+        _ = scheduler.update(StatusUpdate(taskID: watched.taskID, leaseID: grant.lease.id, state: .processing, progress: 0.5))
+        let next = try scheduler.create().get()
+        #expect(waiting.all.isEmpty && seen.all.last?.progress != 0.5)
+        scheduler.recheck()
+        #expect(try waiting.last?.get()?.task.taskID == next.taskID)
+        #expect(seen.all.last?.progress == 0.5)
     }
 }

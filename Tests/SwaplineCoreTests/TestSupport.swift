@@ -17,47 +17,73 @@ final class Collected<T: Sendable>: Sendable {
     var last: T? { all.last }
 }
 
-/// A store whose writes fail on demand.
-final class FailingStore: TaskStore {
-    private let inner = InMemoryTaskStore()
-    private let failing = Mutex(false)
-    func setFailing(_ value: Bool) { failing.withLock { $0 = value } }
-    func loadAll() throws -> [TaskRecord] { try inner.loadAll() }
-    func write(_ records: [TaskRecord], completion: @escaping @Sendable (Result<Void, TaskStoreError>) -> Void) {
-        if failing.withLock({ $0 }) {
-            completion(.failure(TaskStoreError(.resourceExhausted, "disk full")))
-        } else {
-            inner.write(records, completion: completion)
-        }
+/// An in-memory queue the test can disturb: claims whose answer is held back until released
+/// (a claim still running in a database), a change feed that drops changes (a lost
+/// notification), and a backend that cannot be reached.
+final class ControlledQueue: TaskQueue {
+    let inner: InMemoryTaskQueue
+    private struct Controls {
+        var holdClaimAnswers = false
+        var heldAnswers: [@Sendable () -> Void] = []
+        var dropChanges = false
+        var unreachable = false
+        var handler: (@Sendable (TaskRecord) -> Void)?
     }
-    func delete(_ taskIDs: [String], completion: @escaping @Sendable (Result<Void, TaskStoreError>) -> Void) {
-        if failing.withLock({ $0 }) {
-            completion(.failure(TaskStoreError(.unavailable, "I/O error")))
-        } else {
-            inner.delete(taskIDs, completion: completion)
-        }
-    }
-}
+    private let controls = Mutex(Controls())
 
-/// A store that holds every write until the test releases it, like a disk in the middle of
-/// an fsync.
-final class HeldStore: TaskStore {
-    private let inner = InMemoryTaskStore()
-    private let held = Mutex<[(records: [TaskRecord], completion: @Sendable (Result<Void, TaskStoreError>) -> Void)]>([])
-    func loadAll() throws -> [TaskRecord] { try inner.loadAll() }
-    func write(_ records: [TaskRecord], completion: @escaping @Sendable (Result<Void, TaskStoreError>) -> Void) {
-        held.withLock { $0.append((records, completion)) }
-    }
-    func delete(_ taskIDs: [String], completion: @escaping @Sendable (Result<Void, TaskStoreError>) -> Void) {
-        inner.delete(taskIDs, completion: completion)
-    }
-    /// Completes every held write with `result`, committing them first when it is a success.
-    func release(_ result: Result<Void, TaskStoreError>) {
-        for write in held.withLock({ held in defer { held = [] }; return held }) {
-            if case .success = result { inner.write(write.records) { _ in } }
-            write.completion(result)
+    init(rules: TaskRules, clock: WallClock) {
+        inner = InMemoryTaskQueue(rules: rules, clock: clock)
+        inner.setChangeHandler { [unowned self] task in
+            let handler = controls.withLock { $0.dropChanges ? nil : $0.handler }
+            handler?(task)
         }
     }
+
+    func holdClaimAnswers() { controls.withLock { $0.holdClaimAnswers = true } }
+    func releaseClaimAnswers() {
+        let held = controls.withLock { controls in
+            controls.holdClaimAnswers = false
+            defer { controls.heldAnswers = [] }
+            return controls.heldAnswers
+        }
+        for answer in held { answer() }
+    }
+    func setDropChanges(_ value: Bool) { controls.withLock { $0.dropChanges = value } }
+    func setUnreachable(_ value: Bool) { controls.withLock { $0.unreachable = value } }
+
+    private var unreachable: TaskError? {
+        controls.withLock { $0.unreachable } ? TaskError(.unavailable, "the task store is unreachable") : nil
+    }
+
+    func setChangeHandler(_ handler: @escaping @Sendable (TaskRecord) -> Void) { controls.withLock { $0.handler = handler } }
+    var changeFeedRecheckIntervalMs: Int64? { 1_000 }
+
+    func create(_ task: TaskRecord, completion: @escaping Completion<CreateOutcome>) {
+        if let unreachable { return completion(.failure(unreachable)) }
+        inner.create(task, completion: completion)
+    }
+    func claim(workflows: Set<String>, consumerID: String, completion: @escaping Completion<LeaseGrant?>) {
+        if let unreachable { return completion(.failure(unreachable)) }
+        inner.claim(workflows: workflows, consumerID: consumerID) { [self] result in
+            let held = controls.withLock { controls in
+                guard controls.holdClaimAnswers else { return false }
+                controls.heldAnswers.append { completion(result) }
+                return true
+            }
+            if !held { completion(result) }
+        }
+    }
+    func update(_ update: StatusUpdate, completion: @escaping Completion<TaskRecord>) { inner.update(update, completion: completion) }
+    func cancel(taskID: String, completion: @escaping Completion<TaskRecord>) { inner.cancel(taskID: taskID, completion: completion) }
+    func handBack(taskID: String, leaseID: String, completion: @escaping Completion<TaskRecord?>) {
+        inner.handBack(taskID: taskID, leaseID: leaseID, completion: completion)
+    }
+    func expireLeases(limit: Int, completion: @escaping Completion<Int>) { inner.expireLeases(limit: limit, completion: completion) }
+    func purgeFinished(changedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<[String]>) {
+        inner.purgeFinished(changedBeforeMs: cutoffMs, limit: limit, completion: completion)
+    }
+    func task(id: String, completion: @escaping Completion<TaskRecord?>) { inner.task(id: id, completion: completion) }
+    func close() async {}
 }
 
 let sampleParams = FaceSwapParameters(
@@ -81,6 +107,13 @@ extension TaskScheduler {
         let result = Collected<Result<TaskRecord, TaskError>>()
         updateStatus(update) { result.append($0) }
         return result.last!
+    }
+
+    /// The stored task (in-memory queues answer synchronously).
+    func get(_ id: String) -> TaskRecord? {
+        let result = Collected<Result<TaskRecord, TaskError>>()
+        task(id: id) { result.append($0) }
+        return try? result.last?.get()
     }
 
     func cancel(_ id: String) -> Result<TaskRecord, TaskError> {

@@ -113,7 +113,7 @@ import Testing
     let factory: RESTHandlerFactory
 
     init() throws {
-        let scheduler = try TaskScheduler(configuration: SchedulerConfiguration(), store: InMemoryTaskStore())
+        let scheduler = TaskScheduler(configuration: SchedulerConfiguration(), queue: InMemoryTaskQueue(rules: TaskRules()))
         var router = RPCRouter()
         TaskService(scheduler: scheduler).register(in: &router)
         ConsumerService(scheduler: scheduler).register(in: &router)

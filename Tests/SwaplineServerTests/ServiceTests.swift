@@ -16,7 +16,7 @@ import Testing
     init() throws {
         var configuration = SchedulerConfiguration()
         configuration.leaseDurationMs = 60_000
-        scheduler = try TaskScheduler(configuration: configuration, store: InMemoryTaskStore())
+        scheduler = TaskScheduler(configuration: configuration, queue: InMemoryTaskQueue(rules: TaskRules(configuration)))
         var router = RPCRouter()
         TaskService(scheduler: scheduler).register(in: &router)
         ConsumerService(scheduler: scheduler).register(in: &router)
@@ -79,13 +79,14 @@ import Testing
         #expect(waiting.statusFields["grpc-status"] == "0")
     }
 
-    @Test func leaseWhoseResponseWasResetReturnsToTheQueue() throws {
+    @Test func leaseWhoseResponseWasResetReturnsToTheQueue() async throws {
         let task = try createTask()
         let (writer, stream) = call("/swapline.v1.ConsumerService/FetchTask", Swapline_V1_FetchTaskRequest(waitMs: 0))
         #expect(try decoded(Swapline_V1_FetchTaskResponse.self, writer).task?.taskID == task.taskID)
         stream.streamClosed(cleanly: false)
-        #expect(scheduler.task(id: task.taskID)?.state == .pending)
-        #expect(scheduler.task(id: task.taskID)?.attempt == 0)
+        let returned = await withCheckedContinuation { done in scheduler.task(id: task.taskID) { done.resume(returning: $0) } }
+        #expect(returned.map(\.state) == .success(.pending))
+        #expect(returned.map(\.attempt) == .success(0))
     }
 
     @Test func updateStatusMapsSchedulerRefusalsToStatusCodes() throws {

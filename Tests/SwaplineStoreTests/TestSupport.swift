@@ -24,49 +24,49 @@ final class SteppedClock: Sendable {
     func advance(ms: Int64) { now.withLock { $0 += ms } }
 }
 
-extension SQLiteTaskStore {
-    static func open(in directory: TemporaryDirectory, groupCommit: Bool = true) throws(TaskStoreOpenError) -> SQLiteTaskStore {
+extension SQLiteTaskQueue {
+    static func open(
+        in directory: TemporaryDirectory, rules: TaskRules = TaskRules(), clock: SteppedClock = SteppedClock(),
+        groupCommit: Bool = true
+    ) throws(TaskStoreOpenError) -> SQLiteTaskQueue {
         var configuration = Configuration(directory: directory.path)
         configuration.groupCommit = groupCommit
-        return try SQLiteTaskStore(configuration: configuration)
+        return try SQLiteTaskQueue(configuration: configuration, rules: rules, clock: clock.clock)
     }
 }
 
-extension TaskStore {
-    func write(_ records: [TaskRecord]) async -> Result<Void, TaskStoreError> {
-        await withCheckedContinuation { done in write(records) { done.resume(returning: $0) } }
+/// The queue's operations as `async` functions: backends with a disk answer on their own thread.
+extension TaskQueue {
+    func create(_ task: TaskRecord) async -> Result<CreateOutcome, TaskError> {
+        await withCheckedContinuation { done in create(task) { done.resume(returning: $0) } }
     }
 
-    func delete(_ taskIDs: [String]) async -> Result<Void, TaskStoreError> {
-        await withCheckedContinuation { done in delete(taskIDs) { done.resume(returning: $0) } }
-    }
-
-    func loadByID() throws -> [String: TaskRecord] {
-        Dictionary(uniqueKeysWithValues: try loadAll().map { ($0.taskID, $0) })
-    }
-}
-
-/// The scheduler's calls as `async` functions: stores with a disk answer on their own thread.
-extension TaskScheduler {
-    func create(key: String = "", priority: Int32 = 0) async -> Result<TaskRecord, TaskError> {
-        let command = CreateTaskCommand(params: sampleParameters, idempotencyKey: key, priority: priority)
-        return await withCheckedContinuation { done in createTask(command) { done.resume(returning: $0) } }
-    }
-
-    func fetch(consumer: String = "worker") async -> Result<LeaseGrant?, TaskError> {
-        await withCheckedContinuation { done in
-            fetchTask(consumerID: consumer, workflows: [], waitMs: 0) { done.resume(returning: $0) }
-        }
+    func claim(_ workflows: Set<String>, consumer: String) async -> Result<LeaseGrant?, TaskError> {
+        await withCheckedContinuation { done in claim(workflows: workflows, consumerID: consumer) { done.resume(returning: $0) } }
     }
 
     func update(_ update: StatusUpdate) async -> Result<TaskRecord, TaskError> {
-        await withCheckedContinuation { done in updateStatus(update) { done.resume(returning: $0) } }
+        await withCheckedContinuation { done in self.update(update) { done.resume(returning: $0) } }
     }
 
-    func purge(olderThanMs ageMs: Int64, limit: Int) async -> Result<Int, TaskError> {
-        await withCheckedContinuation { done in
-            purgeFinishedTasks(olderThanMs: ageMs, limit: limit) { done.resume(returning: $0) }
-        }
+    func cancel(_ taskID: String) async -> Result<TaskRecord, TaskError> {
+        await withCheckedContinuation { done in cancel(taskID: taskID) { done.resume(returning: $0) } }
+    }
+
+    func handBack(_ taskID: String, lease: String) async -> Result<TaskRecord?, TaskError> {
+        await withCheckedContinuation { done in handBack(taskID: taskID, leaseID: lease) { done.resume(returning: $0) } }
+    }
+
+    func expireLeases(limit: Int) async -> Result<Int, TaskError> {
+        await withCheckedContinuation { done in expireLeases(limit: limit) { done.resume(returning: $0) } }
+    }
+
+    func purgeFinished(before cutoffMs: Int64, limit: Int) async -> Result<[String], TaskError> {
+        await withCheckedContinuation { done in purgeFinished(changedBeforeMs: cutoffMs, limit: limit) { done.resume(returning: $0) } }
+    }
+
+    func task(id: String) async -> Result<TaskRecord?, TaskError> {
+        await withCheckedContinuation { done in task(id: id) { done.resume(returning: $0) } }
     }
 }
 
@@ -92,4 +92,14 @@ func sampleRecord(_ number: Int, version: Int64 = 1, complete: Bool = true) -> T
         attempt: complete ? 2 : 0, priority: Int32(number % 3), idempotencyKey: complete ? "key-\(number)" : nil,
         lease: complete ? Lease(id: "lease_\(number)", consumerID: "worker-1", expiresAtMs: 1_700_000_030_000) : nil,
         version: version)
+}
+
+extension SQLiteConnection {
+    /// Column `column` of every row `sql` returns, as text (EXPLAIN QUERY PLAN's detail is 3).
+    func textColumnAt(_ column: Int32, _ sql: String) throws -> [String] {
+        let statement = try prepare(sql)
+        var values: [String] = []
+        while try statement.step() { values.append(statement.text(at: column)) }
+        return values
+    }
 }

@@ -1,0 +1,242 @@
+import Dispatch
+import Foundation
+import Synchronization
+import SwaplineCore
+import Testing
+
+@testable import SwaplineStore
+
+@Suite struct SQLiteTaskQueueTests {
+    private func withDirectory(_ body: (TemporaryDirectory) async throws -> Void) async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        try await body(directory)
+    }
+
+    private func openError(_ directory: TemporaryDirectory) -> TaskStoreOpenError? {
+        do {
+            _ = try SQLiteTaskQueue.open(in: directory)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    private func pending(_ number: Int, key: String? = nil, padding: Int = 0) -> TaskRecord {
+        var task = sampleRecord(number, complete: false)
+        task.idempotencyKey = key
+        if padding > 0 { task.params.options["padding"] = String(repeating: "x", count: padding) }
+        return task
+    }
+
+    // MARK: - Group commit
+
+    /// Holds the writer inside the completion of a first create while `count` more arrive, and
+    /// reports how many transactions committed them all.
+    private func transactionsFor(creates count: Int, groupCommit: Bool) async throws -> Int {
+        var result = 0
+        try await withDirectory { directory in
+            let queue = try SQLiteTaskQueue.open(in: directory, groupCommit: groupCommit)
+            let writerHeld = DispatchSemaphore(value: 0)
+            let releaseWriter = DispatchSemaphore(value: 0)
+            queue.create(pending(0)) { _ in
+                writerHeld.signal()
+                releaseWriter.wait()
+            }
+            writerHeld.wait()
+            let committed = Atomic<Int>(0)
+            let allDone = DispatchSemaphore(value: 0)
+            DispatchQueue.concurrentPerform(iterations: count) { number in
+                queue.create(pending(number + 1)) { outcome in
+                    if case .success = outcome, committed.add(1, ordering: .relaxed).newValue == count { allDone.signal() }
+                }
+            }
+            releaseWriter.signal()
+            allDone.wait()
+            result = queue.transactionCount
+            #expect(try await queue.task(id: "task_\(count)").get() != nil)
+            await queue.close()
+        }
+        return result
+    }
+
+    @Test func operationsThatArriveTogetherShareOneTransaction() async throws {
+        // The first create, then everything that queued behind it.
+        #expect(try await transactionsFor(creates: 100, groupCommit: true) == 2)
+    }
+
+    @Test func withoutGroupCommitEveryOperationIsItsOwnTransaction() async throws {
+        #expect(try await transactionsFor(creates: 100, groupCommit: false) == 101)
+    }
+
+    // MARK: - Bad conditions
+
+    @Test func aFullDiskRefusesChangesWithResourceExhaustedAndLosesNothingAcknowledged() async throws {
+        try await withDirectory { directory in
+            let queue = try SQLiteTaskQueue.open(in: directory)
+            var acknowledged: Set<String> = []
+            try await queue.limitSize(toPages: Int(try await queue.pageCount()) + 8)
+            var refused: (id: String, error: TaskError)?
+            for number in 1...1_000 where refused == nil {
+                switch await queue.create(pending(number, padding: 1_000)) {
+                case .success: acknowledged.insert("task_\(number)")
+                case .failure(let error): refused = ("task_\(number)", error)
+                }
+            }
+            let refusal = try #require(refused)
+            #expect(refusal.error.kind == .resourceExhausted)
+            #expect(refusal.error.message.contains("out of space"))
+            // The refused task was never stored, so no consumer can ever get it.
+            var claimed: Set<String> = []
+            while let grant = try await queue.claim(["face_swap"], consumer: "c1").get() { claimed.insert(grant.task.taskID) }
+            #expect(claimed == acknowledged)
+            #expect(try await queue.task(id: refusal.id).get() == nil)
+
+            try await queue.limitSize(toPages: 1_000_000)
+            #expect(try await queue.create(pending(5_000, padding: 1_000)).get().task.taskID == "task_5000")
+            await queue.close()
+        }
+    }
+
+    /// A failed commit takes everything of its transaction with it: a create and a claim that
+    /// leased it in the same batch both fail, and the task never runs.
+    @Test func aCreateWhoseCommitFailsNeverRunsAndItsKeyStaysFree() async throws {
+        try await withDirectory { directory in
+            let queue = try SQLiteTaskQueue.open(in: directory)
+            try await queue.limitSize(toPages: Int(try await queue.pageCount()))
+            let writerHeld = DispatchSemaphore(value: 0)
+            let releaseWriter = DispatchSemaphore(value: 0)
+            queue.task(id: "warm-up") { _ in }
+            queue.expireLeases(limit: 1) { _ in
+                writerHeld.signal()
+                releaseWriter.wait()
+            }
+            writerHeld.wait()
+            async let created = queue.create(pending(1, key: "k", padding: 100_000))
+            async let retried = queue.create(pending(2, key: "k", padding: 100_000))
+            async let claimed = queue.claim(["face_swap"], consumer: "c1")
+            try await Task.sleep(for: .milliseconds(100))  // all three queue behind the held writer
+            releaseWriter.signal()
+            #expect(await created.error?.kind == .resourceExhausted)
+            #expect(await retried.error?.kind == .resourceExhausted)
+            #expect(await claimed.error?.kind == .resourceExhausted)
+
+            try await queue.limitSize(toPages: 1_000_000)
+            #expect(try await queue.claim(["face_swap"], consumer: "c1").get() == nil)
+            #expect(try await queue.task(id: "task_1").get() == nil)
+            #expect(try await queue.create(pending(3, key: "k")).get() == .created(pending(3, key: "k")))
+            await queue.close()
+        }
+    }
+
+    @Test func aSecondQueueOnTheSameDirectoryIsRefusedNamingIt() async throws {
+        try await withDirectory { directory in
+            let first = try SQLiteTaskQueue.open(in: directory)
+            let refusal = try #require(openError(directory))
+            #expect(refusal.kind == .inUse)
+            #expect(refusal.description.contains(directory.path))
+            #expect(refusal.description.contains("pid \(ProcessInfo.processInfo.processIdentifier)"))
+            await first.close()
+            await try SQLiteTaskQueue.open(in: directory).close()
+        }
+    }
+
+    @Test func aFileThatIsNotADatabaseIsRefusedAsCorrupt() async throws {
+        try await withDirectory { directory in
+            let garbage = Data((0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+            try garbage.write(to: URL(fileURLWithPath: directory.file(SQLiteTaskQueue.databaseFileName)))
+            let refusal = try #require(openError(directory))
+            #expect(refusal.kind == .corrupt)
+            #expect(refusal.path == directory.file(SQLiteTaskQueue.databaseFileName))
+        }
+    }
+
+    /// Damage inside the file is found by the explicit check (`swapline check`), which reads
+    /// every page; a start does not, so it stays fast however large the database is.
+    @Test func theIntegrityCheckFindsADamagedDatabase() async throws {
+        try await withDirectory { directory in
+            let queue = try SQLiteTaskQueue.open(in: directory)
+            for number in 1...300 { _ = try await queue.create(pending(number, padding: 200)).get() }
+            await queue.close()
+            #expect(try SQLiteTaskQueue.integrityProblems(directory: directory.path) == [])
+            // Overwrite the middle of the file: table and index pages, not the header.
+            let path = directory.file(SQLiteTaskQueue.databaseFileName)
+            let file = try #require(FileHandle(forUpdatingAtPath: path))
+            let size = try file.seekToEnd()
+            try file.seek(toOffset: size / 3)
+            try file.write(contentsOf: Data(repeating: 0xA5, count: Int(size / 3)))
+            try file.close()
+            let problems: [String]
+            do {
+                problems = try SQLiteTaskQueue.integrityProblems(directory: directory.path)
+            } catch {
+                problems = ["\(error)"]
+            }
+            #expect(!problems.isEmpty)
+        }
+    }
+
+    @Test func anotherProgramsDatabaseIsRefusedAsForeign() async throws {
+        try await withDirectory { directory in
+            let path = directory.file(SQLiteTaskQueue.databaseFileName)
+            try SQLiteConnection(path: path).execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+            let refusal = try #require(openError(directory))
+            #expect(refusal.kind == .foreign)
+            #expect(refusal.description.contains("not a Swapline task database"))
+        }
+    }
+
+    @Test func aDatabaseFromANewerSwaplineIsRefused() async throws {
+        try await withDirectory { directory in
+            await try SQLiteTaskQueue.open(in: directory).close()
+            let path = directory.file(SQLiteTaskQueue.databaseFileName)
+            try SQLiteConnection(path: path).execute("PRAGMA user_version = 99")
+            let refusal = try #require(openError(directory))
+            #expect(refusal.kind == .newerSchema)
+        }
+    }
+
+    // MARK: - Cost that does not grow with the history
+
+    @Test func everyQueryIsAnsweredFromAnIndexInOrder() async throws {
+        try await withDirectory { directory in
+            await try SQLiteTaskQueue.open(in: directory).close()
+            let connection = try SQLiteConnection(path: directory.file(SQLiteTaskQueue.databaseFileName))
+            let queries = SQLiteTaskReads.queries
+            for query in [queries.byID, queries.byIdempotencyKey, queries.firstPending, queries.expiredLeases, queries.finishedByAge] {
+                let plan = try connection.textColumnAt(3, "EXPLAIN QUERY PLAN \(query)").joined(separator: "; ")
+                #expect(plan.contains("USING") && plan.contains("INDEX"), "\(query): \(plan)")
+                #expect(!plan.contains("SCAN tasks") && !plan.contains("TEMP B-TREE"), "\(query): \(plan)")
+            }
+        }
+    }
+
+    // MARK: - Retention and file size
+
+    @Test func purgedSpaceIsGivenBackToTheFileSystem() async throws {
+        try await withDirectory { directory in
+            let clock = SteppedClock()
+            let queue = try SQLiteTaskQueue.open(in: directory, clock: clock)
+            for number in 1...2_000 {
+                _ = try await queue.create(pending(number, padding: 2_000)).get()
+                _ = try await queue.cancel("task_\(number)").get()
+            }
+            let full = try await queue.pageCount()
+            clock.advance(ms: 1)
+            var purged = 0
+            while case .success(let ids) = await queue.purgeFinished(before: clock.clock.nowMs(), limit: 250), !ids.isEmpty {
+                purged += ids.count
+            }
+            #expect(purged == 2_000)
+            #expect(try await queue.pageCount() < full / 2)
+            await queue.close()
+        }
+    }
+}
+
+extension Result {
+    var error: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
+    }
+}
