@@ -285,6 +285,18 @@ class LoadBalancer:
                 if row.get("svname") not in ("FRONTEND", "BACKEND", None)
                 and row.get("pxname") == "swapline_servers"}
 
+    def wait_for_status(self, server: str, status: str, timeout: float = 15.0) -> float:
+        """Waits until HAProxy reports `server` (swapline1, swapline2, ... in the order of the
+        backends) as `status` (UP, DOWN, ...); returns the seconds it took."""
+        t0 = time.monotonic()
+        while True:
+            state = self.server_states().get(server, {})
+            if state.get("status") == status:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                raise AssertionError(f"{server} not {status} after {timeout}s: {state}")
+            time.sleep(0.1)
+
     # -- configuration --------------------------------------------------------------------------
     def _configure(self) -> list[str]:
         if self.kind == "haproxy":

@@ -271,12 +271,7 @@ def test_haproxy_health_checks_take_a_draining_server_out(server_factory, load_b
     try:
         time.sleep(0.5)
         leaving.signal(signal.SIGTERM)
-        t0 = time.monotonic()
-        deadline = t0 + 10
-        while lb.server_states()["swapline1"]["status"] != "DOWN":
-            assert time.monotonic() < deadline, lb.server_states()["swapline1"]
-            time.sleep(0.1)
-        marked_down_after = time.monotonic() - t0
+        marked_down_after = lb.wait_for_status("swapline1", "DOWN", timeout=10)
         assert leaving.wait(timeout=10) == 0
         before = int(lb.server_states()["swapline2"]["stot"])
         time.sleep(1.0)
