@@ -2,7 +2,8 @@
 # Creates (idempotently) the Python venv that the interop suite runs in: tests/.venv with the
 # stock grpcio client, grpcio-tools (stubs are generated from proto/ at test time), pytest,
 # hyper-h2 for raw HTTP/2 frame tests, and for the REST shim httpx (HTTP/1.1 and HTTP/2),
-# openapi-spec-validator and schemathesis, and Pillow (FaceFusion simulator and worker tests).
+# openapi-spec-validator and schemathesis, Pillow (FaceFusion simulator and worker tests), and
+# psycopg 3 for the PostgreSQL test databases (tests/interop/conftest.py).
 # Prints the venv's python path on the last line.
 set -euo pipefail
 
@@ -23,12 +24,13 @@ requirements=(
     "openapi-spec-validator>=0.7,<1"
     "schemathesis>=4,<5"
     "pillow>=10,<14"
+    "psycopg[binary]>=3.1,<4"
 )
 stamp="$venv/.swapline-requirements"
 wanted="$(printf '%s\n' "${requirements[@]}")"
 
 if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]] \
-    && "$venv/bin/python" -c 'import grpc, grpc_tools, pytest, h2, pytest_timeout, xdist, httpx, openapi_spec_validator, schemathesis, PIL' 2>/dev/null; then
+    && "$venv/bin/python" -c 'import grpc, grpc_tools, pytest, h2, pytest_timeout, xdist, httpx, openapi_spec_validator, schemathesis, PIL, psycopg' 2>/dev/null; then
     echo "$venv/bin/python"
     exit 0
 fi

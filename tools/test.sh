@@ -3,10 +3,19 @@
 # the generated protobuf-c code, builds once, runs the Swift unit tests and then the interop
 # suite, which drives the real `swapline` binary with the stock Python grpcio client.
 #
+# Both test runs share one throwaway PostgreSQL cluster on a free loopback port
+# (tools/pg-test-cluster.sh), started once before `swift test`, exported as
+# SWAPLINE_TEST_POSTGRES_URL and always stopped and removed on exit. If it cannot start, the
+# run fails: PostgreSQL tests are never skipped silently.
+#
 # Environment:
-#   SWAPLINE_SKIP_APT=1      do not install system packages
-#   SWAPLINE_PYTEST_ARGS     extra pytest arguments (e.g. "-k tasks -x")
-#   SWAPLINE_PYTEST_WORKERS  pytest-xdist workers for the interop suite (default 2; 0 = serial)
+#   SWAPLINE_SKIP_APT=1          do not install system packages
+#   SWAPLINE_PYTEST_ARGS         extra pytest arguments (e.g. "-k tasks -x")
+#   SWAPLINE_PYTEST_WORKERS      pytest-xdist workers for the interop suite (default 2; 0 = serial)
+#   SWAPLINE_TEST_POSTGRES=off   developers only: start no cluster; the PostgreSQL tests are
+#                                skipped (refused when CI is set)
+#   SWAPLINE_TEST_POSTGRES_URL   use this cluster instead of starting one (its user needs
+#                                CREATEDB: tests make a database each)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,6 +37,41 @@ tools/check-generated.sh
 # --- build and unit tests ------------------------------------------------------------------
 step "swift build --build-tests"
 swift build --build-tests
+
+# --- PostgreSQL for both test runs ---------------------------------------------------------
+pg_dir=""
+stop_postgres() {
+    if [[ -n "$pg_dir" ]]; then
+        step "stopping the test PostgreSQL cluster"
+        tools/pg-test-cluster.sh stop "$pg_dir/cluster" || true
+        rm -rf "$pg_dir"
+        pg_dir=""
+    fi
+}
+trap stop_postgres EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [[ -n "${SWAPLINE_TEST_POSTGRES_URL:-}" ]]; then
+    step "PostgreSQL: using SWAPLINE_TEST_POSTGRES_URL from the environment"
+elif [[ "${SWAPLINE_TEST_POSTGRES:-on}" == off ]]; then
+    if [[ -n "${CI:-}" ]]; then
+        echo "error: SWAPLINE_TEST_POSTGRES=off is not allowed under CI" >&2
+        exit 1
+    fi
+    step "PostgreSQL: SWAPLINE_TEST_POSTGRES=off, its tests are skipped"
+else
+    step "starting a throwaway PostgreSQL cluster (tools/pg-test-cluster.sh)"
+    # Its own parent directory, searchable by the `postgres` user the cluster runs as.
+    pg_dir="$(mktemp -d "${TMPDIR:-/tmp}/swapline-test-pg.XXXXXX")"
+    chmod 755 "$pg_dir"
+    if ! SWAPLINE_TEST_POSTGRES_URL="$(tools/pg-test-cluster.sh start "$pg_dir/cluster" | tail -n 1)" \
+        || [[ "$SWAPLINE_TEST_POSTGRES_URL" != postgres://* ]]; then
+        echo "error: could not start PostgreSQL for the tests (developers: SWAPLINE_TEST_POSTGRES=off skips them)" >&2
+        exit 1
+    fi
+    export SWAPLINE_TEST_POSTGRES_URL
+fi
 
 step "swift test (unit tests)"
 swift test --skip-build --parallel

@@ -4,8 +4,11 @@ The build itself is done by tools/test.sh."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+import services
 import support
 from support import Stubs, SwaplineServer
 
@@ -77,6 +80,90 @@ def interop_server():
     _finish(srv)
 
 
+# --------------------------------------------------------------------------------------------
+# PostgreSQL and load balancers (services.py)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """The URL of the PostgreSQL cluster the whole run shares (postgres://swapline:...@127.0.0.1:
+    PORT/swapline): tools/test.sh starts it once and exports SWAPLINE_TEST_POSTGRES_URL. Tests
+    should not use its `swapline` database itself but a fresh one (`postgres_db`).
+
+    Without the variable (pytest run by hand) the session starts a cluster of its own, unless
+    SWAPLINE_TEST_POSTGRES=off, which skips the PostgreSQL tests; under CI a missing cluster
+    fails them instead."""
+    url = os.environ.get("SWAPLINE_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    if os.environ.get("CI"):
+        pytest.fail("SWAPLINE_TEST_POSTGRES_URL is not set: under CI, tools/test.sh must start "
+                    "PostgreSQL (tools/pg-test-cluster.sh)", pytrace=False)
+    if os.environ.get("SWAPLINE_TEST_POSTGRES") == "off":
+        pytest.skip("SWAPLINE_TEST_POSTGRES=off: PostgreSQL tests not run")
+    try:
+        cluster = services.PostgresCluster().start()
+    except RuntimeError as exc:
+        pytest.fail(f"could not start PostgreSQL for the tests (SWAPLINE_TEST_POSTGRES=off skips "
+                    f"them): {exc}", pytrace=False)
+    yield cluster.url
+    cluster.stop()
+
+
+@pytest.fixture
+def postgres_db(postgres_url) -> str:
+    """A fresh, empty database on the shared cluster for one test (dropped afterwards, even
+    while a server still holds connections to it): servers given its URL share one queue
+    that no other test sees."""
+    url = services.create_database(postgres_url)
+    yield url
+    services.drop_database(url)
+
+
+@pytest.fixture
+def postgres_cluster():
+    """A cluster of this test's own, for fault tests that stop PostgreSQL (`pause()`) and
+    start it again on the same port (`resume()`). Takes a few seconds to start."""
+    if os.environ.get("SWAPLINE_TEST_POSTGRES") == "off" and not os.environ.get("CI"):
+        pytest.skip("SWAPLINE_TEST_POSTGRES=off: PostgreSQL tests not run")
+    try:
+        cluster = services.PostgresCluster().start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    _clusters.append(cluster)
+    yield cluster
+    _clusters.remove(cluster)
+    cluster.stop()
+
+
+_clusters: list[services.PostgresCluster] = []
+_balancers: list[services.LoadBalancer] = []
+
+
+@pytest.fixture
+def load_balancer():
+    """Starts HAProxy (default) or nginx, configured by deploy/, in front of servers:
+    `load_balancer([srv1, srv2])`, `load_balancer([srv.port], kind="nginx")`. HAProxy is
+    returned once its health checks see every backend UP. Stopped after the test."""
+    started: list[services.LoadBalancer] = []
+
+    def start(backends, kind: str = "haproxy") -> services.LoadBalancer:
+        try:
+            lb = services.LoadBalancer(kind, backends).start()
+        except RuntimeError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        started.append(lb)
+        _balancers.append(lb)
+        return lb
+
+    yield start
+    for lb in started:
+        _balancers.remove(lb)
+        lb.stop()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -86,3 +173,7 @@ def pytest_runtest_makereport(item, call):
             report.sections.append(
                 (f"swapline[{i}] {' '.join(srv.flags)} port={srv.port} stderr (tail)",
                  srv.stderr_tail(3000)))
+        for lb in _balancers:
+            report.sections.append((f"{lb.kind} on {lb.grpc_port}/{lb.rest_port} log (tail)", lb.log_tail(3000)))
+        for cluster in _clusters:
+            report.sections.append((f"postgres {cluster.dir} log (tail)", cluster.log_tail(3000)))
