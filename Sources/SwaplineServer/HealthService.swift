@@ -4,14 +4,19 @@ import SwaplineMessages
 
 /// grpc.health.v1.Health: SERVING for the server as a whole ("") and each of its services
 /// until shutdown begins, then NOT_SERVING, so load balancers drain the instance first.
-/// Check also answers NOT_SERVING while the queue backend cannot reach its storage.
+/// It also answers NOT_SERVING while the queue backend cannot reach its storage (a shared
+/// database that is down); `refreshStoreReachability` tells watchers when that changes.
 final class HealthService: Sendable {
     static let name = "grpc.health.v1.Health"
 
     private struct State {
-        var isServing = true
+        var isShuttingDown = false
+        /// What watchers were last told of the store.
+        var wasStoreReachable = true
         var watchers: [Int: (String, ServerCall)] = [:]
         var nextWatcher = 0
+
+        func isServing(storeReachable: Bool) -> Bool { !isShuttingDown && storeReachable }
     }
 
     private let services: Set<String>
@@ -31,10 +36,12 @@ final class HealthService: Sendable {
             call.reply(Grpc_Health_V1_HealthCheckResponse(status: currentStatus(request.service)))
         }
         router.register(service: Self.name, method: "Watch", request: Grpc_Health_V1_HealthCheckRequest.self) { [self] request, call in
+            let reachable = isStoreReachable()
             let (id, serving) = state.withLock { state -> (Int, Bool) in
                 state.nextWatcher += 1
                 state.watchers[state.nextWatcher] = (request.service, call)
-                return (state.nextWatcher, state.isServing)
+                state.wasStoreReachable = reachable
+                return (state.nextWatcher, state.isServing(storeReachable: reachable))
             }
             call.onCancel { [self] _ in state.withLock { _ = $0.watchers.removeValue(forKey: id) } }
             call.send(message: Grpc_Health_V1_HealthCheckResponse(status: status(request.service, serving: serving)))
@@ -44,16 +51,32 @@ final class HealthService: Sendable {
     /// Reports NOT_SERVING from now on and tells every watcher.
     func markNotServing() {
         let watchers = state.withLock { state -> [(String, ServerCall)] in
-            state.isServing = false
+            state.isShuttingDown = true
             return Array(state.watchers.values)
         }
+        tell(watchers, serving: false)
+    }
+
+    /// Tells watchers when the store became reachable or unreachable since they last heard.
+    func refreshStoreReachability() {
+        let reachable = isStoreReachable()
+        let (watchers, serving) = state.withLock { state -> ([(String, ServerCall)], Bool) in
+            guard reachable != state.wasStoreReachable else { return ([], false) }
+            state.wasStoreReachable = reachable
+            return (Array(state.watchers.values), state.isServing(storeReachable: reachable))
+        }
+        tell(watchers, serving: serving)
+    }
+
+    private func tell(_ watchers: [(String, ServerCall)], serving: Bool) {
         for (service, call) in watchers {
-            call.send(message: Grpc_Health_V1_HealthCheckResponse(status: status(service, serving: false)))
+            call.send(message: Grpc_Health_V1_HealthCheckResponse(status: status(service, serving: serving)))
         }
     }
 
     private func currentStatus(_ service: String) -> Grpc_Health_V1_HealthCheckResponse.ServingStatus {
-        status(service, serving: state.withLock { $0.isServing } && isStoreReachable())
+        let reachable = isStoreReachable()
+        return status(service, serving: state.withLock { $0.isServing(storeReachable: reachable) })
     }
 
     private func status(_ service: String, serving: Bool) -> Grpc_Health_V1_HealthCheckResponse.ServingStatus {

@@ -70,6 +70,7 @@ public final class RunningServer: Sendable {
             sweeps.append(
                 group.next().scheduleRepeatedTask(initialDelay: .milliseconds(recheckMs), delay: .milliseconds(recheckMs)) { _ in
                     scheduler.recheck()
+                    health.refreshStoreReachability()
                 })
         }
         let retentionLoop = group.next()

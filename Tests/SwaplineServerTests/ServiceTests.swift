@@ -1,4 +1,5 @@
 import NIOCore
+import Synchronization
 import NIOEmbedded
 import RPCCore
 import SwaplineCore
@@ -146,6 +147,36 @@ import Testing
         #expect(response.metadata == ["gif_url": "http://s/r.gif", "storage_url": "http://s/r.jpg", "storage_provider": "local"])
         #expect(response.processingTime == 1.5 && response.jobID == "job_1")
     }
+
+    @Test func healthFollowsTheStoresReachabilityAndTellsWatchers() throws {
+        let reachable = Mutex(true)
+        let health = HealthService(services: ["swapline.v1.TaskService"], isStoreReachable: { reachable.withLock { $0 } })
+        var router = RPCRouter()
+        health.register(in: &router)
+        func check() throws -> Grpc_Health_V1_HealthCheckResponse.ServingStatus {
+            let writer = RecordingStreamWriter(loop: loop)
+            sendRequest(Grpc_Health_V1_HealthCheckRequest(service: "").serializedBuffer(), path: "/grpc.health.v1.Health/Check", router: router, writer: writer)
+            return try Grpc_Health_V1_HealthCheckResponse(protobufBytes: try #require(writer.messages.first)).status
+        }
+        let watcher = RecordingStreamWriter(loop: loop)
+        sendRequest(Grpc_Health_V1_HealthCheckRequest(service: "swapline.v1.TaskService").serializedBuffer(), path: "/grpc.health.v1.Health/Watch", router: router, writer: watcher)
+        func watched() throws -> [Grpc_Health_V1_HealthCheckResponse.ServingStatus] {
+            try watcher.messages.map { try Grpc_Health_V1_HealthCheckResponse(protobufBytes: $0).status }
+        }
+        #expect(try check() == .serving)
+        reachable.withLock { $0 = false }
+        #expect(try check() == .notServing)
+        health.refreshStoreReachability()
+        health.refreshStoreReachability()  // unchanged: nothing more to tell
+        reachable.withLock { $0 = true }
+        health.refreshStoreReachability()
+        #expect(try check() == .serving)
+        #expect(try watched() == [.serving, .notServing, .serving])
+        health.markNotServing()
+        #expect(try check() == .notServing)
+        #expect(try watched().last == .notServing)
+    }
+
 }
 
 extension TaskScheduler {
