@@ -74,6 +74,19 @@ extension TaskQueue {
     public var isReachable: Bool { true }
 }
 
+/// A backend whose stored tasks can be copied out and in as they are (state, lease, attempts
+/// and version included): how a queue moves from one backend to another (`swapline
+/// copy-store`). Not part of serving; run it with no server using either store.
+public protocol TaskTransfer: TaskQueue {
+    /// Up to `limit` stored tasks whose ids sort after `afterTaskID`, in id order; fewer than
+    /// `limit` means there are no more.
+    func exportTasks(after afterTaskID: String, limit: Int) async throws -> [TaskRecord]
+
+    /// Stores `tasks` as they are. A task already stored under the same id is kept unless the
+    /// imported one has a higher version, so running a copy twice changes nothing.
+    func importTasks(_ tasks: [TaskRecord]) async throws
+}
+
 /// Lease ids come from the system's CSPRNG, so one consumer cannot guess another's lease.
 public enum LeaseID {
     public static func random() -> String {

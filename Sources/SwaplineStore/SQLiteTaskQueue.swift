@@ -12,7 +12,7 @@ import SwaplineCore
 /// then answers each operation and feeds its changes to the change handler. While one commit
 /// waits for its fsync, the next batch gathers, so concurrent calls share fsyncs. Reads of
 /// committed tasks (GetTask, watches) use a second connection on a queue of their own.
-public final class SQLiteTaskQueue: TaskQueue {
+public final class SQLiteTaskQueue: TaskTransfer {
     public struct Configuration: Sendable {
         /// The data directory; created when missing. The database and the lock file live in it.
         public var directory: String
@@ -158,6 +158,34 @@ public final class SQLiteTaskQueue: TaskQueue {
                 }
             }
             completion(result)
+        }
+    }
+
+    // MARK: - Copying a queue
+
+    public func exportTasks(after afterTaskID: String, limit: Int) async throws -> [TaskRecord] {
+        try await withCheckedThrowingContinuation { done in
+            reader.async { [self] in
+                done.resume(with: readConnection.withLock { connection in
+                    Result { () throws(TaskError) -> [TaskRecord] in
+                        guard let connection else { throw Self.closedError }
+                        do throws(SQLiteError) {
+                            return try connection.reads.tasks(after: afterTaskID, limit: limit)
+                        } catch {
+                            throw error.taskError
+                        }
+                    }
+                })
+            }
+        }
+    }
+
+    public func importTasks(_ tasks: [TaskRecord]) async throws {
+        try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
+            enqueue({ done.resume(with: $0.mapError { $0 }) }) { database throws(SQLiteError) in
+                for task in tasks { try database.save(task) }
+                return (.success(()), [])
+            }
         }
     }
 

@@ -8,6 +8,7 @@ final class SQLiteTaskReads {
     private let firstPending: SQLiteStatement
     private let expiredLeases: SQLiteStatement
     private let finishedByAge: SQLiteStatement
+    private let inIDOrder: SQLiteStatement
 
     private static let select = "SELECT \(SQLiteTaskDatabase.columns.joined(separator: ", ")) FROM tasks"
 
@@ -20,7 +21,8 @@ final class SQLiteTaskReads {
         byIdempotencyKey: "\(select) WHERE idempotency_key = ?1",
         firstPending: "\(select) INDEXED BY tasks_in_fetch_order WHERE workflow = ?1 AND state = 'PENDING' ORDER BY priority DESC, created_at, task_id LIMIT 1",
         expiredLeases: "\(select) INDEXED BY tasks_by_lease_expiry WHERE state = 'PROCESSING' AND lease_expires_at <= ?1 ORDER BY lease_expires_at LIMIT ?2",
-        finishedByAge: "\(select) INDEXED BY tasks_by_age WHERE state = ?1 AND updated_at < ?2 ORDER BY updated_at LIMIT ?3"
+        finishedByAge: "\(select) INDEXED BY tasks_by_age WHERE state = ?1 AND updated_at < ?2 ORDER BY updated_at LIMIT ?3",
+        inIDOrder: "\(select) WHERE task_id > ?1 ORDER BY task_id LIMIT ?2"
     )
 
     init(connection: SQLiteConnection) throws(SQLiteError) {
@@ -29,6 +31,7 @@ final class SQLiteTaskReads {
         firstPending = try connection.prepare(Self.queries.firstPending)
         expiredLeases = try connection.prepare(Self.queries.expiredLeases)
         finishedByAge = try connection.prepare(Self.queries.finishedByAge)
+        inIDOrder = try connection.prepare(Self.queries.inIDOrder)
     }
 
     func task(id: String) throws(SQLiteError) -> TaskRecord? {
@@ -57,6 +60,11 @@ final class SQLiteTaskReads {
             found += try rows(finishedByAge, [.text(state.rawValue), .integer(cutoffMs), .integer(Int64(limit))])
         }
         return Array(found.sorted { $0.updatedAtMs < $1.updatedAtMs }.prefix(limit))
+    }
+
+    /// Up to `limit` tasks whose ids sort after `afterTaskID`, in id order (an export's pages).
+    func tasks(after afterTaskID: String, limit: Int) throws(SQLiteError) -> [TaskRecord] {
+        try rows(inIDOrder, [.text(afterTaskID), .integer(Int64(limit))])
     }
 
     private func rows(_ statement: SQLiteStatement, _ values: [SQLiteValue]) throws(SQLiteError) -> [TaskRecord] {

@@ -261,6 +261,39 @@ struct SQLiteQueueHarness: QueueHarness {
         }
     }
 
+    @Test(arguments: QueueBackend.available) func aCopyCarriesEveryTaskAsItIs(_ backend: QueueBackend) async throws {
+        let source = try await backend.makeHarness(rules: rules, clock: clock)
+        let target = try await backend.makeHarness(rules: rules, clock: clock)
+        guard let from = source.queue as? any TaskTransfer, let to = target.queue as? any TaskTransfer else {
+            await source.tearDown()
+            await target.tearDown()
+            return
+        }
+        for number in 1...25 { _ = try await from.create(pending(number, key: number % 5 == 0 ? "key-\(number)" : nil)).get() }
+        let grant = try #require(try await from.claim(["face_swap"], consumer: "c1").get())
+        _ = try await from.update(StatusUpdate(taskID: grant.task.taskID, leaseID: grant.lease.id, state: .completed, output: TaskOutput(outputURL: "u", outputs: ["gif": "g"]))).get()
+        _ = try await from.claim(["face_swap"], consumer: "c2").get()
+        _ = try await from.cancel("task_20").get()
+        var copied: [TaskRecord] = []
+        var last = ""
+        while true {
+            let page = try await from.exportTasks(after: last, limit: 10)
+            try await to.importTasks(page)
+            try await to.importTasks(page)  // a second run changes nothing
+            copied += page
+            guard page.count == 10, let end = page.last?.taskID else { break }
+            last = end
+        }
+        #expect(copied.map(\.taskID) == copied.map(\.taskID).sorted() && copied.count == 25)
+        for task in copied {
+            #expect(try await to.task(id: task.taskID).get() == task)
+        }
+        #expect(try await to.create(pending(99, key: "key-5")).get().task.taskID == "task_5")
+        #expect(try await to.claim(["face_swap"], consumer: "c3").get()?.task.taskID == "task_3")
+        await source.tearDown()
+        await target.tearDown()
+    }
+
     @Test(arguments: QueueBackend.available) func aRestartKeepsTasksAndLeases(_ backend: QueueBackend) async throws {
         guard backend != .inMemory else { return }
         var harness = try await backend.makeHarness(rules: rules, clock: clock)
