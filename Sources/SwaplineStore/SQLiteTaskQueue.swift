@@ -39,6 +39,8 @@ public final class SQLiteTaskQueue: TaskTransfer {
     private let readConnection: Mutex<ReadConnection?>
     private let queue = Mutex(QueuedOperations())
     private let writer = DispatchQueue(label: "swapline.sqlite-writer")
+    /// Answers committed operations, in commit order, while the writer commits the next batch.
+    private let answerer = DispatchQueue(label: "swapline.sqlite-answers")
     private let reader = DispatchQueue(label: "swapline.sqlite-reader")
     private let transactions = Atomic<Int>(0)
 
@@ -265,13 +267,17 @@ public final class SQLiteTaskQueue: TaskTransfer {
             }
             transactions.add(1, ordering: .relaxed)
             for case .success(let applied) in outcomes { feed.enqueue(applied.changed) }
-            for (operation, outcome) in zip(batch, outcomes) {
-                switch outcome {
-                case .success(let applied): applied.complete()
-                case .failure(let error): operation.fail(error)
+            // The writer goes straight on with the next batch; answering callers (encoding
+            // responses) and feeding waiters and watchers run beside it.
+            answerer.async { [feed] in
+                for (operation, outcome) in zip(batch, outcomes) {
+                    switch outcome {
+                    case .success(let applied): applied.complete()
+                    case .failure(let error): operation.fail(error)
+                    }
                 }
+                feed.deliver()
             }
-            feed.deliver()
         }
     }
 
@@ -323,7 +329,8 @@ public final class SQLiteTaskQueue: TaskTransfer {
         try await onWriter { database throws(SQLiteError) in try database.pageCount() }
     }
 
-    private func onWriter<T: Sendable>(_ body: @escaping @Sendable (SQLiteTaskDatabase) throws(SQLiteError) -> T) async throws -> T {
+    /// Runs `body` on the writer, between batches (tests hold the writer with it).
+    func onWriter<T: Sendable>(_ body: @escaping @Sendable (SQLiteTaskDatabase) throws(SQLiteError) -> T) async throws -> T {
         try await withCheckedThrowingContinuation { done in
             writer.async { [self] in
                 done.resume(with: database.withLock { database in

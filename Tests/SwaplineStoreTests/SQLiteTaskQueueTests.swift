@@ -31,42 +31,35 @@ import Testing
 
     // MARK: - Group commit
 
-    /// Holds the writer inside the completion of a first create while `count` more arrive, and
-    /// reports how many transactions committed them all.
+    /// Holds the writer while `count` creates arrive, and reports how many transactions
+    /// committed them all.
     private func transactionsFor(creates count: Int, groupCommit: Bool) async throws -> Int {
         var result = 0
         try await withDirectory { directory in
             let queue = try SQLiteTaskQueue.open(in: directory, groupCommit: groupCommit)
-            let writerHeld = DispatchSemaphore(value: 0)
-            let releaseWriter = DispatchSemaphore(value: 0)
-            queue.create(pending(0)) { _ in
-                writerHeld.signal()
-                releaseWriter.wait()
-            }
-            writerHeld.wait()
+            let releaseWriter = try await queue.holdWriter()
             let committed = Atomic<Int>(0)
             let allDone = DispatchSemaphore(value: 0)
             DispatchQueue.concurrentPerform(iterations: count) { number in
-                queue.create(pending(number + 1)) { outcome in
+                queue.create(pending(number)) { outcome in
                     if case .success = outcome, committed.add(1, ordering: .relaxed).newValue == count { allDone.signal() }
                 }
             }
             releaseWriter.signal()
             allDone.wait()
             result = queue.transactionCount
-            #expect(try await queue.task(id: "task_\(count)").get() != nil)
+            #expect(try await queue.task(id: "task_\(count - 1)").get() != nil)
             await queue.close()
         }
         return result
     }
 
     @Test func operationsThatArriveTogetherShareOneTransaction() async throws {
-        // The first create, then everything that queued behind it.
-        #expect(try await transactionsFor(creates: 100, groupCommit: true) == 2)
+        #expect(try await transactionsFor(creates: 100, groupCommit: true) == 1)
     }
 
     @Test func withoutGroupCommitEveryOperationIsItsOwnTransaction() async throws {
-        #expect(try await transactionsFor(creates: 100, groupCommit: false) == 101)
+        #expect(try await transactionsFor(creates: 100, groupCommit: false) == 100)
     }
 
     // MARK: - Bad conditions
@@ -104,14 +97,7 @@ import Testing
         try await withDirectory { directory in
             let queue = try SQLiteTaskQueue.open(in: directory)
             try await queue.limitSize(toPages: Int(try await queue.pageCount()))
-            let writerHeld = DispatchSemaphore(value: 0)
-            let releaseWriter = DispatchSemaphore(value: 0)
-            queue.task(id: "warm-up") { _ in }
-            queue.expireLeases(limit: 1) { _ in
-                writerHeld.signal()
-                releaseWriter.wait()
-            }
-            writerHeld.wait()
+            let releaseWriter = try await queue.holdWriter()
             async let created = queue.create(pending(1, key: "k", padding: 100_000))
             async let retried = queue.create(pending(2, key: "k", padding: 100_000))
             async let claimed = queue.claim(["face_swap"], consumer: "c1")
@@ -231,6 +217,23 @@ import Testing
             #expect(try await queue.pageCount() < full / 2)
             await queue.close()
         }
+    }
+}
+
+extension SQLiteTaskQueue {
+    /// Blocks the writer until the returned semaphore is signalled: operations queue up
+    /// behind it and are then taken as one batch.
+    func holdWriter() async throws -> DispatchSemaphore {
+        let held = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        Task {
+            try await onWriter { _ in
+                held.signal()
+                release.wait()
+            }
+        }
+        await withCheckedContinuation { done in DispatchQueue.global().async { held.wait(); done.resume() } }
+        return release
     }
 }
 
