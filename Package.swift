@@ -18,6 +18,11 @@ let dependencies: [Package.Dependency] = [
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    // PostgreSQL's wire protocol, SCRAM authentication, LISTEN and a connection pool: the
+    // shared queue backend (issue 9); writing our own client would be far more code to trust.
+    .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+    // TLS settings for those connections (postgres-nio already builds on it).
+    .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
 ]
 
 let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
@@ -63,6 +68,14 @@ let swiftTargets: [Target] = [
         swiftSettings: swiftSettings),
     // The durable task stores; the only importer of CSQLite.
     .target(name: "SwaplineStore", dependencies: ["CSQLite", "SwaplineCore"], swiftSettings: swiftSettings),
+    // The shared queue backend on PostgreSQL; the only importer of PostgresNIO.
+    .target(
+        name: "SwaplinePostgres",
+        dependencies: [
+            "SwaplineCore", logging, .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        ],
+        swiftSettings: swiftSettings),
     // Async libcurl client for every outbound HTTP call; the only importer of CCurl.
     .target(name: "CurlHTTP", dependencies: ["CCurl"], swiftSettings: swiftSettings),
     // Typed gRPC client of the task service, over CurlHTTP.
@@ -80,7 +93,7 @@ let swiftTargets: [Target] = [
     .executableTarget(
         name: "swapline",
         dependencies: [
-            "SwaplineServer", "SwaplineWorker", "SwaplineClient", "SwaplineStore", nioCore, nioPosix, logging,
+            "SwaplineServer", "SwaplineWorker", "SwaplineClient", "SwaplineStore", "SwaplinePostgres", nioCore, nioPosix, logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ],
         swiftSettings: swiftSettings),
@@ -98,7 +111,9 @@ let testTargets: [Target] = [
     .testTarget(
         name: "SwaplineMessagesTests", dependencies: ["SwaplineMessages", nioCore],
         swiftSettings: swiftSettings),
-    .testTarget(name: "SwaplineStoreTests", dependencies: ["SwaplineStore", "SwaplineCore"], swiftSettings: swiftSettings),
+    .testTarget(
+        name: "SwaplineStoreTests", dependencies: ["SwaplineStore", "SwaplinePostgres", "SwaplineCore", logging],
+        swiftSettings: swiftSettings),
     .testTarget(
         name: "CurlHTTPTests",
         dependencies: ["CurlHTTP", nioCore, nioPosix, .product(name: "NIOHTTP1", package: "swift-nio")],

@@ -1,8 +1,10 @@
 import ArgumentParser
 import Dispatch
+import Foundation
 import Logging
 import NIOCore
 import SwaplineCore
+import SwaplinePostgres
 import SwaplineServer
 import SwaplineStore
 
@@ -17,8 +19,10 @@ struct Serve: AsyncParsableCommand {
             Prints 'swapline listening on HOST:PORT' on stdout once it accepts connections. \
             SIGTERM or SIGINT starts a graceful shutdown: health turns NOT_SERVING, every \
             connection gets GOAWAY, and open calls have --shutdown-grace-ms to finish. \
-            Tasks are kept in an SQLite database in --data; one server at a time may use a \
-            data directory.
+            Tasks are kept in an SQLite database in --data (one server at a time may use a \
+            data directory), or with --store postgres://USER@HOST:PORT/DATABASE in a \
+            PostgreSQL database that any number of servers share (docs/deploy.md); the \
+            password comes from --postgres-password-file, the URL, or PGPASSWORD.
             """)
 
     @Option(help: "Address to listen on.")
@@ -51,8 +55,17 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Data directory holding the task database (created when missing).")
     var data = "./swapline-data"
 
-    @Option(help: "Task store: sqlite (durable, in --data) or memory (nothing survives the process).")
-    var store: StoreKind = .sqlite
+    @Option(
+        help: ArgumentHelp(
+            "Task store: sqlite (durable, in --data), memory (nothing survives the process), or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require|verify-full] (shared by several servers).",
+            valueName: "sqlite|memory|postgres-url"))
+    var store: StoreSpec = .sqlite
+
+    @Option(help: "File holding the PostgreSQL password (first line); overrides the URL's password and PGPASSWORD.")
+    var postgresPasswordFile: String?
+
+    @Option(help: "PostgreSQL connections this server opens for operations (one more listens for changes).")
+    var postgresPoolSize = 8
 
     @Option(help: "SQLite durability: full (every commit survives a power cut) or normal (survives a crash of the process; faster).")
     var synchronous: SQLiteSynchronous = .full
@@ -83,6 +96,10 @@ struct Serve: AsyncParsableCommand {
         guard threads > 0 else { throw ValidationError("--threads must be positive") }
         guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be positive") }
         guard retentionHours > 0, retentionHours.isFinite else { throw ValidationError("--retention-hours must be positive") }
+        guard postgresPoolSize > 0 else { throw ValidationError("--postgres-pool-size must be positive") }
+        if postgresPasswordFile != nil, !store.isPostgres {
+            throw ValidationError("--postgres-password-file needs --store postgres://…")
+        }
     }
 
     func run() async throws {
@@ -102,7 +119,7 @@ struct Serve: AsyncParsableCommand {
         configuration.outputsDirectory = localOutputsDirectory
         configuration.finishedTaskRetention = .milliseconds(Int64(retentionHours * 3_600_000))
 
-        let queue = try openQueue(rules: TaskRules(configuration.scheduler), logger: logger)
+        let queue = try await openQueue(rules: TaskRules(configuration.scheduler), logger: logger)
         let server = try await RunningServer.start(configuration: configuration, queue: queue, logger: logger)
         print("swapline listening on \(host):\(server.port)")
         fflush(nil)  // all streams: tests wait for this line on a pipe
@@ -132,8 +149,17 @@ struct Serve: AsyncParsableCommand {
     }
 
     /// The queue backend `--store` names.
-    private func openQueue(rules: TaskRules, logger: Logger) throws -> any TaskQueue {
+    private func openQueue(rules: TaskRules, logger: Logger) async throws -> any TaskQueue {
         switch store {
+        case .postgres(let url):
+            let location = try PostgresStoreLocation(
+                url: url, passwordFile: postgresPasswordFile, environment: ProcessInfo.processInfo.environment)
+            var storeConfiguration = PostgresTaskQueue.Configuration(location: location)
+            storeConfiguration.poolSize = postgresPoolSize
+            storeConfiguration.concurrentBatches = max(1, postgresPoolSize / 2)
+            let postgres = try await PostgresTaskQueue.open(configuration: storeConfiguration, rules: rules, logger: logger)
+            logger.info("task queue in PostgreSQL \(location) (pool of \(postgresPoolSize) connections)")
+            return postgres
         case .memory:
             logger.notice("--store memory: tasks are kept in memory only and lost when the server stops")
             return InMemoryTaskQueue(rules: rules)
@@ -149,8 +175,32 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
-enum StoreKind: String, CaseIterable, ExpressibleByArgument {
+/// What `--store` names: a backend kind, or the URL of a PostgreSQL database.
+enum StoreSpec: ExpressibleByArgument, Equatable {
     case sqlite, memory
+    case postgres(url: String)
+
+    init?(argument: String) {
+        switch argument {
+        case "sqlite": self = .sqlite
+        case "memory": self = .memory
+        case let url where PostgresStoreLocation.isPostgresURL(url): self = .postgres(url: url)
+        default: return nil
+        }
+    }
+
+    var isPostgres: Bool {
+        if case .postgres = self { return true }
+        return false
+    }
+
+    var defaultValueDescription: String {
+        switch self {
+        case .sqlite: return "sqlite"
+        case .memory: return "memory"
+        case .postgres: return "postgres://…"
+        }
+    }
 }
 
 enum Switch: String, CaseIterable, ExpressibleByArgument {

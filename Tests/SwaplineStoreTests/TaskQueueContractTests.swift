@@ -9,16 +9,21 @@ import Testing
 enum QueueBackend: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case inMemory
     case sqlite
+    /// Only when `SWAPLINE_TEST_POSTGRES_URL` names a cluster (tools/test.sh starts one).
+    case postgres
 
     var testDescription: String { rawValue }
 
     /// The backends this run can test.
-    static var available: [QueueBackend] { allCases }
+    static var available: [QueueBackend] {
+        PostgresTestDatabase.isAvailable ? allCases : allCases.filter { $0 != .postgres }
+    }
 
     func makeHarness(rules: TaskRules, clock: SteppedClock) async throws -> any QueueHarness {
         switch self {
         case .inMemory: return MemoryQueueHarness(queue: InMemoryTaskQueue(rules: rules, clock: clock.clock))
         case .sqlite: return try SQLiteQueueHarness(rules: rules, clock: clock)
+        case .postgres: return try await PostgresQueueHarness.make(rules: rules, clock: clock)
         }
     }
 }

@@ -1,0 +1,125 @@
+import Logging
+import PostgresNIO
+import SwaplineCore
+
+/// The queue's tables in a PostgreSQL database and the migrations that make them.
+///
+/// `swapline_schema_migrations` records each applied version. Every server runs `migrate` at
+/// start inside one transaction that first takes an advisory lock, so when several servers
+/// start together one applies the migrations and the others wait, then find nothing to do.
+enum PostgresTaskSchema {
+    static let table = "swapline_tasks"
+    /// The NOTIFY channel the trigger sends every committed insert and update of a task to.
+    static let changeChannel = "swapline_task_changes"
+    /// Taken with `pg_advisory_xact_lock` while migrating ("SWAPLINE" in ASCII).
+    static let migrationLockKey: Int64 = 0x5357_4150_4C49_4E45
+    /// NOTIFY payloads must stay under 8000 bytes; a row whose JSON is longer is announced by
+    /// id and version, and listeners read it.
+    static let largestInlinePayload = 7_900
+
+    /// Schema versions in order, each a list of statements (one statement per query in the
+    /// extended protocol). Append new versions; never edit a shipped one.
+    static let migrations: [[String]] = [
+        [
+            """
+            CREATE TABLE swapline_tasks (
+                task_id          text PRIMARY KEY,
+                workflow         text NOT NULL,
+                environment      text NOT NULL,
+                target_port      integer NOT NULL,
+                source_url       text NOT NULL,
+                target_url       text NOT NULL,
+                resolution       text NOT NULL,
+                model            text NOT NULL,
+                options          jsonb NOT NULL,
+                state            text NOT NULL
+                    CHECK (state IN ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED', 'CANCELLED')),
+                source_channel   text NOT NULL,
+                created_at       bigint NOT NULL,
+                updated_at       bigint NOT NULL,
+                progress         double precision NOT NULL,
+                error            text NOT NULL,
+                output_url       text,
+                outputs          jsonb,
+                processing_time  double precision,
+                job_id           text,
+                storage_provider text,
+                attempt          integer NOT NULL,
+                priority         integer NOT NULL,
+                idempotency_key  text,
+                lease_id         text,
+                lease_consumer   text,
+                lease_expires_at bigint,
+                version          bigint NOT NULL,
+                CHECK ((state = 'PROCESSING') = (lease_id IS NOT NULL))
+            )
+            """,
+            "COMMENT ON TABLE swapline_tasks IS 'Swapline task queue: one row per task; times are ms since the Unix epoch'",
+            """
+            CREATE UNIQUE INDEX swapline_tasks_by_idempotency_key ON swapline_tasks (idempotency_key)
+                WHERE idempotency_key IS NOT NULL
+            """,
+            // Claims read the first PENDING task of a workflow straight off this index, in
+            // TaskRules.precedes order; only PENDING rows are in it.
+            """
+            CREATE INDEX swapline_tasks_pending_in_fetch_order ON swapline_tasks (workflow, priority DESC, created_at, task_id)
+                WHERE state = 'PENDING'
+            """,
+            "CREATE INDEX swapline_tasks_by_lease_expiry ON swapline_tasks (lease_expires_at) WHERE state = 'PROCESSING'",
+            """
+            CREATE INDEX swapline_tasks_finished_by_age ON swapline_tasks (updated_at)
+                WHERE state IN ('COMPLETED', 'FAILED', 'CANCELLED')
+            """,
+            // Every committed insert and update reaches every listening server, in commit order.
+            """
+            CREATE FUNCTION swapline_notify_task_change() RETURNS trigger LANGUAGE plpgsql AS $$
+            DECLARE
+                payload text := row_to_json(NEW)::text;
+            BEGIN
+                IF octet_length(payload) > \(largestInlinePayload) THEN
+                    payload := json_build_object('task_id', NEW.task_id, 'version', NEW.version)::text;
+                END IF;
+                PERFORM pg_notify('\(changeChannel)', payload);
+                RETURN NULL;
+            END
+            $$
+            """,
+            """
+            CREATE TRIGGER swapline_tasks_changed AFTER INSERT OR UPDATE ON swapline_tasks
+                FOR EACH ROW EXECUTE FUNCTION swapline_notify_task_change()
+            """,
+        ]
+    ]
+
+    /// Brings the database's schema up to date; refuses a schema newer than this build.
+    static func migrate(_ connection: PostgresConnection, location: PostgresStoreLocation, logger: Logger) async throws {
+        try await connection.inTransaction(logger: logger) { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(\(migrationLockKey))", logger: logger)
+            try await connection.query(
+                """
+                CREATE TABLE IF NOT EXISTS swapline_schema_migrations (
+                    version integer PRIMARY KEY,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """, logger: logger)
+            var applied = 0
+            for try await version in try await connection.query(
+                "SELECT coalesce(max(version), 0)::bigint FROM swapline_schema_migrations", logger: logger
+            ).decode(Int64.self) {
+                applied = Int(version)
+            }
+            guard applied <= migrations.count else {
+                throw TaskStoreOpenError(
+                    .newerSchema, path: location.description,
+                    reason: "its schema version \(applied) is newer than this build knows (\(migrations.count)); run a newer swapline")
+            }
+            for (index, statements) in migrations.enumerated().dropFirst(applied) {
+                for statement in statements {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                try await connection.query("INSERT INTO swapline_schema_migrations (version) VALUES (\(index + 1))", logger: logger)
+                logger.notice("PostgreSQL store \(location): applied schema version \(index + 1)")
+            }
+        }
+    }
+}
