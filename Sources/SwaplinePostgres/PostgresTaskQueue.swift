@@ -170,7 +170,7 @@ public final class PostgresTaskQueue: TaskTransfer {
             guard let next = try await Self.first(rows),
                 let claimed = rules.claim(next, consumerID: consumerID, leaseID: LeaseID.random(), now: clock.nowMs())
             else { return .success(nil) }
-            try await connection.query(PostgresTaskRows.save(claimed), logger: logger)
+            try await connection.query(PostgresTaskRows.update(claimed), logger: logger)
             return .success(LeaseGrant(task: claimed, lease: claimed.lease!))
         }
     }
@@ -192,7 +192,7 @@ public final class PostgresTaskQueue: TaskTransfer {
             guard let old = try await Self.locked(taskID, on: connection, logger: logger),
                 let returned = rules.handBack(old, leaseID: leaseID, now: clock.nowMs())
             else { return .success(nil) }
-            try await connection.query(PostgresTaskRows.save(returned), logger: logger)
+            try await connection.query(PostgresTaskRows.update(returned), logger: logger)
             return .success(returned)
         }
     }
@@ -208,7 +208,7 @@ public final class PostgresTaskQueue: TaskTransfer {
                     ORDER BY lease_expires_at LIMIT \(limit) FOR UPDATE SKIP LOCKED
                     """, logger: logger))
             let changed = expired.compactMap { rules.expire($0, now: now) }
-            for task in changed { try await connection.query(PostgresTaskRows.save(task), logger: logger) }
+            for task in changed { try await connection.query(PostgresTaskRows.update(task), logger: logger) }
             return .success(changed.count)
         }
     }
@@ -285,7 +285,7 @@ public final class PostgresTaskQueue: TaskTransfer {
             }
             let outcome = next(old)
             if case .success(let new) = outcome, new != old {
-                try await connection.query(PostgresTaskRows.save(new), logger: logger)
+                try await connection.query(PostgresTaskRows.update(new), logger: logger)
             }
             return outcome
         }
