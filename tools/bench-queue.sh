@@ -15,7 +15,7 @@
 #      complete the oldest ones, so the store holds a mix of PENDING and COMPLETED tasks.
 #   4. RSS of the filled server; stop it; start it again on the same directory, timing how long
 #      until it prints its listening line; CreateTask and cycle rates again; RSS again.
-# PostgreSQL (--postgres URL or BENCH_POSTGRES=URL; needs the postgres store of issue 9):
+# PostgreSQL (--postgres URL or BENCH_POSTGRES=URL):
 #   the cycle rate with one server, then with a second server on the same database and the
 #   consumers spread over both; in each run no task may be acknowledged COMPLETED twice.
 #   The runs add tasks to that database; give it one made for benchmarking.
@@ -181,8 +181,9 @@ machine="$(nproc) cores, $(sed -n 's/^model name\s*:\s*//p' /proc/cpuinfo | head
 
 # --- PostgreSQL ---------------------------------------------------------------------------
 if [[ -n "$postgres" ]]; then
-    # Until the postgres store of issue 9 lands, the server rejects --store URL here.
-    echo "==> PostgreSQL store $postgres (needs the postgres store of issue 9)" >&2
+    shown="$(sed -E 's#://([^:@/]+):[^@]*@#://\1@#' <<<"$postgres")"  # never print the password
+    durability="$(psql -X -At "$postgres" -c "SELECT 'fsync=' || current_setting('fsync') || ', synchronous_commit=' || current_setting('synchronous_commit')" 2>/dev/null || echo "settings unknown")"
+    echo "==> PostgreSQL store $shown ($durability)" >&2
     start_server pg-a "$work/pg-a" --store "$postgres"
     port_a="$server_port"
     warm_up pg-warmup-one "$port_a"
@@ -196,7 +197,7 @@ if [[ -n "$postgres" ]]; then
 
     echo
     echo "machine:  $machine"
-    echo "store:    PostgreSQL ($postgres); $consumers consumers spread over the servers; $duration s per run"
+    echo "store:    PostgreSQL $shown ($durability); $consumers consumers spread over the servers; $duration s per run"
     row "figure" "one server" "two servers" "verdict"
     row "full cycles/s" "$(field "$one" cycles_per_s)" "$(field "$two" cycles_per_s)" ""
     row "cycle p50 / p99 ms" "$(field "$one" p50_ms) / $(field "$one" p99_ms)" \

@@ -84,7 +84,7 @@ public final class SQLiteTaskQueue: TaskTransfer {
     // MARK: - Operations
 
     public func create(_ task: TaskRecord, completion: @escaping Completion<CreateOutcome>) {
-        enqueue(completion) { database throws(SQLiteError) in
+        enqueue(completion, inserts: true) { database throws(SQLiteError) in
             if let key = task.idempotencyKey, let existing = try database.reads.task(idempotencyKey: key) {
                 return (.success(.existing(existing)), [])
             }
@@ -102,7 +102,7 @@ public final class SQLiteTaskQueue: TaskTransfer {
             }
             guard let next, let claimed = rules.claim(next, consumerID: consumerID, leaseID: LeaseID.random(), now: clock.nowMs())
             else { return (.success(nil), []) }
-            try database.save(claimed)
+            try database.update(claimed)
             return (.success(LeaseGrant(task: claimed, lease: claimed.lease!)), [claimed])
         }
     }
@@ -117,7 +117,7 @@ public final class SQLiteTaskQueue: TaskTransfer {
         enqueue(completion) { [rules, clock] database throws(SQLiteError) in
             guard let old = try database.reads.task(id: taskID) else { return (.failure(.noSuchTask(taskID)), []) }
             guard let cancelled = rules.cancel(old, now: clock.nowMs()) else { return (.success(old), []) }
-            try database.save(cancelled)
+            try database.update(cancelled)
             return (.success(cancelled), [cancelled])
         }
     }
@@ -126,7 +126,7 @@ public final class SQLiteTaskQueue: TaskTransfer {
         enqueue(completion) { [rules, clock] database throws(SQLiteError) in
             guard let old = try database.reads.task(id: taskID), let returned = rules.handBack(old, leaseID: leaseID, now: clock.nowMs())
             else { return (.success(nil), []) }
-            try database.save(returned)
+            try database.update(returned)
             return (.success(returned), [returned])
         }
     }
@@ -135,7 +135,7 @@ public final class SQLiteTaskQueue: TaskTransfer {
         enqueue(completion) { [rules, clock] database throws(SQLiteError) in
             let now = clock.nowMs()
             let changed = try database.reads.expiredLeases(nowMs: now, limit: limit).compactMap { rules.expire($0, now: now) }
-            for task in changed { try database.save(task) }
+            for task in changed { try database.update(task) }
             return (.success(changed.count), changed)
         }
     }
@@ -184,7 +184,7 @@ public final class SQLiteTaskQueue: TaskTransfer {
 
     public func importTasks(_ tasks: [TaskRecord]) async throws {
         try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
-            enqueue({ done.resume(with: $0.mapError { $0 }) }) { database throws(SQLiteError) in
+            enqueue({ done.resume(with: $0.mapError { $0 }) }, inserts: true) { database throws(SQLiteError) in
                 for task in tasks { try database.save(task) }
                 return (.success(()), [])
             }
@@ -219,7 +219,7 @@ public final class SQLiteTaskQueue: TaskTransfer {
             guard let old = try database.reads.task(id: taskID) else { return (.failure(.noSuchTask(taskID)), []) }
             let outcome = next(old)
             guard case .success(let new) = outcome else { return (outcome, []) }
-            try database.save(new)
+            try database.update(new)
             return (outcome, [new])
         }
     }
@@ -229,11 +229,11 @@ public final class SQLiteTaskQueue: TaskTransfer {
     /// Queues `body` for the writer. It runs inside a transaction and returns its answer and
     /// the tasks it changed; both are released only once the transaction committed.
     private func enqueue<T: Sendable>(
-        _ completion: @escaping Completion<T>, deletes: Bool = false,
+        _ completion: @escaping Completion<T>, inserts: Bool = false, deletes: Bool = false,
         _ body: @escaping @Sendable (SQLiteTaskDatabase) throws(SQLiteError) -> (Result<T, TaskError>, [TaskRecord])
     ) {
         let operation = QueuedOperation(
-            deletes: deletes,
+            inserts: inserts, deletes: deletes,
             apply: { database throws(SQLiteError) in
                 let (answer, changed) = try body(database)
                 return AppliedOperation(changed: changed) { completion(answer) }
@@ -281,16 +281,20 @@ public final class SQLiteTaskQueue: TaskTransfer {
         }
     }
 
-    /// Applies `batch` in one transaction. An operation the schema refuses fails alone (it runs
-    /// inside its own savepoint); any other error — out of space, I/O — fails them all, and
-    /// nothing of the transaction is kept.
+    /// Applies `batch` in one transaction. An insert the schema refuses fails alone (inserts
+    /// run inside a savepoint of their own; updates of a stored row cannot break a constraint,
+    /// so they skip the savepoint's two statements); any other error — out of space, I/O —
+    /// fails them all, and nothing of the transaction is kept.
     private static func commit(_ batch: [QueuedOperation], in database: SQLiteTaskDatabase) -> [Result<AppliedOperation, TaskError>] {
         var outcomes: [Result<AppliedOperation, TaskError>] = []
         do throws(SQLiteError) {
             try database.begin()
             for operation in batch {
                 do throws(SQLiteError) {
-                    outcomes.append(.success(try database.withSavepoint { () throws(SQLiteError) in try operation.apply(database) }))
+                    let applied = operation.inserts
+                        ? try database.withSavepoint { () throws(SQLiteError) in try operation.apply(database) }
+                        : try operation.apply(database)
+                    outcomes.append(.success(applied))
                 } catch let error where error.isConstraintViolation {
                     outcomes.append(.failure(error.taskError))
                 }
@@ -364,6 +368,8 @@ private struct AppliedOperation {
 }
 
 private struct QueuedOperation: Sendable {
+    /// It may insert rows, which a unique index can refuse: it runs in a savepoint.
+    var inserts: Bool
     /// It may delete rows: the writer then gives freed pages back afterwards.
     var deletes: Bool
     var apply: @Sendable (SQLiteTaskDatabase) throws(SQLiteError) -> AppliedOperation
