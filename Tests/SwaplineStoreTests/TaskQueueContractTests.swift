@@ -252,6 +252,24 @@ struct SQLiteQueueHarness: QueueHarness {
         }
     }
 
+    /// Regression (issue 9): CancelTask read the task again after letting go of the lock, and a
+    /// retention purge in between crashed the server. A cancel answers what it wrote.
+    @Test(arguments: QueueBackend.available) func cancelsRacingRetentionAnswerWhatTheyWrote(_ backend: QueueBackend) async throws {
+        try await withQueue(backend) { queue, _ in
+            for number in 1...40 { _ = try await queue.create(pending(number)).get() }
+            let cutoff = clock.clock.nowMs() + 1_000
+            let cancelled = await withTaskGroup(of: TaskRecord?.self) { group in
+                for number in 1...40 {
+                    group.addTask { try? await queue.cancel("task_\(number)").get() }
+                    group.addTask { _ = await queue.purgeFinished(before: cutoff, limit: 5); return nil }
+                }
+                return await group.reduce(into: [TaskRecord]()) { if let task = $1 { $0.append(task) } }
+            }
+            #expect(cancelled.count == 40)
+            #expect(cancelled.allSatisfy { $0.state == .cancelled && $0.version == 2 })
+        }
+    }
+
     @Test(arguments: QueueBackend.available) func theChangeFeedCarriesEveryCommittedChangeInOrder(_ backend: QueueBackend) async throws {
         try await withQueue(backend) { queue, changes in
             _ = try await queue.create(pending(1)).get()
