@@ -273,10 +273,13 @@ enum SQLiteTaskRows {
         "storage_provider", "attempt", "lease_id", "lease_consumer", "lease_expires_at", "version",
     ]
 
+    /// Where each of `changedColumns` is in `SQLiteTaskDatabase.columns`.
+    private static let changedColumnPositions = changedColumns.map { SQLiteTaskDatabase.columns.firstIndex(of: $0)! }
+
     /// The task id, then the values of `changedColumns`.
     static func changedValues(of record: TaskRecord) -> [SQLiteValue] {
         let all = values(of: record)
-        return [all[0]] + changedColumns.map { all[SQLiteTaskDatabase.columns.firstIndex(of: $0)!] }
+        return [all[0]] + changedColumnPositions.map { all[$0] }
     }
 
     /// The record in the current row of a statement selecting `columns` in order.
