@@ -137,7 +137,9 @@ public struct FaceSwapProcessor: TaskProcessor {
             engines.release(engine)
             problems.append("\(engine): \(problem)")
         }
-        throw TaskFailure(stage: "health", reason: problems.isEmpty ? "no healthy FaceFusion engine" : problems.joined(separator: "; "))
+        // Which engines there are and what their checks met is for the log, not the client.
+        throw TaskFailure(
+            stage: "health", reason: "no healthy FaceFusion engine", detail: problems.isEmpty ? nil : problems.joined(separator: "; "))
     }
 
     private func download(_ sources: [String: String], from engine: String) async throws(TaskFailure) -> [OutputFile] {

@@ -81,7 +81,7 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup(title: "Workers") var workerOptions: WorkerOptions
 
-    @OptionGroup(title: "URL policy (docs/security.md)") var urlPolicy: URLPolicyOptions
+    @OptionGroup(title: "URL policy") var urlPolicy: URLPolicyOptions
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info

@@ -6,7 +6,9 @@ import SwaplineCore
 /// CreateTask/ProcessSync and which a worker connects to. Shared by `swapline serve` and
 /// `swapline worker`; give both the same values.
 struct URLPolicyOptions: ParsableArguments {
-    @Flag(help: "Accept and fetch URLs of loopback, private and other non-public addresses and localhost (development and demos only).")
+    @Flag(
+        name: .customLong("allow-private-urls"),
+        help: "Accept and fetch task URLs of loopback, private and other non-public addresses and localhost: development and demos only (docs/security.md).")
     var allowPrivateURLs = false
 
     @Option(

@@ -98,7 +98,7 @@ struct Worker: AsyncParsableCommand {
 
     @OptionGroup var options: WorkerOptions
 
-    @OptionGroup(title: "URL policy (docs/security.md)") var urlPolicy: URLPolicyOptions
+    @OptionGroup(title: "URL policy") var urlPolicy: URLPolicyOptions
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
