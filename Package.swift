@@ -104,7 +104,7 @@ let swiftTargets: [Target] = [
 ]
 
 let testTargets: [Target] = [
-    .testTarget(name: "SwaplineCoreTests", dependencies: ["SwaplineCore"], swiftSettings: swiftSettings),
+    .testTarget(name: "SwaplineCoreTests", dependencies: ["SwaplineCore", "SwaplineTestKit"], swiftSettings: swiftSettings),
     .testTarget(
         name: "RPCCoreTests", dependencies: ["RPCCore", "SwaplineTestKit", nioCore, .product(name: "NIOEmbedded", package: "swift-nio")],
         swiftSettings: swiftSettings),

@@ -47,8 +47,8 @@ public struct ClientURLError: Error, Sendable, Equatable, CustomStringConvertibl
 /// resolves inward, or rebinds between the check and the connection, reaches nothing inside.
 /// Redirects are followed here, not by curl, at most `maxRedirects` of them, each hop checked
 /// like the first. Proxies from the environment are ignored; a configured proxy is used as is
-/// (it then makes the connection, so the address checks are the proxy's to make). A peer that
-/// sends slower than `lowSpeedLimit` is dropped.
+/// (it then resolves and connects, so only the URL check is made here and the address checks
+/// are the proxy's). A peer that sends slower than `lowSpeedLimit` is dropped.
 public struct ClientURLFetcher: Sendable {
     public struct Configuration: Sendable {
         public var policy = URLPolicy()
@@ -125,9 +125,9 @@ public struct ClientURLFetcher: Sendable {
             maxResponseBytes: configuration.maxBytes)
         request.lowSpeedLimit = configuration.lowSpeedLimit
         if let proxy = configuration.proxy {
+            // The proxy resolves and connects (a worker behind one often has no DNS for the
+            // outside at all): the URL check above is all that can be done here.
             request.proxy = .url(proxy)
-            // The proxy resolves and connects; still refuse what is known to be inward here.
-            _ = try await checkedAddresses(of: url)
         } else {
             let addresses = try await checkedAddresses(of: url)
             request.proxy = .none

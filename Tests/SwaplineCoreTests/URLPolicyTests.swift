@@ -1,54 +1,14 @@
-import Foundation
+import SwaplineTestKit
 import Testing
 
 @testable import SwaplineCore
 
-/// The shared URL table (Tests/url-policy-cases.json), as every URL-policy test reads it.
-struct URLPolicyCases: Decodable {
-    struct Refused: Decodable, CustomTestStringConvertible, Sendable {
-        var url: String
-        var means: String
-        var local: Bool
-        var form: String
-        var testDescription: String { "\(form): \(url)" }
-    }
-
-    struct Malformed: Decodable, CustomTestStringConvertible, Sendable {
-        var url: String
-        var form: String
-        var testDescription: String { "\(form): \(url)" }
-    }
-
-    struct Accepted: Decodable, CustomTestStringConvertible, Sendable {
-        var url: String
-        var canonical: String
-        var testDescription: String { url }
-    }
-
-    var refused: [Refused]
-    var malformed: [Malformed]
-    var accepted: [Accepted]
-
-    static let shared: URLPolicyCases = {
-        let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("url-policy-cases.json")
-        // A broken table must fail the run, not skip it.
-        return try! JSONDecoder().decode(URLPolicyCases.self, from: Data(contentsOf: file))
-    }()
-
-    /// The URL with `{port}` (and `{long}`) filled in.
-    static func url(_ template: String, port: Int = 80) -> String {
-        template.replacingOccurrences(of: "{port}", with: String(port))
-            .replacingOccurrences(of: "{long}", with: String(repeating: "a", count: 2100))
-    }
-}
-
 @Suite struct URLPolicyTableTests {
     let policy = URLPolicy()
 
-    @Test(arguments: URLPolicyCases.shared.refused)
-    func refusesEveryInternalSpelling(_ entry: URLPolicyCases.Refused) throws {
-        let url = URLPolicyCases.url(entry.url)
+    @Test(arguments: URLPolicyTable.shared.refused)
+    func refusesEveryInternalSpelling(_ entry: URLPolicyTable.Refused) throws {
+        let url = URLPolicyTable.url(entry.url)
         let violation = try #require(policy.check(url).failure)
         #expect([.internalAddress, .localName].contains(violation.kind), "\(violation)")
         // It is refused for what the host means, which every spelling must parse to.
@@ -63,26 +23,26 @@ struct URLPolicyCases: Decodable {
         }
     }
 
-    @Test(arguments: URLPolicyCases.shared.malformed)
-    func refusesEveryMalformedURL(_ entry: URLPolicyCases.Malformed) throws {
-        let violation = try #require(policy.check(URLPolicyCases.url(entry.url)).failure)
+    @Test(arguments: URLPolicyTable.shared.malformed)
+    func refusesEveryMalformedURL(_ entry: URLPolicyTable.Malformed) throws {
+        let violation = try #require(policy.check(URLPolicyTable.url(entry.url)).failure)
         #expect(![.internalAddress, .localName, .deniedHost].contains(violation.kind), "\(violation)")
         // Loosening the address rules does not loosen the syntax.
-        #expect(URLPolicy(allowsPrivateAddresses: true).check(URLPolicyCases.url(entry.url)).failure != nil)
+        #expect(URLPolicy(allowsPrivateAddresses: true).check(URLPolicyTable.url(entry.url)).failure != nil)
     }
 
-    @Test(arguments: URLPolicyCases.shared.accepted)
-    func acceptsPublicURLsInTheirCanonicalForm(_ entry: URLPolicyCases.Accepted) throws {
+    @Test(arguments: URLPolicyTable.shared.accepted)
+    func acceptsPublicURLsInTheirCanonicalForm(_ entry: URLPolicyTable.Accepted) throws {
         let checked = try policy.check(entry.url).get()
         #expect(checked.url == entry.canonical)
         // The canonical form means the same and is accepted again.
         #expect(try policy.check(checked.url).get() == checked)
     }
 
-    @Test(arguments: URLPolicyCases.shared.refused.filter(\.local))
-    func allowPrivateURLsLetsLocalURLsThrough(_ entry: URLPolicyCases.Refused) throws {
+    @Test(arguments: URLPolicyTable.shared.refused.filter(\.local))
+    func allowPrivateURLsLetsLocalURLsThrough(_ entry: URLPolicyTable.Refused) throws {
         let relaxed = URLPolicy(allowsPrivateAddresses: true)
-        #expect(relaxed.check(URLPolicyCases.url(entry.url, port: 8000)).failure == nil)
+        #expect(relaxed.check(URLPolicyTable.url(entry.url, port: 8000)).failure == nil)
     }
 }
 

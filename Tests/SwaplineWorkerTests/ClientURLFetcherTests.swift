@@ -8,24 +8,8 @@ import Testing
 
 @testable import SwaplineWorker
 
-/// The shared URL table (Tests/url-policy-cases.json); see URLPolicyTests in SwaplineCoreTests.
-private struct URLTable: Decodable {
-    struct Entry: Decodable, Sendable, CustomTestStringConvertible {
-        var url: String
-        var means: String
-        var local: Bool
-        var form: String
-        var testDescription: String { "\(form): \(url)" }
-    }
-
-    var refused: [Entry]
-
-    static let local: [Entry] = {
-        let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("url-policy-cases.json")
-        return try! JSONDecoder().decode(URLTable.self, from: Data(contentsOf: file)).refused.filter(\.local)
-    }()
-}
+/// The entries of the URL table that denote this machine.
+private let localCases = URLPolicyTable.shared.refused.filter(\.local)
 
 /// A resolver that answers from a table and counts its lookups.
 private final class TableResolver: HostResolver {
@@ -79,8 +63,8 @@ private func fetchError(_ fetcher: ClientURLFetcher, _ url: String) async -> Cli
 @Suite struct ClientURLFetcherTests {
     /// The URL table over the real download path: every spelling of this machine is refused
     /// before a connection, although a server listens right there.
-    @Test(arguments: URLTable.local)
-    fileprivate func everyLocalSpellingIsRefusedBeforeConnecting(_ entry: URLTable.Entry) async throws {
+    @Test(arguments: localCases)
+    func everyLocalSpellingIsRefusedBeforeConnecting(_ entry: URLPolicyTable.Refused) async throws {
         try await withFetcher { fetcher, server in
             let url = entry.url.replacingOccurrences(of: "{port}", with: String(server.port))
             let error = try #require(await fetchError(fetcher, url))
@@ -92,8 +76,8 @@ private func fetchError(_ fetcher: ClientURLFetcher, _ url: String) async -> Cli
     /// The same spellings with private addresses allowed do arrive at this machine's server:
     /// the address the policy judged is the address curl connected to.
     /// (`localhost` itself: the system resolver knows it, not names under it.)
-    @Test(arguments: URLTable.local.filter { ["127.0.0.1", "::1"].contains($0.means) || $0.url.lowercased().contains("//localhost") })
-    fileprivate func allowedLocalSpellingsReachTheAddressTheyWereJudgedAs(_ entry: URLTable.Entry) async throws {
+    @Test(arguments: localCases.filter { ["127.0.0.1", "::1"].contains($0.means) || $0.url.lowercased().contains("//localhost") })
+    func allowedLocalSpellingsReachTheAddressTheyWereJudgedAs(_ entry: URLPolicyTable.Refused) async throws {
         try await withFetcher(policy: { _ in URLPolicy(allowsPrivateAddresses: true) }) { fetcher, server in
             guard entry.means != "::1" || server.hasIPv6 else { return }
             let url = entry.url.replacingOccurrences(of: "{port}", with: String(server.port))
@@ -211,21 +195,20 @@ private func fetchError(_ fetcher: ClientURLFetcher, _ url: String) async -> Cli
 
     @Test func aConfiguredProxyCarriesTheFetch() async throws {
         // The proxy is this test server: it gets the absolute URL as its request target.
-        try await withFetcher(
-            routes: ["http://images.example.com/a.jpg": .init(body: Array("via proxy".utf8))],
-            resolver: TableResolver(["images.example.com": ["93.184.216.34"]])
-        ) { _, server in
+        try await withFetcher(routes: ["http://images.example.com/a.jpg": .init(body: Array("via proxy".utf8))]) { _, server in
             var configuration = ClientURLFetcher.Configuration()
             configuration.proxy = server.url("")
             let http = CurlHTTPClient()
             defer { http.shutdown() }
-            let fetcher = ClientURLFetcher(
-                http: http, configuration: configuration, resolver: TableResolver(["images.example.com": ["93.184.216.34"]]))
+            // No lookup here: the proxy resolves (the table knows no name).
+            let resolver = TableResolver([:])
+            let fetcher = ClientURLFetcher(http: http, configuration: configuration, resolver: resolver)
             let file = try await fetcher.fetch("http://images.example.com/a.jpg")
             #expect(file.bytes == Array("via proxy".utf8))
-            // What is known to be inward is still refused before the proxy sees it.
+            // What the URL shows to be inward is still refused before the proxy sees it.
             #expect(await fetchError(fetcher, "http://127.0.0.1/a.jpg") != nil)
             #expect(server.requests.count == 1)
+            #expect(resolver.lookups.withLock { $0 }.isEmpty)
         }
     }
 }
