@@ -49,7 +49,7 @@ struct URLPolicyOptions: ParsableArguments {
         if !allowedHosts.isEmpty { parts.append("also allowed: \(allowedHosts.joined(separator: ", "))") }
         if !deniedHosts.isEmpty { parts.append("denied: \(deniedHosts.joined(separator: ", "))") }
         if policy.isRelaxed {
-            logger.warning("URL policy of \(role): \(parts.joined(separator: "; ")); not for production")
+            logger.warning("URL policy of \(role): \(parts.joined(separator: "; ")); looser than the default (docs/security.md)")
         } else {
             logger.info("URL policy of \(role): public addresses only\(parts.isEmpty ? "" : "; " + parts.joined(separator: "; "))")
         }
