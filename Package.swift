@@ -88,7 +88,11 @@ let swiftTargets: [Target] = [
         swiftSettings: swiftSettings),
     // Test doubles shared by test targets; never linked into the product.
     .target(
-        name: "SwaplineTestKit", dependencies: ["RPCCore", nioCore, .product(name: "NIOEmbedded", package: "swift-nio")],
+        name: "SwaplineTestKit",
+        dependencies: [
+            "RPCCore", nioCore, nioPosix, .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ],
         swiftSettings: swiftSettings),
     .executableTarget(
         name: "swapline",
@@ -100,7 +104,7 @@ let swiftTargets: [Target] = [
 ]
 
 let testTargets: [Target] = [
-    .testTarget(name: "SwaplineCoreTests", dependencies: ["SwaplineCore"], swiftSettings: swiftSettings),
+    .testTarget(name: "SwaplineCoreTests", dependencies: ["SwaplineCore", "SwaplineTestKit"], swiftSettings: swiftSettings),
     .testTarget(
         name: "RPCCoreTests", dependencies: ["RPCCore", "SwaplineTestKit", nioCore, .product(name: "NIOEmbedded", package: "swift-nio")],
         swiftSettings: swiftSettings),
@@ -124,7 +128,9 @@ let testTargets: [Target] = [
         swiftSettings: swiftSettings),
     .testTarget(
         name: "SwaplineWorkerTests",
-        dependencies: ["SwaplineWorker", "SwaplineClient", "SwaplineServer", "SwaplineMessages", "CurlHTTP", logging],
+        dependencies: [
+            "SwaplineWorker", "SwaplineClient", "SwaplineServer", "SwaplineMessages", "SwaplineCore", "CurlHTTP", "SwaplineTestKit", logging,
+        ],
         swiftSettings: swiftSettings),
     .testTarget(
         name: "SwaplineServerTests",

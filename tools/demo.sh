@@ -68,8 +68,10 @@ engine_port=$(await_port facefusion-sim)
 engine="http://127.0.0.1:$engine_port"
 
 step "starting swapline serve with 2 in-process workers (engine $engine)"
+# The sample images are on loopback, which the URL policy refuses by default (docs/security.md):
+# this one host:port is let through, nothing else inside.
 launch swapline "$SWAPLINE_BIN" serve --port 0 --store memory --workers 2 --engine "$engine" \
-    --storage "local:$demo_dir/outputs"
+    --storage "local:$demo_dir/outputs" --url-allow-host "127.0.0.1:$engine_port"
 port=$(await_port swapline)
 server="http://127.0.0.1:$port"
 

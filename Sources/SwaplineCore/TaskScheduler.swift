@@ -10,6 +10,9 @@ public struct SchedulerConfiguration: Sendable {
     public var maxFetchWaitMs: Int64 = 30_000
     /// Workflows tasks may be created for.
     public var workflows: Set<String> = ["face_swap"]
+    /// Which source and target URLs CreateTask and ProcessSync accept (`--allow-private-urls`,
+    /// `--url-allow-host`, `--url-deny-host`); the worker checks them again when it connects.
+    public var urlPolicy = URLPolicy()
 
     public init() {}
 }
@@ -113,7 +116,7 @@ public final class TaskScheduler: Sendable {
             return completion(.failure(TaskError(.invalidArgument, "workflow '\(workflow)' is not served here (one of: \(known))")))
         }
         let params: FaceSwapParameters
-        switch TaskValidation.faceSwapParameters(command.params) {
+        switch TaskValidation.faceSwapParameters(command.params, policy: configuration.urlPolicy) {
         case .success(let resolved): params = resolved
         case .failure(let error): return completion(.failure(error))
         }

@@ -81,6 +81,8 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup(title: "Workers") var workerOptions: WorkerOptions
 
+    @OptionGroup(title: "URL policy") var urlPolicy: URLPolicyOptions
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -113,6 +115,8 @@ struct Serve: AsyncParsableCommand {
         configuration.scheduler.leaseDurationMs = leaseMs
         configuration.scheduler.maxAttempts = maxAttempts
         configuration.scheduler.maxFetchWaitMs = maxWaitMs
+        configuration.scheduler.urlPolicy = urlPolicy.policy
+        urlPolicy.log(to: logger, role: workers > 0 ? "CreateTask and the in-process workers" : "CreateTask")
         configuration.grpc.maxReceiveMessageSize = maxMessageBytes
         configuration.shutdownGrace = .milliseconds(shutdownGraceMs)
         configuration.enableInteropTesting = enableInteropTesting
@@ -130,7 +134,7 @@ struct Serve: AsyncParsableCommand {
         let consumer = workers > 0
             ? try workerOptions.makeConsumer(
                 serverURL: localURL, publicBaseURL: localURL, defaultStorage: "local:\(data)/outputs",
-                concurrency: workers, logger: Logger(label: "swapline.worker"))
+                concurrency: workers, urlPolicy: urlPolicy.policy, logger: Logger(label: "swapline.worker"))
             : nil
         let working = Task { await consumer?.run() }
 

@@ -3,6 +3,7 @@ import CurlHTTP
 import Foundation
 import Logging
 import SwaplineClient
+import SwaplineCore
 import SwaplineWorker
 
 /// Engine, storage and retry options of a worker; shared by `swapline worker` and
@@ -29,24 +30,40 @@ struct WorkerOptions: ParsableArguments {
     @Option(help: "Largest output file accepted from an engine, in bytes.")
     var maxOutputBytes: Int = 100 * 1024 * 1024
 
+    @Option(help: "Largest source or target file fetched from a task's URLs, in bytes.")
+    var maxInputBytes: Int = 100 * 1024 * 1024
+
+    @Option(help: "HTTP proxy for fetching the task's URLs (default: none; http_proxy and the like are ignored). The proxy then makes the connections: make it refuse internal addresses.")
+    var urlProxy: String?
+
     @Option(help: "After SIGTERM, how long in-flight tasks may run on before they are handed back, in ms.")
     var drainTimeoutMs: Int64 = 30_000
 
     func validate() throws {
-        guard engineTimeoutMs > 0, healthIntervalMs > 0, retryBaseMs >= 0, drainTimeoutMs >= 0, maxOutputBytes > 0 else {
+        guard engineTimeoutMs > 0, healthIntervalMs > 0, retryBaseMs >= 0, drainTimeoutMs >= 0, maxOutputBytes > 0, maxInputBytes > 0 else {
             throw ValidationError("worker timeouts, intervals and limits must be positive")
         }
     }
 
-    /// A consumer of `serverURL` whose stored outputs are published under `publicBaseURL`.
+    /// A consumer of `serverURL` whose stored outputs are published under `publicBaseURL`,
+    /// fetching the tasks' URLs under `urlPolicy`.
     func makeConsumer(
-        serverURL: String, publicBaseURL: String, defaultStorage: String, concurrency: Int, logger: Logger
+        serverURL: String, publicBaseURL: String, defaultStorage: String, concurrency: Int, urlPolicy: URLPolicy, logger: Logger
     ) throws -> TaskConsumer {
         let http = CurlHTTPClient()
         let faceFusion = FaceFusionClient(http: http, processTimeout: .milliseconds(engineTimeoutMs))
         let engines = EnginePool(urls: self.engines) { await faceFusion.healthProblem(of: $0) }
+        var fetching = ClientURLFetcher.Configuration()
+        fetching.policy = urlPolicy
+        fetching.maxBytes = maxInputBytes
+        fetching.proxy = urlProxy
+        if let urlProxy {
+            logger.warning("task URLs are fetched through the proxy \(urlProxy): it, not this worker, connects to them")
+        }
+        // A client of its own: its connection pool only ever holds connections the policy checked.
+        let inputs = ClientURLFetcher(http: CurlHTTPClient(), configuration: fetching)
         let processor = FaceSwapProcessor(
-            engines: engines, faceFusion: faceFusion, http: http,
+            engines: engines, faceFusion: faceFusion, inputs: inputs, http: http,
             storage: try ResultStorageSpec.make(storage ?? defaultStorage, publicBaseURL: publicBaseURL),
             retry: RetryPolicy(baseDelay: .milliseconds(retryBaseMs)), maxOutputBytes: maxOutputBytes,
             engineOutputDirectory: engineOutputDir)
@@ -81,6 +98,8 @@ struct Worker: AsyncParsableCommand {
 
     @OptionGroup var options: WorkerOptions
 
+    @OptionGroup(title: "URL policy") var urlPolicy: URLPolicyOptions
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -92,9 +111,10 @@ struct Worker: AsyncParsableCommand {
     func run() async throws {
         bootstrapLogging(level: logLevel)
         let logger = Logger(label: "swapline.worker")
+        urlPolicy.log(to: logger, role: "this worker")
         let consumer = try options.makeConsumer(
             serverURL: server, publicBaseURL: publicURL ?? server, defaultStorage: "local:./swapline-data/outputs",
-            concurrency: concurrency, logger: logger)
+            concurrency: concurrency, urlPolicy: urlPolicy.policy, logger: logger)
         let working = Task { await consumer.run() }
         print("swapline worker started (\(concurrency) slots, server \(server))")
         fflush(nil)

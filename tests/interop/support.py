@@ -524,6 +524,11 @@ class RawH2:
 SOURCE = "https://example.com/source.jpg"
 TARGET = "https://example.com/target.jpg"
 
+# The FaceFusion simulator and every test server live on loopback, which the URL policy refuses
+# by default (docs/security.md): servers that accept their URLs and workers that fetch them
+# are started with this flag.
+ALLOW_LOCAL_URLS = "--allow-private-urls"
+
 
 def params(**kw) -> "tasks_pb2.FaceSwapParams":
     values = {"source_url": SOURCE, "target_url": TARGET}

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 import support
-from support import BINARY, ROOT, tasks_pb2, tasks_pb2_grpc
+from support import ALLOW_LOCAL_URLS, BINARY, ROOT, tasks_pb2, tasks_pb2_grpc
 
 SIMULATOR = ROOT / "tools" / "facefusion-sim"
 
@@ -119,7 +119,7 @@ def worker_factory():
 
 def worker_flags(sim: Simulator, storage: Path, *extra: str) -> list[str]:
     return ["--engine", sim.url, "--storage", f"local:{storage}", "--health-interval-ms", "200",
-            "--retry-base-ms", "100", *extra]
+            "--retry-base-ms", "100", ALLOW_LOCAL_URLS, *extra]
 
 
 def serve_with_workers(server_factory, sim, storage, *extra):
@@ -256,7 +256,7 @@ def test_an_unhealthy_engine_gets_no_work_until_it_recovers(server_factory, simu
 def test_a_worker_killed_mid_task_leaves_it_to_another_after_the_lease(
         server_factory, simulator_factory, storage_dir, worker_factory):
     sim = simulator_factory("--latency-ms", "4000")
-    server = server_factory("--store", "memory", "--lease-ms", "1500")
+    server = server_factory("--store", "memory", "--lease-ms", "1500", ALLOW_LOCAL_URLS)
     stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
     doomed = worker_factory(server.port, *worker_flags(sim, storage_dir))
     task = stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params(sim)), timeout=10)
@@ -275,7 +275,7 @@ def test_a_worker_killed_mid_task_leaves_it_to_another_after_the_lease(
 
 def test_sigterm_hands_unfinished_work_back(server_factory, simulator_factory, storage_dir, worker_factory):
     sim = simulator_factory("--latency-ms", "10000")
-    server = server_factory("--store", "memory", "--lease-ms", "60000")
+    server = server_factory("--store", "memory", "--lease-ms", "60000", ALLOW_LOCAL_URLS)
     stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
     worker = worker_factory(server.port, *worker_flags(sim, storage_dir, "--drain-timeout-ms", "500"))
     task = stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params(sim)), timeout=10)

@@ -210,8 +210,8 @@ public enum OpenAPIDocument {
 
     private static var faceSwapFields: [(String, JSONValue)] {
         [
-            ("source_url", type("string", "Absolute http(s) URL of the face image (at most 2048 bytes).")),
-            ("target_url", type("string", "Absolute http(s) URL of the image or video to swap into.")),
+            ("source_url", type("string", "Absolute http(s) URL of the face image: at most 2048 bytes, no userinfo, not a loopback, private or other special-purpose address nor localhost (docs/security.md).")),
+            ("target_url", type("string", "Absolute http(s) URL of the image or video to swap into; the rules of source_url.")),
             ("resolution", type("string", "`WxH`, a size the model supports; default 1024x1024.")),
             ("model", type("string", "FaceFusion face-swapper model; default inswapper_128_fp16.")),
             ("options", stringMap),
