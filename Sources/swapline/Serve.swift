@@ -123,6 +123,7 @@ struct Serve: AsyncParsableCommand {
         configuration.outputsDirectory = localOutputsDirectory
         configuration.finishedTaskRetention = .milliseconds(Int64(retentionHours * 3_600_000))
 
+        let shutdownSignal = ShutdownSignal.install()
         let queue = try await openQueue(rules: TaskRules(configuration.scheduler), logger: logger)
         let server = try await RunningServer.start(configuration: configuration, queue: queue, logger: logger)
         print("swapline listening on \(host):\(server.port)")
@@ -138,7 +139,7 @@ struct Serve: AsyncParsableCommand {
             : nil
         let working = Task { await consumer?.run() }
 
-        let signal = await ShutdownSignal.wait()
+        let signal = await shutdownSignal.wait()
         logger.info("received \(signal), shutting down gracefully")
         consumer?.drain()
         await working.value
@@ -216,34 +217,35 @@ extension SQLiteSynchronous: ExpressibleByArgument {}
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// Waits for SIGTERM or SIGINT.
-enum ShutdownSignal {
-    static func wait() async -> String {
-        await withCheckedContinuation { continuation in
-            let queue = DispatchQueue(label: "swapline.signals")
-            let once = SignalOnce(continuation)
-            for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
-                signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-                source.setEventHandler { once.resume(name) }
-                source.resume()
-                once.keep(source)
-            }
-        }
-    }
-}
-
-/// Resumes the waiting task on the first signal and keeps the signal sources alive.
-private final class SignalOnce: @unchecked Sendable {
-    // Only touched on the signal queue after setup, which happens before any source fires.
-    private var continuation: CheckedContinuation<String, Never>?
+/// SIGTERM and SIGINT, caught from the moment `install` returns: a signal that arrives before
+/// anybody waits (right after the listening line, say) is kept for `wait` instead of killing
+/// the process with the default action.
+final class ShutdownSignal: @unchecked Sendable {
+    // Written once in `install`; the sources only need to stay alive.
     private var sources: [any DispatchSourceSignal] = []
+    private let names: AsyncStream<String>
+    private let received: AsyncStream<String>.Continuation
 
-    init(_ continuation: CheckedContinuation<String, Never>) { self.continuation = continuation }
+    private init() {
+        (names, received) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingOldest(1))
+    }
 
-    func keep(_ source: any DispatchSourceSignal) { sources.append(source) }
+    static func install() -> ShutdownSignal {
+        let signals = ShutdownSignal()
+        let queue = DispatchQueue(label: "swapline.signals")
+        for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { [received = signals.received] in received.yield(name) }
+            source.resume()
+            signals.sources.append(source)
+        }
+        return signals
+    }
 
-    func resume(_ name: String) {
-        continuation?.resume(returning: name)
-        continuation = nil
+    /// The name of the first signal received.
+    func wait() async -> String {
+        for await name in names { return name }
+        return "SIGTERM"
     }
 }

@@ -112,13 +112,14 @@ struct Worker: AsyncParsableCommand {
         bootstrapLogging(level: logLevel)
         let logger = Logger(label: "swapline.worker")
         urlPolicy.log(to: logger, role: "this worker")
+        let shutdownSignal = ShutdownSignal.install()
         let consumer = try options.makeConsumer(
             serverURL: server, publicBaseURL: publicURL ?? server, defaultStorage: "local:./swapline-data/outputs",
             concurrency: concurrency, urlPolicy: urlPolicy.policy, logger: logger)
         let working = Task { await consumer.run() }
         print("swapline worker started (\(concurrency) slots, server \(server))")
         fflush(nil)
-        let signal = await ShutdownSignal.wait()
+        let signal = await shutdownSignal.wait()
         logger.info("received \(signal), draining")
         consumer.drain()
         await working.value
