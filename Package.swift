@@ -60,7 +60,7 @@ let swiftTargets: [Target] = [
             .product(name: "NIOHTTP1", package: "swift-nio")],
         swiftSettings: swiftSettings),
     .target(
-        name: "SwaplineMessages", dependencies: ["CSwaplineProto", nioCore],
+        name: "SwaplineMessages", dependencies: ["CSwaplineProto", "RPCCore", nioCore],
         swiftSettings: swiftSettings),
     .target(
         name: "SwaplineServer",

@@ -52,7 +52,7 @@ public final class RunningServer: Sendable {
                 host: configuration.host, port: configuration.port, group: group, configuration: configuration.http2,
                 factory: ContentTypeRouter(
                     grpc: GRPCStreamHandlerFactory(router: router, configuration: configuration.grpc),
-                    http: RESTHandlerFactory(router: router, grpc: configuration.grpc, outputsDirectory: configuration.outputsDirectory)),
+                    http: RESTHandlerFactory(router: router, outputsDirectory: configuration.outputsDirectory)),
                 logger: logger)
         } catch {
             try? await group.shutdownGracefully()

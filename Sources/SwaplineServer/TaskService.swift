@@ -5,7 +5,7 @@ import SwaplineMessages
 
 /// swapline.v1.TaskService: what clients call.
 struct TaskService {
-    static let name = "swapline.v1.TaskService"
+    static let name = Swapline_V1_TaskService.name
     /// How long ProcessSync waits when the client set no deadline (the original service's
     /// FaceFusion timeout).
     static let defaultProcessSyncWait: TimeAmount = .seconds(120)
@@ -16,7 +16,7 @@ struct TaskService {
 
     func register(in router: inout RPCRouter) {
         let scheduler = self.scheduler
-        router.register(service: Self.name, method: "CreateTask", request: Swapline_V1_CreateTaskRequest.self) { request, call in
+        router.register(Swapline_V1_TaskService.createTask) { request, call in
             let command = CreateTaskCommand(
                 workflow: request.workflow, params: TaskMessages.parameters(request.params),
                 idempotencyKey: request.idempotencyKey, priority: request.priority)
@@ -24,19 +24,19 @@ struct TaskService {
                 Self.answer(call, result)
             }
         }
-        router.register(service: Self.name, method: "GetTask", request: Swapline_V1_GetTaskRequest.self) { request, call in
+        router.register(Swapline_V1_TaskService.getTask) { request, call in
             guard let id = Self.requireTaskID(request.taskID, call) else { return }
             scheduler.task(id: id) { result in Self.answer(call, result) }
         }
-        router.register(service: Self.name, method: "CancelTask", request: Swapline_V1_CancelTaskRequest.self) { request, call in
+        router.register(Swapline_V1_TaskService.cancelTask) { request, call in
             guard let id = Self.requireTaskID(request.taskID, call) else { return }
             scheduler.cancelTask(id: id) { result in Self.answer(call, result) }
         }
-        router.register(service: Self.name, method: "WatchTask", request: Swapline_V1_WatchTaskRequest.self) { request, call in
+        router.register(Swapline_V1_TaskService.watchTask) { request, call in
             guard let id = Self.requireTaskID(request.taskID, call) else { return }
             Self.watch(taskID: id, scheduler: scheduler, call: call)
         }
-        router.register(service: Self.name, method: "ProcessSync", request: Swapline_V1_ProcessSyncRequest.self) { request, call in
+        router.register(Swapline_V1_TaskService.processSync) { request, call in
             Self.processSync(request, scheduler: scheduler, call: call)
         }
     }
