@@ -40,7 +40,7 @@ struct WorkerOptions: ParsableArguments {
 
     /// A consumer of `serverURL` whose stored outputs are published under `publicBaseURL`.
     func makeConsumer(
-        serverURL: String, publicBaseURL: String, defaultStorage: String, concurrency: Int, logger: Logger
+        serverURL: String, publicBaseURL: String, defaultStorage: String, concurrency: Int, token: String? = nil, logger: Logger
     ) throws -> TaskConsumer {
         let http = CurlHTTPClient()
         let faceFusion = FaceFusionClient(http: http, processTimeout: .milliseconds(engineTimeoutMs))
@@ -56,7 +56,7 @@ struct WorkerOptions: ParsableArguments {
         configuration.drainTimeout = .milliseconds(drainTimeoutMs)
         configuration.healthInterval = .milliseconds(healthIntervalMs)
         return TaskConsumer(
-            client: SwaplineClient(serverURL: serverURL, http: http), processors: [processor], engines: engines,
+            client: SwaplineClient(serverURL: serverURL, http: http, bearerToken: token), processors: [processor], engines: engines,
             configuration: configuration, logger: logger)
     }
 }
@@ -79,6 +79,9 @@ struct Worker: AsyncParsableCommand {
     @Option(help: "Base URL under which stored outputs are served (default: --server).")
     var publicURL: String?
 
+    @Option(help: "Bearer token with the consumer (or admin) role; default: SWAPLINE_TOKEN.")
+    var token: String?
+
     @OptionGroup var options: WorkerOptions
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
@@ -94,7 +97,7 @@ struct Worker: AsyncParsableCommand {
         let logger = Logger(label: "swapline.worker")
         let consumer = try options.makeConsumer(
             serverURL: server, publicBaseURL: publicURL ?? server, defaultStorage: "local:./swapline-data/outputs",
-            concurrency: concurrency, logger: logger)
+            concurrency: concurrency, token: bearerToken(option: token), logger: logger)
         let working = Task { await consumer.run() }
         print("swapline worker started (\(concurrency) slots, server \(server))")
         fflush(nil)

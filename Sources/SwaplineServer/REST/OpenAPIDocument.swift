@@ -23,7 +23,7 @@ public enum OpenAPIDocument {
                     """),
             ])),
             ("paths", paths),
-            ("components", .object([("schemas", schemas)])),
+            ("components", .object([("schemas", schemas), ("securitySchemes", securitySchemes)])),
         ])
     }
 
@@ -83,8 +83,22 @@ public enum OpenAPIDocument {
         ])
     }
 
+    /// Bearer tokens (docs/security.md); a server with no tokens configured checks none.
+    private static var securitySchemes: JSONValue {
+        .object([("bearerAuth", .object([
+            ("type", "http"), ("scheme", "bearer"),
+            ("description", """
+                A token from the server's SWAPLINE_AUTH_TOKENS or --auth-tokens-file: role client for \
+                /api/face-swap/*, consumer for /api/comm/task/*, admin for both. Not checked by a server \
+                with no tokens configured (loopback only).
+                """),
+        ]))])
+    }
+
     private static let errorDescriptions: [Int: String] = [
         400: "The RPC refused an argument (INVALID_ARGUMENT), e.g. a URL, model or resolution",
+        401: "No valid bearer token (UNAUTHENTICATED); answered with WWW-Authenticate: Bearer",
+        403: "The token's role may not call this route (PERMISSION_DENIED)",
         404: "No such task (NOT_FOUND)",
         409: "The task's state does not allow it: wrong lease, finished task (FAILED_PRECONDITION), or cancelled (ABORTED)",
         413: "The body exceeds 1 MiB",
@@ -100,6 +114,8 @@ public enum OpenAPIDocument {
         ok: (String, String)? = nil, links: [(String, String)] = [], events: String? = nil, noContent: String? = nil,
         unavailable: String? = nil, errors: [Int]
     ) -> JSONValue {
+        let needsToken = AccessControl.requiredRole(service: rpc.service) != nil
+        let errors = needsToken ? (errors + [401, 403]).sorted() : errors
         var responses: [(String, JSONValue)] = []
         if let (description, schema) = ok {
             guard case .object(var members) = jsonResponse(description, schema) else { preconditionFailure() }
@@ -142,6 +158,8 @@ public enum OpenAPIDocument {
             ])))
         }
         members.append(("responses", .object(responses)))
+        // A bearer token, or none: a server without tokens configured checks none.
+        members.append(("security", .array(needsToken ? [.object([("bearerAuth", .array([]))]), .object([])] : [])))
         return .object(members)
     }
 

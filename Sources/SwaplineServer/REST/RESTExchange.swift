@@ -366,6 +366,8 @@ final class RESTExchange: HTTPStreamHandler {
         answered = true
         var headers: [HeaderField] = []
         if case .methodNotAllowed(let allowed) = error { headers.append(HeaderField("allow", allowed.joined(separator: ", "))) }
+        // RFC 6750: a 401 names the scheme the client should authenticate with.
+        if case .status(let status) = error, status.code == .unauthenticated { headers.append(HeaderField("www-authenticate", "Bearer")) }
         guard withBody else { return writer.writeHead(status: error.httpStatus, headers: headers, endStream: true) }
         respond(error.httpStatus, .object([("detail", error.detail)]), headers: headers)
     }
