@@ -21,6 +21,10 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
         /// Unary or server streaming: the one message is held until the request ends.
         case collectingSingle(@Sendable (ByteBuffer, ServerCall) -> Void, received: ByteBuffer?)
         case streaming(RequestObserver)
+        /// An interceptor refused the call: its request is read and dropped, and the status
+        /// answered once the request has ended, as any other refusal of a whole request is
+        /// (some clients do not read a response that ends before they finished sending).
+        case refused(GRPCStatus)
         /// The handler has everything it will get; later request bytes are ignored.
         case requestComplete
     }
@@ -84,7 +88,8 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
         }
         var context = ServerContext(method: routed.descriptor, metadata: metadata, surface: .grpc)
         if let refusal = router.interceptors.run(&context) {
-            endCall(refusal)
+            phase = .refused(refusal)
+            if endStream { receiveEnd() }
             return
         }
         let call = ServerCall(
@@ -103,7 +108,7 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
     public func receiveBody(_ bytes: ByteBuffer) {
         switch phase {
         case .collectingSingle, .streaming: break
-        case .awaitingHead, .requestComplete: return
+        case .awaitingHead, .refused, .requestComplete: return
         }
         deframer.append(bytes)
         do {
@@ -133,6 +138,8 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
             body(message, call)
         case .streaming(let observer):
             observer.onEnd()
+        case .refused(let status):
+            endCall(status)
         case .awaitingHead, .requestComplete:
             break
         }
@@ -264,7 +271,7 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
         case .streaming(let observer):
             observer.onMessage(message)
             return !lifecycle.responseEnded
-        case .awaitingHead, .requestComplete:
+        case .awaitingHead, .refused, .requestComplete:
             return false
         }
     }

@@ -43,8 +43,8 @@ public struct ServerContext: Sendable {
 ///
 /// It is synchronous and runs on the call's event loop, like the rest of the request path: it
 /// may change the context (name the caller) or end the call with a status, which the caller
-/// gets as it would get a handler's error (a Trailers-Only gRPC response, or the REST shim's
-/// JSON error). An interceptor that must wait for something would need the stream to hold the
+/// gets as it would get a handler's error (a Trailers-Only gRPC response once the request has
+/// been read, or the REST shim's JSON error); the handler never runs. An interceptor that must wait for something would need the stream to hold the
 /// request meanwhile; none does yet.
 public protocol ServerInterceptor: Sendable {
     /// `nil` to let the call go on; otherwise the status that ends it.

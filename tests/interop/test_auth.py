@@ -232,3 +232,48 @@ def created_with(srv, sim, token: str) -> str:
     params = pb.FaceSwapParams(source_url=sim.sample("source.jpg"), target_url=sim.sample("target.jpg"),
                                resolution="256x256")
     return tasks.CreateTask(pb.CreateTaskRequest(params=params), metadata=md(token), timeout=T).task_id
+
+
+# --- tenancy: a task belongs to the client token that created it ----------------------------
+
+def test_grpc_other_clients_get_not_found_like_a_missing_task(secured):
+    tasks, _ = stubs(secured)
+    task_id = created(secured, CLIENT)
+    calls = {
+        "GetTask": lambda m, t: tasks.GetTask(pb.GetTaskRequest(task_id=t), metadata=m, timeout=T),
+        "CancelTask": lambda m, t: tasks.CancelTask(pb.CancelTaskRequest(task_id=t), metadata=m, timeout=T),
+        "WatchTask": lambda m, t: list(tasks.WatchTask(pb.WatchTaskRequest(task_id=t), metadata=m, timeout=T)),
+    }
+    for name, call in calls.items():
+        with pytest.raises(grpc.RpcError) as theirs:
+            call(md(OTHER_CLIENT), task_id)
+        with pytest.raises(grpc.RpcError) as missing:
+            call(md(OTHER_CLIENT), "task_01AAAAAAAAAAAAAAAAAAAAAAAA")
+        assert theirs.value.code() == missing.value.code() == grpc.StatusCode.NOT_FOUND, name
+        assert theirs.value.details() == f"task '{task_id}' does not exist", name
+    # Nothing happened to it, and its owner and an admin still see it.
+    assert tasks.GetTask(pb.GetTaskRequest(task_id=task_id), metadata=md(CLIENT), timeout=T).status == pb.TASK_STATUS_PENDING
+    assert tasks.GetTask(pb.GetTaskRequest(task_id=task_id), metadata=md(ADMIN), timeout=T).task_id == task_id
+
+
+def test_rest_other_clients_get_404_like_a_missing_task(secured, http):
+    task_id = http.post("/api/face-swap/create-task", json=LEGACY, headers={"authorization": f"Bearer {CLIENT}"}).json()["task_id"]
+    other = {"authorization": f"Bearer {OTHER_CLIENT}"}
+    for method, path in (("GET", f"/api/face-swap/task/{task_id}"), ("POST", f"/api/face-swap/task/{task_id}/cancel"),
+                         ("GET", f"/api/face-swap/task/{task_id}/events")):
+        response = http.request(method, path, headers=other)
+        assert response.status_code == 404 and response.json() == {"detail": f"task '{task_id}' does not exist"}
+    owner = http.get(f"/api/face-swap/task/{task_id}", headers={"authorization": f"Bearer {CLIENT}"})
+    assert owner.status_code == 200 and owner.json()["status"] == "PENDING"
+
+
+def test_idempotency_keys_are_per_client(secured):
+    tasks, _ = stubs(secured)
+
+    def create(token):
+        request = pb.CreateTaskRequest(params=PARAMS, idempotency_key="order-42")
+        return tasks.CreateTask(request, metadata=md(token), timeout=T).task_id
+
+    mine, theirs = create(CLIENT), create(OTHER_CLIENT)
+    assert mine != theirs
+    assert create(CLIENT) == mine and create(OTHER_CLIENT) == theirs

@@ -271,7 +271,7 @@ public enum OpenAPIDocument {
         .object([
             ("CreateTaskRequest", request(required: ["source_url", "target_url"], faceSwapFields + [
                 ("workflow", type("string", "Default face_swap.")),
-                ("idempotency_key", type("string", "The same key returns the same task.")),
+                ("idempotency_key", type("string", "The same key from the same client (bearer token) returns the same task.")),
                 ("priority", type("integer", "Higher is fetched first.", int32)),
             ])),
             ("ProcessRequest", request(required: ["source_url", "target_url"], faceSwapFields)),
