@@ -23,11 +23,14 @@ let dependencies: [Package.Dependency] = [
     .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     // TLS settings for those connections (postgres-nio already builds on it).
     .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+    // SHA-256 and HMAC for access tokens and result-file URLs (postgres-nio already builds it).
+    .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
 ]
 
 let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
 let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio")
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let crypto: Target.Dependency = .product(name: "Crypto", package: "swift-crypto")
 
 // C libraries, found through pkg-config. Only the thin wrapper modules import these.
 let cTargets: [Target] = [
@@ -60,11 +63,11 @@ let swiftTargets: [Target] = [
             .product(name: "NIOHTTP1", package: "swift-nio")],
         swiftSettings: swiftSettings),
     .target(
-        name: "SwaplineMessages", dependencies: ["CSwaplineProto", nioCore],
+        name: "SwaplineMessages", dependencies: ["CSwaplineProto", "RPCCore", nioCore],
         swiftSettings: swiftSettings),
     .target(
         name: "SwaplineServer",
-        dependencies: ["SwaplineCore", "RPCCore", "H2Transport", "SwaplineMessages", nioCore, nioPosix, logging],
+        dependencies: ["SwaplineCore", "RPCCore", "H2Transport", "SwaplineMessages", nioCore, nioPosix, logging, crypto],
         swiftSettings: swiftSettings),
     // The durable task stores; the only importer of CSQLite.
     .target(name: "SwaplineStore", dependencies: ["CSQLite", "SwaplineCore"], swiftSettings: swiftSettings),
@@ -135,7 +138,7 @@ let testTargets: [Target] = [
     .testTarget(
         name: "SwaplineServerTests",
         dependencies: [
-            "SwaplineServer", "SwaplineCore", "SwaplineMessages", "RPCCore", "SwaplineTestKit", nioCore,
+            "SwaplineServer", "SwaplineCore", "SwaplineMessages", "RPCCore", "SwaplineTestKit", nioCore, logging,
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ],
         swiftSettings: swiftSettings),

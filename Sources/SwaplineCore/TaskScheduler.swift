@@ -23,12 +23,17 @@ public struct CreateTaskCommand: Sendable {
     public var params: FaceSwapParameters
     public var idempotencyKey: String
     public var priority: Int32
+    /// The creating client (`TaskRecord.owner`); empty when no token was checked.
+    public var owner: String
 
-    public init(workflow: String = "", params: FaceSwapParameters, idempotencyKey: String = "", priority: Int32 = 0) {
+    public init(
+        workflow: String = "", params: FaceSwapParameters, idempotencyKey: String = "", priority: Int32 = 0, owner: String = ""
+    ) {
         self.workflow = workflow
         self.params = params
         self.idempotencyKey = idempotencyKey
         self.priority = priority
+        self.owner = owner
     }
 }
 
@@ -125,7 +130,8 @@ public final class TaskScheduler: Sendable {
         let task = TaskRecord(
             taskID: "task_" + ids.next(), workflow: workflow, environment: workflow, targetPort: origin.targetPort,
             params: params, state: .pending, sourceChannel: origin.sourceChannel, createdAtMs: now, updatedAtMs: now,
-            priority: command.priority, idempotencyKey: command.idempotencyKey.isEmpty ? nil : command.idempotencyKey)
+            priority: command.priority, idempotencyKey: command.idempotencyKey.isEmpty ? nil : command.idempotencyKey,
+            owner: command.owner)
         queue.create(task) { result in completion(result.map(\.task)) }
     }
 

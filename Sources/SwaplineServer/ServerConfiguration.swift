@@ -28,6 +28,11 @@ public struct ServerConfiguration: Sendable {
     /// `retentionBatchSize` until none is left, so a backlog never holds the store for long.
     public var retentionSweepInterval: TimeAmount = .seconds(60)
     public var retentionBatchSize = 500
+    /// Bearer tokens and their roles; empty turns access control off (`docs/security.md`).
+    public var accessTokens = AccessTokens()
+    /// Serve without tokens on an address other than loopback (`--insecure`); otherwise such a
+    /// server refuses to start.
+    public var allowsOpenAccessOffLoopback = false
 
     public init() {}
 }

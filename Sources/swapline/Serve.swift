@@ -86,6 +86,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(help: "File of bearer tokens, one 'role token' per line (roles: client, consumer, admin); adds to SWAPLINE_AUTH_TOKENS ('role:token,...').")
+    var authTokensFile: String?
+
+    @Flag(help: "Serve an address other than loopback with no tokens configured: access control is left to the network in front.")
+    var insecure = false
+
     func validate() throws {
         guard workers >= 0, workers == 0 || !workerOptions.engines.isEmpty else {
             throw ValidationError("--workers needs at least one --engine")
@@ -122,6 +128,16 @@ struct Serve: AsyncParsableCommand {
         configuration.enableInteropTesting = enableInteropTesting
         configuration.outputsDirectory = localOutputsDirectory
         configuration.finishedTaskRetention = .milliseconds(Int64(retentionHours * 3_600_000))
+        configuration.accessTokens = try AccessTokenOptions.load(file: authTokensFile)
+        configuration.allowsOpenAccessOffLoopback = insecure
+        // In-process workers get a consumer token of their own, known only to this process.
+        let workerToken = workers > 0 && !configuration.accessTokens.isEmpty ? AccessTokenOptions.randomToken() : nil
+        if let workerToken { try configuration.accessTokens.add(workerToken, role: .consumer, source: "the in-process workers' token") }
+        if configuration.accessTokens.isEmpty {
+            logger.notice("access control is off: no tokens configured\(insecure ? " (--insecure)" : "")")
+        } else {
+            logger.info("access control: \(configuration.accessTokens)")
+        }
 
         let shutdownSignal = ShutdownSignal.install()
         let queue = try await openQueue(rules: TaskRules(configuration.scheduler), logger: logger)
@@ -135,7 +151,7 @@ struct Serve: AsyncParsableCommand {
         let consumer = workers > 0
             ? try workerOptions.makeConsumer(
                 serverURL: localURL, publicBaseURL: localURL, defaultStorage: "local:\(data)/outputs",
-                concurrency: workers, urlPolicy: urlPolicy.policy, logger: Logger(label: "swapline.worker"))
+                concurrency: workers, urlPolicy: urlPolicy.policy, token: workerToken, logger: Logger(label: "swapline.worker"))
             : nil
         let working = Task { await consumer?.run() }
 

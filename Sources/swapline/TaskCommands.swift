@@ -8,7 +8,10 @@ struct ServerOption: ParsableArguments {
     @Option(help: "Base URL of the Swapline server.")
     var server = "http://127.0.0.1:50051"
 
-    var client: SwaplineClient { SwaplineClient(serverURL: server) }
+    @Option(help: "Bearer token with the client (or admin) role; default: SWAPLINE_TOKEN.")
+    var token: String?
+
+    var client: SwaplineClient { SwaplineClient(serverURL: server, bearerToken: bearerToken(option: token)) }
 }
 
 /// The face-swap inputs of `create` and `process`.

@@ -48,7 +48,8 @@ struct WorkerOptions: ParsableArguments {
     /// A consumer of `serverURL` whose stored outputs are published under `publicBaseURL`,
     /// fetching the tasks' URLs under `urlPolicy`.
     func makeConsumer(
-        serverURL: String, publicBaseURL: String, defaultStorage: String, concurrency: Int, urlPolicy: URLPolicy, logger: Logger
+        serverURL: String, publicBaseURL: String, defaultStorage: String, concurrency: Int, urlPolicy: URLPolicy,
+        token: String? = nil, logger: Logger
     ) throws -> TaskConsumer {
         let http = CurlHTTPClient()
         let faceFusion = FaceFusionClient(http: http, processTimeout: .milliseconds(engineTimeoutMs))
@@ -73,7 +74,7 @@ struct WorkerOptions: ParsableArguments {
         configuration.drainTimeout = .milliseconds(drainTimeoutMs)
         configuration.healthInterval = .milliseconds(healthIntervalMs)
         return TaskConsumer(
-            client: SwaplineClient(serverURL: serverURL, http: http), processors: [processor], engines: engines,
+            client: SwaplineClient(serverURL: serverURL, http: http, bearerToken: token), processors: [processor], engines: engines,
             configuration: configuration, logger: logger)
     }
 }
@@ -96,6 +97,9 @@ struct Worker: AsyncParsableCommand {
     @Option(help: "Base URL under which stored outputs are served (default: --server).")
     var publicURL: String?
 
+    @Option(help: "Bearer token with the consumer (or admin) role; default: SWAPLINE_TOKEN.")
+    var token: String?
+
     @OptionGroup var options: WorkerOptions
 
     @OptionGroup(title: "URL policy") var urlPolicy: URLPolicyOptions
@@ -115,7 +119,7 @@ struct Worker: AsyncParsableCommand {
         let shutdownSignal = ShutdownSignal.install()
         let consumer = try options.makeConsumer(
             serverURL: server, publicBaseURL: publicURL ?? server, defaultStorage: "local:./swapline-data/outputs",
-            concurrency: concurrency, urlPolicy: urlPolicy.policy, logger: logger)
+            concurrency: concurrency, urlPolicy: urlPolicy.policy, token: bearerToken(option: token), logger: logger)
         let working = Task { await consumer.run() }
         print("swapline worker started (\(concurrency) slots, server \(server))")
         fflush(nil)

@@ -120,6 +120,21 @@ struct SQLiteQueueHarness: QueueHarness {
         }
     }
 
+    @Test(arguments: QueueBackend.available) func idempotencyKeysAreScopedToTheirOwner(_ backend: QueueBackend) async throws {
+        try await withQueue(backend) { queue, _ in
+            var mine = pending(1, key: "order-7")
+            mine.owner = "sha256:aa"
+            var theirs = pending(2, key: "order-7")
+            theirs.owner = "sha256:bb"
+            var again = pending(3, key: "order-7")
+            again.owner = "sha256:aa"
+            let outcomes = [try await queue.create(mine).get(), try await queue.create(theirs).get(), try await queue.create(again).get()]
+            #expect(outcomes == [.created(mine), .created(theirs), .existing(mine)])
+            let stored = try await queue.task(id: theirs.taskID).get()
+            #expect(stored?.owner == "sha256:bb")
+        }
+    }
+
     @Test(arguments: QueueBackend.available) func claimsFollowPriorityThenAgeWithinTheWorkflows(_ backend: QueueBackend) async throws {
         try await withQueue(backend) { queue, _ in
             for task in [pending(1), pending(2, priority: 5), pending(3), pending(4, priority: 5), pending(5, workflow: "other")] {

@@ -281,8 +281,9 @@ struct  Swapline__V1__CreateTaskRequest
   Swapline__V1__FaceSwapParams *params;
   /*
    * Optional client-chosen key (at most 128 bytes) that makes retries safe: a second
-   * CreateTask with the same key returns the task the first one created instead of
-   * queuing another. Empty means no deduplication.
+   * CreateTask with the same key from the same client (bearer token) returns the task the
+   * first one created instead of queuing another; other clients' keys never match. Empty
+   * means no deduplication.
    */
   char *idempotency_key;
   /*
