@@ -11,7 +11,7 @@ import grpc
 import httpx
 import pytest
 
-from support import BINARY, HOST, SwaplineServer, health_pb2, health_pb2_grpc, tasks_pb2 as pb, tasks_pb2_grpc
+from support import ALLOW_LOCAL_URLS, BINARY, HOST, SwaplineServer, health_pb2, health_pb2_grpc, tasks_pb2 as pb, tasks_pb2_grpc
 
 T = 10
 CLIENT, OTHER_CLIENT, CONSUMER, ADMIN = "client-token-1", "client-token-2", "consumer-token-1", "admin-token-1"
@@ -22,7 +22,8 @@ LEGACY = {"source_url": "https://example.com/a.jpg", "target_url": "https://exam
 
 @pytest.fixture(scope="module")
 def secured():
-    srv = SwaplineServer("--store", "memory", env={"SWAPLINE_AUTH_TOKENS": TOKENS}).start()
+    # The simulator's sample URLs are on loopback, which only --allow-private-urls accepts.
+    srv = SwaplineServer("--store", "memory", ALLOW_LOCAL_URLS, env={"SWAPLINE_AUTH_TOKENS": TOKENS}).start()
     yield srv
     srv.stop()
 
@@ -210,13 +211,13 @@ def test_worker_and_in_process_workers_work_with_tokens(secured, tmp_path):
     sim = Simulator()
     try:
         worker = WorkerProcess(secured.port, "--engine", sim.url, "--storage", f"local:{tmp_path / 'out'}",
-                               "--token", CONSUMER)
+                               "--token", CONSUMER, ALLOW_LOCAL_URLS)
         try:
             task_id = created_with(secured, sim, CLIENT)
             assert wait_done(secured, task_id, CLIENT).status == pb.TASK_STATUS_COMPLETED
         finally:
             worker.stop()
-        srv = SwaplineServer("--store", "memory", "--workers", "1", "--engine", sim.url,
+        srv = SwaplineServer("--store", "memory", "--workers", "1", "--engine", sim.url, ALLOW_LOCAL_URLS,
                              env={"SWAPLINE_AUTH_TOKENS": f"client:{CLIENT}"}).start()
         try:
             task_id = created_with(srv, sim, CLIENT)
