@@ -19,7 +19,7 @@ public struct ServerConfiguration: Sendable {
     public var leaseSweepInterval: TimeAmount = .milliseconds(100)
     /// Also serve grpc.testing.TestService, for gRPC's interop test cases.
     public var enableInteropTesting = false
-    /// Directory of the local result storage, served read-only at `/outputs/{task_id}/{file}`;
+    /// Directory of the local result storage, served read-only at `/outputs/{task_id}/{key}/{file}`;
     /// nil serves nothing there.
     public var outputsDirectory: String?
     /// Finished tasks unchanged for this long are deleted (`--retention-hours`, 7 days).

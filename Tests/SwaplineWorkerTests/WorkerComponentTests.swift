@@ -96,13 +96,18 @@ private final class SleepRecorder: Sendable {
 }
 
 @Suite struct LocalResultStorageTests {
-    @Test func storesUnderTaskIDWithAPublicURL() async throws {
+    @Test func storesUnderTaskIDAndAnUnguessableKeyWithAPublicURL() async throws {
         let directory = "/tmp/swapline-storage-test-\(UInt32.random(in: 0...UInt32.max))"
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let storage = LocalResultStorage(directory: directory, publicBaseURL: "http://127.0.0.1:50051/")
         let url = try await storage.store(OutputFile(format: "webp", bytes: [1, 2, 3]), taskID: "task_1")
-        #expect(url == "http://127.0.0.1:50051/outputs/task_1/result.webp")
-        #expect(FileManager.default.contents(atPath: "\(directory)/task_1/result.webp") == Data([1, 2, 3]))
+        let prefix = "http://127.0.0.1:50051/outputs/task_1/"
+        #expect(url.hasPrefix(prefix) && url.hasSuffix("/result.webp"))
+        let key = url.dropFirst(prefix.count).dropLast("/result.webp".count)
+        #expect(key.count == 32 && key.allSatisfy(\.isHexDigit))
+        #expect(FileManager.default.contents(atPath: "\(directory)/task_1/\(key)/result.webp") == Data([1, 2, 3]))
+        let again = try await storage.store(OutputFile(format: "webp", bytes: [4]), taskID: "task_1")
+        #expect(again != url)
         #expect(OutputFile(format: "webp", bytes: []).contentType == "image/webp")
     }
 

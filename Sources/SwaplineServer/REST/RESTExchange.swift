@@ -219,16 +219,16 @@ final class RESTExchange: HTTPStreamHandler {
             }
         case .openAPI:
             respond(200, bytes: factory.openAPIDocument)
-        case .output(let taskID, let file):
-            serveOutput(taskID: taskID, file: file)
+        case .output(let path):
+            serveOutput(path)
         }
     }
 
     /// Answers with a stored result file, read on a Dispatch thread: disk I/O never blocks the
     /// event loop.
-    private func serveOutput(taskID: String, file: String) {
-        guard let directory = factory.outputsDirectory else { return fail(.notFound) }
-        let path = "\(directory)/\(taskID)/\(file)"
+    private func serveOutput(_ components: [String]) {
+        guard let directory = factory.outputsDirectory, let file = components.last else { return fail(.notFound) }
+        let path = ([directory] + components).joined(separator: "/")
         let contentType = MediaType.forFileExtension(String(file.split(separator: ".").last ?? ""))
         let loop = writer.eventLoop
         let exchange = NIOLoopBound(self, eventLoop: loop)
