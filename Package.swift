@@ -21,7 +21,8 @@ let dependencies: [Package.Dependency] = [
     // PostgreSQL's wire protocol, SCRAM authentication, LISTEN and a connection pool: the
     // shared queue backend (issue 9); writing our own client would be far more code to trust.
     .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
-    // TLS settings for those connections (postgres-nio already builds on it).
+    // TLS: the server's own listener (--tls-cert/--tls-key) and the PostgreSQL connections'
+    // settings (postgres-nio already builds on it).
     .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
 ]
 
@@ -57,7 +58,9 @@ let swiftTargets: [Target] = [
     .target(
         name: "H2Transport", dependencies: ["CNghttp2", "RPCCore", nioCore, nioPosix, logging,
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio")],
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOTLS", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl")],
         swiftSettings: swiftSettings),
     .target(
         name: "SwaplineMessages", dependencies: ["CSwaplineProto", nioCore],
@@ -93,7 +96,8 @@ let swiftTargets: [Target] = [
     .executableTarget(
         name: "swapline",
         dependencies: [
-            "SwaplineServer", "SwaplineWorker", "SwaplineClient", "SwaplineStore", "SwaplinePostgres", nioCore, nioPosix, logging,
+            "SwaplineServer", "SwaplineWorker", "SwaplineClient", "SwaplineStore", "SwaplinePostgres", "H2Transport", nioCore, nioPosix,
+            logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ],
         swiftSettings: swiftSettings),
@@ -120,7 +124,7 @@ let testTargets: [Target] = [
         swiftSettings: swiftSettings),
     .testTarget(
         name: "SwaplineClientTests",
-        dependencies: ["SwaplineClient", "SwaplineServer", "SwaplineMessages", "RPCCore", logging],
+        dependencies: ["SwaplineClient", "SwaplineServer", "SwaplineMessages", "RPCCore", "H2Transport", "CurlHTTP", logging],
         swiftSettings: swiftSettings),
     .testTarget(
         name: "SwaplineWorkerTests",

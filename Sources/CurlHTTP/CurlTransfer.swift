@@ -7,6 +7,7 @@ final class CurlTransfer: @unchecked Sendable {
     private let continuation: AsyncThrowingStream<HTTPResponsePart, any Error>.Continuation
     private(set) var easy: UnsafeMutableRawPointer?
     private var headerList: UnsafeMutablePointer<curl_slist>?
+    private var connectToList: UnsafeMutablePointer<curl_slist>?
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
 
     private var status = 0
@@ -25,6 +26,7 @@ final class CurlTransfer: @unchecked Sendable {
     deinit {
         if let easy { curl_easy_cleanup(easy) }
         curl_slist_free_all(headerList)
+        curl_slist_free_all(connectToList)
         errorBuffer.deallocate()
     }
 
@@ -55,9 +57,21 @@ final class CurlTransfer: @unchecked Sendable {
             set(swapline_curl_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE)))
             // libcurl 7.88.1 fails every later stream on a reused or shared h2c prior-knowledge
             // connection with CURLE_HTTP2 (reproducible with the curl CLI against nghttpd), so
-            // each such call gets a connection of its own.
-            set(swapline_curl_setopt_long(easy, CURLOPT_FRESH_CONNECT, 1))
-            set(swapline_curl_setopt_long(easy, CURLOPT_FORBID_REUSE, 1))
+            // each such call gets a connection of its own. Over TLS, where ALPN negotiates
+            // HTTP/2, connections are reused and shared.
+            if !request.url.lowercased().hasPrefix("https:") {
+                set(swapline_curl_setopt_long(easy, CURLOPT_FRESH_CONNECT, 1))
+                set(swapline_curl_setopt_long(easy, CURLOPT_FORBID_REUSE, 1))
+            }
+        }
+        if let caFile = request.caFile {
+            // Only these authorities: no CA directory built into libcurl besides them.
+            set(swapline_curl_setopt_string(easy, CURLOPT_CAINFO, caFile))
+            set(swapline_curl_setopt_string(easy, CURLOPT_CAPATH, nil))
+        }
+        if let connectTo = request.connectTo {
+            connectToList = curl_slist_append(nil, "::\(connectTo)")
+            set(swapline_curl_setopt_ptr(easy, CURLOPT_CONNECT_TO, connectToList))
         }
         switch request.method {
         case .get:
@@ -157,6 +171,8 @@ final class CurlTransfer: @unchecked Sendable {
             fail(.responseTooLarge(limit: request.maxResponseBytes))
         case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY:
             fail(.couldNotConnect(detail))
+        case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CONNECT_ERROR, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_CERTPROBLEM:
+            fail(.couldNotConnect("TLS: \(detail)"))
         case CURLE_OPERATION_TIMEDOUT:
             fail(.timedOut(detail))
         default:

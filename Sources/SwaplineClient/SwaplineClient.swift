@@ -4,16 +4,28 @@ import RPCCore
 public import SwaplineMessages
 
 /// Typed client of a Swapline server: every RPC of `TaskService` and `ConsumerService`, spoken
-/// as gRPC over HTTP/2 with prior knowledge (h2c) through `CurlHTTPClient`. Calls share one
-/// HTTP/2 connection per server. Every call throws `SwaplineClientError`.
+/// as gRPC through `CurlHTTPClient`: HTTP/2 with prior knowledge (h2c, a connection per call,
+/// see docs/architecture.md) for an `http://` server, HTTP/2 over TLS (ALPN, calls share a
+/// connection) for an `https://` one. Every call throws `SwaplineClientError`.
+///
+/// An `https://` server's certificate is always verified, against the system's trust store or
+/// only against `caFile`; a server that fails verification is UNAVAILABLE, with the reason.
 public final class SwaplineClient: Sendable {
-    /// Base URL of the server, e.g. `http://127.0.0.1:50051`.
+    /// Base URL of the server, e.g. `http://127.0.0.1:50051` or `https://swapline.example.com`.
     public let serverURL: String
+    /// PEM file of the certificate authorities an `https://` server's certificate must chain
+    /// to (a private CA); `nil`: the system's trust store.
+    public let caFile: String?
+    /// `HOST:PORT` to connect to instead of the URL's host and port, which stay what the
+    /// certificate is checked against (`swapline serve --workers` reaching its own port).
+    public let connectTo: String?
     private let http: CurlHTTPClient
     private let maxMessageSize = 4 * 1024 * 1024
 
-    public init(serverURL: String, http: CurlHTTPClient = CurlHTTPClient()) {
+    public init(serverURL: String, caFile: String? = nil, connectTo: String? = nil, http: CurlHTTPClient = CurlHTTPClient()) {
         self.serverURL = serverURL.hasSuffix("/") ? String(serverURL.dropLast()) : serverURL
+        self.caFile = caFile
+        self.connectTo = connectTo
         self.http = http
     }
 
@@ -91,7 +103,7 @@ public final class SwaplineClient: Sendable {
         let httpRequest = HTTPRequest(
             method: .post, url: serverURL + path, headers: headers, body: Array(buffer: body),
             version: .http2PriorKnowledge, connectTimeout: .seconds(5), totalTimeout: transportTimeout,
-            maxResponseBytes: .max)
+            maxResponseBytes: .max, caFile: caFile, connectTo: connectTo)
         return GRPCResponseStream(parts: http.stream(httpRequest), maxMessageSize: maxMessageSize)
     }
 }

@@ -38,9 +38,12 @@ struct WorkerOptions: ParsableArguments {
         }
     }
 
-    /// A consumer of `serverURL` whose stored outputs are published under `publicBaseURL`.
+    /// A consumer of `serverURL` (an `https://` one verified against `caFile`, or the system's
+    /// trust store without it; reached at `connectTo` when given) whose stored outputs are
+    /// published under `publicBaseURL`.
     func makeConsumer(
-        serverURL: String, publicBaseURL: String, defaultStorage: String, concurrency: Int, logger: Logger
+        serverURL: String, caFile: String? = nil, connectTo: String? = nil, publicBaseURL: String, defaultStorage: String,
+        concurrency: Int, logger: Logger
     ) throws -> TaskConsumer {
         let http = CurlHTTPClient()
         let faceFusion = FaceFusionClient(http: http, processTimeout: .milliseconds(engineTimeoutMs))
@@ -56,7 +59,8 @@ struct WorkerOptions: ParsableArguments {
         configuration.drainTimeout = .milliseconds(drainTimeoutMs)
         configuration.healthInterval = .milliseconds(healthIntervalMs)
         return TaskConsumer(
-            client: SwaplineClient(serverURL: serverURL, http: http), processors: [processor], engines: engines,
+            client: SwaplineClient(serverURL: serverURL, caFile: caFile, connectTo: connectTo, http: http),
+            processors: [processor], engines: engines,
             configuration: configuration, logger: logger)
     }
 }
@@ -70,8 +74,11 @@ struct Worker: AsyncParsableCommand {
             and the rest are handed back to the queue.
             """)
 
-    @Option(help: "Base URL of the Swapline server.")
+    @Option(help: "Base URL of the Swapline server (http:// or https://).")
     var server = "http://127.0.0.1:50051"
+
+    @Option(help: caFileHelp)
+    var caFile: String?
 
     @Option(help: "Tasks worked on at once.")
     var concurrency = 1
@@ -87,13 +94,14 @@ struct Worker: AsyncParsableCommand {
     func validate() throws {
         guard concurrency > 0 else { throw ValidationError("--concurrency must be positive") }
         guard !options.engines.isEmpty else { throw ValidationError("give at least one --engine") }
+        try validateCAFile(caFile, server: server)
     }
 
     func run() async throws {
         bootstrapLogging(level: logLevel)
         let logger = Logger(label: "swapline.worker")
         let consumer = try options.makeConsumer(
-            serverURL: server, publicBaseURL: publicURL ?? server, defaultStorage: "local:./swapline-data/outputs",
+            serverURL: server, caFile: caFile, publicBaseURL: publicURL ?? server, defaultStorage: "local:./swapline-data/outputs",
             concurrency: concurrency, logger: logger)
         let working = Task { await consumer.run() }
         print("swapline worker started (\(concurrency) slots, server \(server))")
