@@ -110,7 +110,10 @@ let testTargets: [Target] = [
         swiftSettings: swiftSettings),
     .testTarget(
         name: "H2TransportTests",
-        dependencies: ["H2Transport", "RPCCore", "CNghttp2", nioCore, .product(name: "NIOEmbedded", package: "swift-nio")],
+        dependencies: [
+            "H2Transport", "RPCCore", "CNghttp2", "SwaplineTestKit", nioCore, .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOTLS", package: "swift-nio"),
+        ],
         swiftSettings: swiftSettings),
     .testTarget(
         name: "SwaplineMessagesTests", dependencies: ["SwaplineMessages", nioCore],
@@ -124,7 +127,7 @@ let testTargets: [Target] = [
         swiftSettings: swiftSettings),
     .testTarget(
         name: "SwaplineClientTests",
-        dependencies: ["SwaplineClient", "SwaplineServer", "SwaplineMessages", "RPCCore", "H2Transport", "CurlHTTP", logging],
+        dependencies: ["SwaplineClient", "SwaplineServer", "SwaplineMessages", "RPCCore", "H2Transport", "CurlHTTP", "SwaplineTestKit", logging],
         swiftSettings: swiftSettings),
     .testTarget(
         name: "SwaplineWorkerTests",
@@ -133,7 +136,7 @@ let testTargets: [Target] = [
     .testTarget(
         name: "SwaplineServerTests",
         dependencies: [
-            "SwaplineServer", "SwaplineCore", "SwaplineMessages", "RPCCore", "SwaplineTestKit", nioCore,
+            "SwaplineServer", "SwaplineCore", "SwaplineMessages", "RPCCore", "SwaplineTestKit", "H2Transport", nioCore,
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ],
         swiftSettings: swiftSettings),
