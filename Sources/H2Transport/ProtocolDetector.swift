@@ -12,9 +12,12 @@ import RPCCore
 /// choice is made at the first byte that differs from the preface, so an HTTP/1.1 request is
 /// never held back waiting for 24 bytes.
 ///
-/// Behind TLS the protocol ALPN negotiated decides instead (`h2` or `http/1.1`), as RFC 9113
-/// asks; only a client that offered no ALPN is told apart by its first bytes. Until the
-/// handshake completes, the shorter `tlsHandshakeTimeout` applies.
+/// Behind TLS, ALPN `h2` installs HTTP/2 at once (the server's SETTINGS go out before the
+/// client's preface arrives). With `http/1.1` or no ALPN the first bytes decide as without TLS:
+/// an HTTP/1.1 request is served as such either way, and a client that negotiated http/1.1 but
+/// sends the HTTP/2 preface (HAProxy's health checks over TLS with `proto h2`) is served HTTP/2
+/// rather than refused. Until the handshake completes, the shorter `tlsHandshakeTimeout`
+/// applies.
 final class ProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -90,10 +93,10 @@ final class ProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
             context.close(promise: nil)
         } else if awaitingTLSHandshake, case .handshakeCompleted(let negotiated) = event as? TLSUserEvent {
             awaitingTLSHandshake = false
-            switch negotiated {
-            case "h2": choose(.http2, context: context)
-            case "http/1.1": choose(.http1, context: context)
-            default: armTimer(context: context, in: configuration.idleTimeout)  // no ALPN: detect as without TLS
+            if negotiated == "h2" {
+                choose(.http2, context: context)
+            } else {
+                armTimer(context: context, in: configuration.idleTimeout)
             }
         } else {
             context.fireUserInboundEventTriggered(event)

@@ -124,18 +124,21 @@ private struct EchoFactory: HTTPStreamHandlerFactory {
         #expect(throws: (any Error).self) { try channel.pipeline.syncOperations.handler(type: ProtocolDetector.self) }
     }
 
-    @Test func alpnHTTP1InstallsHTTP1WithoutLookingAtTheBytes() throws {
-        handshake(alpn: "http/1.1")
-        #expect(throws: Never.self) { try channel.pipeline.syncOperations.handler(type: HTTP1ConnectionHandler.self) }
+    @Test(arguments: ["http/1.1", nil] as [String?])
+    func otherwiseTheFirstBytesDecide(alpn: String?) throws {
+        handshake(alpn: alpn)
+        #expect(throws: Never.self) { try channel.pipeline.syncOperations.handler(type: ProtocolDetector.self) }
         let answer = try send(ByteBuffer(string: "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"))
         #expect(answer.hasPrefix("HTTP/1.1 200 OK\r\n") && answer.contains("GET /a 0"))
     }
 
-    @Test func withoutALPNTheFirstBytesDecide() throws {
-        handshake(alpn: nil)
-        #expect(throws: Never.self) { try channel.pipeline.syncOperations.handler(type: ProtocolDetector.self) }
-        let settings = try send(ByteBuffer(bytes: ProtocolDetector.http2Preface))
-        #expect(settings.utf8.count >= 9)
+    @Test(arguments: ["http/1.1", nil] as [String?])
+    func thePrefaceSelectsHTTP2EvenAfterALPNChoseHTTP1(alpn: String?) throws {
+        handshake(alpn: alpn)
+        try channel.writeInbound(ByteBuffer(bytes: ProtocolDetector.http2Preface))
+        loop.run()
+        let settings = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        #expect(settings.getInteger(at: 3, as: UInt8.self) == 4)
         #expect(throws: Never.self) { try channel.pipeline.syncOperations.handler(type: H2ConnectionHandler.self) }
     }
 

@@ -22,7 +22,7 @@ import grpc
 import httpx
 import pytest
 
-import support
+import services
 from support import BINARY, HOST, CHANNEL_OPTIONS, Stubs, create_request, tasks_pb2 as pb
 from support import health_pb2
 from test_worker import Simulator, params as sim_params, wait_terminal
@@ -279,12 +279,13 @@ def test_without_alpn_the_http2_preface_is_detected(tls_server, certs):
         assert (status, ended) == ("200", True)
 
 
-def test_alpn_http1_does_not_accept_an_http2_preface(tls_server, certs):
+def test_alpn_http1_with_the_http2_preface_is_served_http2(tls_server, certs):
+    """HAProxy's health checks over TLS negotiate http/1.1 and then send the HTTP/2 preface
+    when the server line says `proto h2`: served, not refused."""
     with tls_socket(tls_server.port, certs.ca, ["http/1.1"]) as sock:
         sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-        reply = read_until_closed_or(sock, b"\r\n\r\n")
-        # NIOHTTP1 answers the unknown method (or closes); an HTTP/2 server would send SETTINGS.
-        assert reply == b"" or reply.startswith(b"HTTP/1.1 400"), reply
+        reply = sock.recv(9)
+        assert reply[3] == 4, reply  # a SETTINGS frame
 
 
 # --------------------------------------------------------------------------------------------
@@ -433,3 +434,66 @@ def test_a_separate_worker_verifies_the_server_with_ca_file(tls_server, certs, s
                 for pipe in (proc.stdout, proc.stderr):
                     if pipe is not None:
                         pipe.close()
+
+
+# --------------------------------------------------------------------------------------------
+# HAProxy in front (docs/deploy.md): TLS ended at the balancer, or carried on to the servers
+# --------------------------------------------------------------------------------------------
+
+
+class TLSHAProxy(services.LoadBalancer):
+    """deploy/haproxy.cfg as the other balancer tests render it, then changed as docs/deploy.md
+    says: `ssl crt … alpn h2,http/1.1` on the bind and, when `backend_ca` is given (servers
+    that serve TLS themselves), `ssl verify required ca-file … alpn h2 check-alpn http/1.1` on
+    the servers instead of `proto h2` (HAProxy 2.6's HTTP/2 health checks over TLS time out,
+    against nghttpd too)."""
+
+    def __init__(self, backends, crt: Path, backend_ca: Path | None):
+        super().__init__("haproxy", backends)
+        self.crt, self.backend_ca = crt, backend_ca
+
+    def _configure(self) -> list[str]:
+        argv = super()._configure()
+        path = self.tmpdir / "haproxy.cfg"
+        lines = []
+        for line in path.read_text().splitlines():
+            words = line.split()
+            if words[:1] == ["bind"]:
+                line += f" ssl crt {self.crt} alpn h2,http/1.1"
+            elif words[:1] == ["default-server"] and self.backend_ca is not None:
+                line = line.replace(" proto h2", "")
+            elif words[:1] == ["server"] and self.backend_ca is not None:
+                line += f" ssl verify required ca-file {self.backend_ca} alpn h2 check-alpn http/1.1"
+            lines.append(line)
+        path.write_text("\n".join(lines) + "\n")
+        check = subprocess.run([services.HAPROXY_BIN, "-c", "-q", "-f", str(path)], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise RuntimeError(f"haproxy rejects the TLS config:\n{check.stdout}{check.stderr}")
+        return argv
+
+
+@pytest.mark.parametrize("backends", ["h2c", "tls"])
+def test_haproxy_terminates_tls_in_front_of_cleartext_or_tls_servers(server_factory, certs, tmp_path, backends):
+    flags = ["--store", "memory", *(certs.flags() if backends == "tls" else [])]
+    servers = [server_factory(*flags), server_factory(*flags)]
+    crt = tmp_path / "haproxy.pem"
+    crt.write_bytes(certs.cert.read_bytes() + certs.key.read_bytes())
+    lb = TLSHAProxy(servers, crt, certs.ca if backends == "tls" else None)
+    try:
+        lb.start()
+        with secure_channel(lb.grpc_port, certs.ca.read_bytes()) as channel:
+            stubs = Stubs(channel)
+            # Each server keeps its own (memory) queue: calls that need no shared state.
+            ids = {stubs.tasks.CreateTask(create_request(), timeout=T).task_id for _ in range(20)}
+            assert len(ids) == 20
+            watch = stubs.health.Watch(health_pb2.HealthCheckRequest(), timeout=T)
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            watch.cancel()
+        for version in ("--http1.1", "--http2"):
+            health = curl(version, "--cacert", str(certs.ca), f"https://{HOST}:{lb.grpc_port}/health")
+            assert health.returncode == 0 and json.loads(health.stdout)["status"] == "ok", health.stderr
+        # Both servers took calls, and HAProxy's checks reach them (over TLS when they serve it).
+        states = lb.server_states()
+        assert all(s["status"] == "UP" and int(s["stot"]) > 0 for s in states.values()), states
+    finally:
+        lb.stop()
