@@ -20,8 +20,9 @@ struct Serve: AsyncParsableCommand {
         discussion: """
             Prints 'swapline listening on HOST:PORT' on stdout once it accepts connections. \
             With --tls-cert and --tls-key the port speaks TLS only (1.2 or later): ALPN h2 \
-            carries gRPC and REST over HTTP/2, http/1.1 (or no ALPN) REST over HTTP/1.1; \
-            without them it speaks cleartext HTTP/2 with prior knowledge and HTTP/1.1. \
+            carries gRPC and REST over HTTP/2; with http/1.1 or no ALPN the first bytes tell \
+            HTTP/1.1 from HTTP/2, as in cleartext (docs/security.md). Without them the port \
+            speaks cleartext HTTP/2 with prior knowledge and HTTP/1.1. \
             SIGTERM or SIGINT starts a graceful shutdown: health turns NOT_SERVING, every \
             connection gets GOAWAY, and open calls have --shutdown-grace-ms to finish. \
             Tasks are kept in an SQLite database in --data (one server at a time may use a \
@@ -90,7 +91,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Commit concurrent changes together (on) or one transaction per change (off, for comparison).")
     var groupCommit: Switch = .on
 
-    @Option(help: "In-process workers (task slots) consuming this server's queue; they need --engine.")
+    @Option(help: "In-process workers (task slots) consuming this server's queue through its port; they need --engine. Over TLS they trust the server's own --tls-cert.")
     var workers = 0
 
     @OptionGroup(title: "Workers") var workerOptions: WorkerOptions
