@@ -64,8 +64,11 @@ public final class H2Server: Sendable {
         while !connections.isEmpty, NIODeadline.now() < deadline {
             try? await Task.sleep(nanoseconds: 20_000_000)
         }
-        for channel in connections.all {
-            try? await channel.close()
+        // All at once: closing a TLS connection waits a moment for the peer's close_notify.
+        await withTaskGroup(of: Void.self) { group in
+            for channel in connections.all {
+                group.addTask { try? await channel.close() }
+            }
         }
     }
 }

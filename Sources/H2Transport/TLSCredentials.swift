@@ -53,6 +53,10 @@ public struct TLSCredentials: Sendable {
             certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
         configuration.minimumTLSVersion = .tlsv12
         configuration.applicationProtocols = Self.applicationProtocols
+        // After sending close_notify the server has nothing left to read, and clients (grpcio)
+        // often never answer with theirs: wait briefly, not swift-nio-ssl's 5 s, so a closed
+        // connection does not hold a graceful shutdown back.
+        configuration.shutdownTimeout = .milliseconds(500)
         do {
             context = try NIOSSLContext(configuration: configuration)
         } catch NIOSSLError.failedToLoadPrivateKey {

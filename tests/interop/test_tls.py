@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -497,3 +498,32 @@ def test_haproxy_terminates_tls_in_front_of_cleartext_or_tls_servers(server_fact
         assert all(s["status"] == "UP" and int(s["stot"]) > 0 for s in states.values()), states
     finally:
         lb.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Graceful shutdown over TLS
+# --------------------------------------------------------------------------------------------
+
+
+def test_sigterm_drains_tls_connections_within_the_grace(server_factory, certs):
+    """GOAWAY reaches TLS connections too: an idle one and one with an open watch are closed
+    within --shutdown-grace-ms and the server exits 0."""
+    srv = server_factory("--store", "memory", "--shutdown-grace-ms", "2000", *certs.flags())
+    idle = secure_channel(srv.port, certs.ca.read_bytes())
+    busy = secure_channel(srv.port, certs.ca.read_bytes())
+    try:
+        Stubs(idle).health.Check(health_pb2.HealthCheckRequest(), timeout=T)
+        stubs = Stubs(busy)
+        task = stubs.tasks.CreateTask(create_request(), timeout=T)
+        watch = stubs.tasks.WatchTask(pb.WatchTaskRequest(task_id=task.task_id), timeout=60)
+        assert next(watch).task.status == pb.TASK_STATUS_PENDING
+        t0 = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        assert srv.wait(timeout=2.0 + 8) == 0
+        assert time.monotonic() - t0 < 2.0 + 3, "exceeded the shutdown grace"
+        with pytest.raises(grpc.RpcError):
+            for _ in watch:
+                pass
+    finally:
+        idle.close()
+        busy.close()
