@@ -41,16 +41,7 @@ private struct EchoFactory: HTTPStreamHandlerFactory {
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
     }
 
-    private func send(_ text: String) throws -> String {
-        try channel.writeInbound(ByteBuffer(string: text))
-        (channel.eventLoop as! EmbeddedEventLoop).run()
-        var out = ""
-        while let part = try channel.readOutbound(as: IOData.self) {
-            guard case .byteBuffer(let buffer) = part else { continue }
-            out += String(buffer: buffer)
-        }
-        return out
-    }
+    private func send(_ text: String) throws -> String { try channel.exchange(ByteBuffer(string: text)) }
 
     @Test func http1RequestsShareAKeepAliveConnection() throws {
         let first = try send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -104,16 +95,7 @@ private struct EchoFactory: HTTPStreamHandlerFactory {
         loop.run()
     }
 
-    private func send(_ bytes: ByteBuffer) throws -> String {
-        try channel.writeInbound(bytes)
-        loop.run()
-        var out = ""
-        while let part = try channel.readOutbound(as: IOData.self) {
-            guard case .byteBuffer(let buffer) = part else { continue }
-            out += String(buffer: buffer)
-        }
-        return out
-    }
+    private func send(_ bytes: ByteBuffer) throws -> String { try channel.exchange(bytes) }
 
     @Test func alpnH2InstallsNGHTTP2AtOnce() throws {
         handshake(alpn: "h2")
@@ -155,5 +137,19 @@ private struct EchoFactory: HTTPStreamHandlerFactory {
         #expect(channel.isActive)
         loop.advanceTime(by: configuration.idleTimeout)
         #expect(!channel.isActive)
+    }
+}
+
+extension EmbeddedChannel {
+    /// Feeds `bytes` in, runs the loop, and returns everything written out since, as text.
+    fileprivate func exchange(_ bytes: ByteBuffer) throws -> String {
+        try writeInbound(bytes)
+        (eventLoop as! EmbeddedEventLoop).run()
+        var out = ""
+        while let part = try readOutbound(as: IOData.self) {
+            guard case .byteBuffer(let buffer) = part else { continue }
+            out += String(buffer: buffer)
+        }
+        return out
     }
 }
