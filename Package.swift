@@ -21,7 +21,8 @@ let dependencies: [Package.Dependency] = [
     // PostgreSQL's wire protocol, SCRAM authentication, LISTEN and a connection pool: the
     // shared queue backend (issue 9); writing our own client would be far more code to trust.
     .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
-    // TLS settings for those connections (postgres-nio already builds on it).
+    // TLS: the server's own listener (--tls-cert/--tls-key) and the PostgreSQL connections'
+    // settings (postgres-nio already builds on it).
     .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     // SHA-256 and HMAC for access tokens and result-file URLs (postgres-nio already builds it).
     .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
@@ -60,7 +61,9 @@ let swiftTargets: [Target] = [
     .target(
         name: "H2Transport", dependencies: ["CNghttp2", "RPCCore", nioCore, nioPosix, logging,
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio")],
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOTLS", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl")],
         swiftSettings: swiftSettings),
     .target(
         name: "SwaplineMessages", dependencies: ["CSwaplineProto", "RPCCore", nioCore],
@@ -100,7 +103,8 @@ let swiftTargets: [Target] = [
     .executableTarget(
         name: "swapline",
         dependencies: [
-            "SwaplineServer", "SwaplineWorker", "SwaplineClient", "SwaplineStore", "SwaplinePostgres", nioCore, nioPosix, logging,
+            "SwaplineServer", "SwaplineWorker", "SwaplineClient", "SwaplineStore", "SwaplinePostgres", "H2Transport", nioCore, nioPosix,
+            logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ],
         swiftSettings: swiftSettings),
@@ -113,7 +117,10 @@ let testTargets: [Target] = [
         swiftSettings: swiftSettings),
     .testTarget(
         name: "H2TransportTests",
-        dependencies: ["H2Transport", "RPCCore", "CNghttp2", nioCore, .product(name: "NIOEmbedded", package: "swift-nio")],
+        dependencies: [
+            "H2Transport", "RPCCore", "CNghttp2", "SwaplineTestKit", nioCore, .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOTLS", package: "swift-nio"),
+        ],
         swiftSettings: swiftSettings),
     .testTarget(
         name: "SwaplineMessagesTests", dependencies: ["SwaplineMessages", nioCore],
@@ -127,7 +134,7 @@ let testTargets: [Target] = [
         swiftSettings: swiftSettings),
     .testTarget(
         name: "SwaplineClientTests",
-        dependencies: ["SwaplineClient", "SwaplineServer", "SwaplineMessages", "RPCCore", logging],
+        dependencies: ["SwaplineClient", "SwaplineServer", "SwaplineMessages", "RPCCore", "H2Transport", "CurlHTTP", "SwaplineTestKit", logging],
         swiftSettings: swiftSettings),
     .testTarget(
         name: "SwaplineWorkerTests",
@@ -138,7 +145,7 @@ let testTargets: [Target] = [
     .testTarget(
         name: "SwaplineServerTests",
         dependencies: [
-            "SwaplineServer", "SwaplineCore", "SwaplineMessages", "RPCCore", "SwaplineTestKit", nioCore, logging,
+            "SwaplineServer", "SwaplineCore", "SwaplineMessages", "RPCCore", "SwaplineTestKit", "H2Transport", nioCore, logging,
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ],
         swiftSettings: swiftSettings),

@@ -14,6 +14,7 @@ final class CurlTransfer: @unchecked Sendable {
     private var pinnedPeers: Set<[UInt8]> = []
     /// Addresses curl tried that pinning refused, for the error.
     private var refusedPeers: [String] = []
+    private var connectToList: UnsafeMutablePointer<curl_slist>?
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
 
     private var status = 0
@@ -35,6 +36,7 @@ final class CurlTransfer: @unchecked Sendable {
         if let dnsShare { curl_share_cleanup(UnsafeMutableRawPointer(dnsShare)) }
         curl_slist_free_all(resolveList)
         curl_slist_free_all(headerList)
+        curl_slist_free_all(connectToList)
         errorBuffer.deallocate()
     }
 
@@ -65,9 +67,21 @@ final class CurlTransfer: @unchecked Sendable {
             set(swapline_curl_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE)))
             // libcurl 7.88.1 fails every later stream on a reused or shared h2c prior-knowledge
             // connection with CURLE_HTTP2 (reproducible with the curl CLI against nghttpd), so
-            // each such call gets a connection of its own.
-            set(swapline_curl_setopt_long(easy, CURLOPT_FRESH_CONNECT, 1))
-            set(swapline_curl_setopt_long(easy, CURLOPT_FORBID_REUSE, 1))
+            // each such call gets a connection of its own. Over TLS, where ALPN negotiates
+            // HTTP/2, connections are reused and shared.
+            if !request.url.lowercased().hasPrefix("https:") {
+                set(swapline_curl_setopt_long(easy, CURLOPT_FRESH_CONNECT, 1))
+                set(swapline_curl_setopt_long(easy, CURLOPT_FORBID_REUSE, 1))
+            }
+        }
+        if let caFile = request.caFile {
+            // Only these authorities: no CA directory built into libcurl besides them.
+            set(swapline_curl_setopt_string(easy, CURLOPT_CAINFO, caFile))
+            set(swapline_curl_setopt_string(easy, CURLOPT_CAPATH, nil))
+        }
+        if let connectTo = request.connectTo {
+            connectToList = curl_slist_append(nil, "::\(connectTo)")
+            set(swapline_curl_setopt_ptr(easy, CURLOPT_CONNECT_TO, connectToList))
         }
         switch request.method {
         case .get:
@@ -236,6 +250,8 @@ final class CurlTransfer: @unchecked Sendable {
             fail(.responseTooLarge(limit: request.maxResponseBytes))
         case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY:
             fail(.couldNotConnect(detail))
+        case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CONNECT_ERROR, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_CERTPROBLEM:
+            fail(.couldNotConnect("TLS: \(detail)"))
         case CURLE_OPERATION_TIMEDOUT:
             fail(.timedOut(detail))
         default:

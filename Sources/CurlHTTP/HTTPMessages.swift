@@ -35,7 +35,8 @@ public struct HTTPRequest: Sendable {
     public enum Version: Sendable {
         /// HTTP/2 when a TLS peer offers it through ALPN, HTTP/1.1 otherwise.
         case negotiated
-        /// HTTP/2 cleartext without an upgrade dance, as gRPC servers expect.
+        /// HTTP/2 cleartext without an upgrade dance, as gRPC servers expect; over `https`,
+        /// HTTP/2 negotiated through ALPN.
         case http2PriorKnowledge
     }
 
@@ -56,11 +57,18 @@ public struct HTTPRequest: Sendable {
     public var proxy: ProxySetting = .fromEnvironment
     /// Gives up on a peer that sends slower than this (CURLOPT_LOW_SPEED_LIMIT/TIME).
     public var lowSpeedLimit: LowSpeedLimit?
+    /// `https` peers are always verified (certificate chain and host name). This PEM file of
+    /// certificate authorities is the only trust they are verified against; `nil`: the
+    /// system's trust store.
+    public var caFile: String?
+    /// Connect to this `HOST:PORT` instead of the URL's; the URL's host is still the name the
+    /// peer's certificate must carry (libcurl's `CURLOPT_CONNECT_TO`).
+    public var connectTo: String?
 
     public init(
         method: Method = .get, url: String, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = [],
         version: Version = .negotiated, connectTimeout: Duration = .seconds(10), totalTimeout: Duration? = .seconds(120),
-        maxResponseBytes: Int = 64 * 1024 * 1024
+        maxResponseBytes: Int = 64 * 1024 * 1024, caFile: String? = nil, connectTo: String? = nil
     ) {
         self.method = method
         self.url = url
@@ -70,6 +78,8 @@ public struct HTTPRequest: Sendable {
         self.connectTimeout = connectTimeout
         self.totalTimeout = totalTimeout
         self.maxResponseBytes = maxResponseBytes
+        self.caFile = caFile
+        self.connectTo = connectTo
     }
 }
 
@@ -136,7 +146,8 @@ public struct HTTPResponse: Sendable {
 }
 
 public enum HTTPClientError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// Name resolution or the TCP/TLS connect failed: the request never reached the peer.
+    /// Name resolution, the TCP connect or the TLS handshake (including verifying the peer's
+    /// certificate) failed: the request never reached the peer.
     case couldNotConnect(String)
     /// The connect or total timeout ran out.
     case timedOut(String)

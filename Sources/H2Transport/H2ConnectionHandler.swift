@@ -19,6 +19,9 @@ public struct H2Configuration: Sendable {
     /// A connection with no open stream for this long (including one that never sent its
     /// preface) is closed, since nghttp2 keeps no timers of its own.
     public var idleTimeout: TimeAmount = .seconds(300)
+    /// On a TLS port, a connection whose handshake has not completed this long after it was
+    /// accepted is closed (the idle timeout starts after the handshake).
+    public var tlsHandshakeTimeout: TimeAmount = .seconds(10)
     /// Stream resets the server may send on one connection in a burst, and per second after
     /// that. nghttp2 1.52 limits resets a client sends (rapid reset) but not the ones a client
     /// provokes the server into sending ("MadeYouReset", CVE-2025-8671); past this budget the

@@ -2,11 +2,15 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import RPCCore
 
 /// A listening server for HTTP/2 (h2c, prior knowledge: one nghttp2 session per connection)
 /// and HTTP/1.1 on the same port, told apart per connection by its first bytes; each
 /// connection lives on the event loop that owns its socket.
+///
+/// With `tls`, every connection starts with a TLS handshake (swift-nio-ssl) and the same
+/// protocols run inside it, chosen by ALPN; the port then serves TLS only.
 public final class H2Server: Sendable {
     public let localAddress: SocketAddress
     private let serverChannel: any Channel
@@ -20,10 +24,11 @@ public final class H2Server: Sendable {
         self.logger = logger
     }
 
-    /// Binds `host:port` (port 0 picks a free port; see `localAddress`).
+    /// Binds `host:port` (port 0 picks a free port; see `localAddress`); with `tls`, the port
+    /// speaks TLS.
     public static func bind(
         host: String, port: Int, group: any EventLoopGroup, configuration: H2Configuration,
-        factory: any HTTPStreamHandlerFactory, logger: Logger
+        tls: TLSCredentials? = nil, factory: any HTTPStreamHandlerFactory, logger: Logger
     ) async throws -> H2Server {
         let connections = ConnectionRegistry()
         let channel = try await ServerBootstrap(group: group)
@@ -33,8 +38,12 @@ public final class H2Server: Sendable {
             .childChannelInitializer { channel in
                 connections.add(channel)
                 return channel.eventLoop.makeCompletedFuture {
-                    let detector = ProtocolDetector(configuration: configuration, factory: factory, logger: logger)
-                    try channel.pipeline.syncOperations.addHandler(detector)
+                    let pipeline = channel.pipeline.syncOperations
+                    if let tls {
+                        try pipeline.addHandler(NIOSSLServerHandler(context: tls.context))
+                    }
+                    try pipeline.addHandler(
+                        ProtocolDetector(configuration: configuration, factory: factory, logger: logger, behindTLS: tls != nil))
                 }
             }
             .bind(host: host, port: port)
@@ -55,8 +64,11 @@ public final class H2Server: Sendable {
         while !connections.isEmpty, NIODeadline.now() < deadline {
             try? await Task.sleep(nanoseconds: 20_000_000)
         }
-        for channel in connections.all {
-            try? await channel.close()
+        // All at once: closing a TLS connection waits a moment for the peer's close_notify.
+        await withTaskGroup(of: Void.self) { group in
+            for channel in connections.all {
+                group.addTask { try? await channel.close() }
+            }
         }
     }
 }

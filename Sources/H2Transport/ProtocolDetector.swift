@@ -1,15 +1,23 @@
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOTLS
 import RPCCore
 
-/// The first handler of every accepted connection: reads just enough to tell the HTTP/2
-/// client preface from an HTTP/1.1 request, installs that protocol's handlers behind itself,
-/// hands them the bytes read so far and leaves the pipeline.
+/// The first handler of every accepted connection (behind the TLS handler on a TLS port):
+/// reads just enough to tell the HTTP/2 client preface from an HTTP/1.1 request, installs that
+/// protocol's handlers behind itself, hands them the bytes read so far and leaves the pipeline.
 ///
 /// One port thus serves HTTP/2 with prior knowledge (gRPC and REST) and HTTP/1.1 (REST). The
 /// choice is made at the first byte that differs from the preface, so an HTTP/1.1 request is
 /// never held back waiting for 24 bytes.
+///
+/// Behind TLS, ALPN `h2` installs HTTP/2 at once (the server's SETTINGS go out before the
+/// client's preface arrives). With `http/1.1` or no ALPN the first bytes decide as without TLS:
+/// an HTTP/1.1 request is served as such either way, and a client that negotiated http/1.1 but
+/// sends the HTTP/2 preface (HAProxy's health checks over TLS with `proto h2`) is served HTTP/2
+/// rather than refused. Until the handshake completes, the shorter `tlsHandshakeTimeout`
+/// applies.
 final class ProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -25,16 +33,25 @@ final class ProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
     private let logger: Logger
     private var received: ByteBuffer?
     private var idleTimer: Scheduled<Void>?
+    private var awaitingTLSHandshake: Bool
 
-    init(configuration: H2Configuration, factory: any HTTPStreamHandlerFactory, logger: Logger) {
+    /// `behindTLS`: a TLS handler sits in front, and its handshake has not completed yet.
+    init(configuration: H2Configuration, factory: any HTTPStreamHandlerFactory, logger: Logger, behindTLS: Bool = false) {
         self.configuration = configuration
         self.factory = factory
         self.logger = logger
+        self.awaitingTLSHandshake = behindTLS
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        // A connection that never says anything is closed like an idle one.
-        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: configuration.idleTimeout) {
+        // A connection that never says anything is closed like an idle one; one that never
+        // finishes its TLS handshake sooner.
+        armTimer(context: context, in: awaitingTLSHandshake ? configuration.tlsHandshakeTimeout : configuration.idleTimeout)
+    }
+
+    private func armTimer(context: ChannelHandlerContext, in delay: TimeAmount) {
+        idleTimer?.cancel()
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
             context.close(promise: nil)
         }
     }
@@ -52,6 +69,12 @@ final class ProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
             received!.writeBuffer(&bytes)
         }
         guard let received, let chosen = Self.detect(received) else { return }
+        choose(chosen, context: context)
+    }
+
+    /// Installs `chosen` behind this handler, hands it whatever was read so far and leaves.
+    private func choose(_ chosen: WireProtocol, context: ChannelHandlerContext) {
+        let received = self.received
         self.received = nil
         do {
             try install(chosen, context: context)
@@ -60,7 +83,7 @@ final class ProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
             context.close(promise: nil)
             return
         }
-        context.fireChannelRead(wrapInboundOut(received))
+        if let received { context.fireChannelRead(wrapInboundOut(received)) }
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
@@ -68,9 +91,23 @@ final class ProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
         if event is H2GracefulShutdownEvent {
             // No request has started on this connection: nothing to finish.
             context.close(promise: nil)
+        } else if awaitingTLSHandshake, case .handshakeCompleted(let negotiated) = event as? TLSUserEvent {
+            awaitingTLSHandshake = false
+            if negotiated == "h2" {
+                choose(.http2, context: context)
+            } else {
+                armTimer(context: context, in: configuration.idleTimeout)
+            }
         } else {
             context.fireUserInboundEventTriggered(event)
         }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A failed TLS handshake (a client that does not trust the certificate, a port scan)
+        // or a reset before the first request: nothing was served, so debug only.
+        logger.debug("connection closed before its first request: \(error)")
+        context.close(promise: nil)
     }
 
     /// `nil` while the bytes so far are a prefix of the HTTP/2 preface.

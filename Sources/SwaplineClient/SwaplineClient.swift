@@ -4,31 +4,49 @@ public import RPCCore
 public import SwaplineMessages
 
 /// Typed client of a Swapline server: every RPC of `TaskService` and `ConsumerService`, spoken
-/// as gRPC over HTTP/2 with prior knowledge (h2c) through `CurlHTTPClient`. Calls share one
-/// HTTP/2 connection per server. Every call throws `SwaplineClientError`.
+/// as gRPC through `CurlHTTPClient`: HTTP/2 with prior knowledge (h2c, a connection per call,
+/// see docs/architecture.md) for an `http://` server, HTTP/2 over TLS (ALPN, calls share a
+/// connection) for an `https://` one. Every call throws `SwaplineClientError`.
+///
+/// An `https://` server's certificate is always verified, against the system's trust store or
+/// only against `caFile`; a server that fails verification is UNAVAILABLE, with the reason.
 ///
 /// Each call sends `metadata` (given once, e.g. the `authorization` bearer token) followed by
 /// the call's own `metadata` argument.
 public final class SwaplineClient: Sendable {
-    /// Base URL of the server, e.g. `http://127.0.0.1:50051`.
+    /// Base URL of the server, e.g. `http://127.0.0.1:50051` or `https://swapline.example.com`.
     public let serverURL: String
     /// Sent with every call.
     public let metadata: Metadata
+    /// PEM file of the certificate authorities an `https://` server's certificate must chain
+    /// to (a private CA); `nil`: the system's trust store.
+    public let caFile: String?
+    /// `HOST:PORT` to connect to instead of the URL's host and port, which stay what the
+    /// certificate is checked against (`swapline serve --workers` reaching its own port).
+    public let connectTo: String?
     private let http: CurlHTTPClient
     private let maxMessageSize = 4 * 1024 * 1024
 
-    public init(serverURL: String, http: CurlHTTPClient = CurlHTTPClient(), metadata: Metadata = Metadata()) {
+    public init(
+        serverURL: String, caFile: String? = nil, connectTo: String? = nil, http: CurlHTTPClient = CurlHTTPClient(),
+        metadata: Metadata = Metadata()
+    ) {
         self.serverURL = serverURL.hasSuffix("/") ? String(serverURL.dropLast()) : serverURL
+        self.caFile = caFile
+        self.connectTo = connectTo
         self.http = http
         self.metadata = metadata
     }
 
     /// A client of the same server that sends `Authorization: Bearer token` with every call
     /// (after any other metadata it sends).
-    public convenience init(serverURL: String, http: CurlHTTPClient = CurlHTTPClient(), bearerToken: String?) {
+    public convenience init(
+        serverURL: String, caFile: String? = nil, connectTo: String? = nil, http: CurlHTTPClient = CurlHTTPClient(),
+        bearerToken: String?
+    ) {
         var metadata = Metadata()
         if let bearerToken, !bearerToken.isEmpty { metadata.append("authorization", "Bearer \(bearerToken)") }
-        self.init(serverURL: serverURL, http: http, metadata: metadata)
+        self.init(serverURL: serverURL, caFile: caFile, connectTo: connectTo, http: http, metadata: metadata)
     }
 
     public func createTask(
@@ -114,7 +132,7 @@ public final class SwaplineClient: Sendable {
         let httpRequest = HTTPRequest(
             method: .post, url: serverURL + method.path, headers: headers, body: Array(buffer: body),
             version: .http2PriorKnowledge, connectTimeout: .seconds(5), totalTimeout: transportTimeout,
-            maxResponseBytes: .max)
+            maxResponseBytes: .max, caFile: caFile, connectTo: connectTo)
         return GRPCResponseStream(parts: http.stream(httpRequest), maxMessageSize: maxMessageSize)
     }
 }

@@ -58,7 +58,7 @@ public final class RunningServer: Sendable {
         do {
             server = try await H2Server.bind(
                 host: configuration.host, port: configuration.port, group: group, configuration: configuration.http2,
-                factory: ContentTypeRouter(
+                tls: configuration.tls, factory: ContentTypeRouter(
                     grpc: GRPCStreamHandlerFactory(router: router, configuration: configuration.grpc),
                     http: RESTHandlerFactory(router: router, outputsDirectory: configuration.outputsDirectory)),
                 logger: logger)
@@ -68,7 +68,8 @@ public final class RunningServer: Sendable {
             throw error
         }
         let port = server.localAddress.port ?? configuration.port
-        scheduler.setOrigin(TaskOrigin(sourceChannel: "http://\(Self.urlHost(configuration.host)):\(port)", targetPort: Int32(port)))
+        let scheme = configuration.tls == nil ? "http" : "https"
+        scheduler.setOrigin(TaskOrigin(sourceChannel: "\(scheme)://\(Self.urlHost(configuration.host)):\(port)", targetPort: Int32(port)))
         var sweeps = [
             group.next().scheduleRepeatedTask(
                 initialDelay: configuration.leaseSweepInterval, delay: configuration.leaseSweepInterval

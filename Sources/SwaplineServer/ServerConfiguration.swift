@@ -13,6 +13,9 @@ public struct ServerConfiguration: Sendable {
     public var scheduler = SchedulerConfiguration()
     public var grpc = GRPCServerConfiguration()
     public var http2 = H2Configuration()
+    /// Serve TLS on the port (`--tls-cert`, `--tls-key`): gRPC and REST over HTTP/2 and
+    /// HTTP/1.1 inside it, chosen by ALPN. `nil`: cleartext, as h2c and HTTP/1.1.
+    public var tls: TLSCredentials?
     /// How long open calls may run on after SIGTERM before their connections are closed.
     public var shutdownGrace: TimeAmount = .seconds(10)
     /// How often expired leases are looked for.

@@ -1,12 +1,14 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import H2Transport
 import Logging
 import NIOCore
 import SwaplineCore
 import SwaplinePostgres
 import SwaplineServer
 import SwaplineStore
+import SwaplineWorker
 
 #if canImport(Glibc)
 import Glibc
@@ -14,9 +16,13 @@ import Glibc
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the task server: gRPC over HTTP/2 cleartext (prior knowledge) and the legacy REST routes over HTTP/1.1 and HTTP/2, on one port.",
+        abstract: "Run the task server: gRPC over HTTP/2 and the legacy REST routes over HTTP/1.1 and HTTP/2, on one port, in cleartext or (with --tls-cert and --tls-key) over TLS.",
         discussion: """
             Prints 'swapline listening on HOST:PORT' on stdout once it accepts connections. \
+            With --tls-cert and --tls-key the port speaks TLS only (1.2 or later): ALPN h2 \
+            carries gRPC and REST over HTTP/2; with http/1.1 or no ALPN the first bytes tell \
+            HTTP/1.1 from HTTP/2, as in cleartext (docs/security.md). Without them the port \
+            speaks cleartext HTTP/2 with prior knowledge and HTTP/1.1. \
             SIGTERM or SIGINT starts a graceful shutdown: health turns NOT_SERVING, every \
             connection gets GOAWAY, and open calls have --shutdown-grace-ms to finish. \
             Tasks are kept in an SQLite database in --data (one server at a time may use a \
@@ -30,6 +36,15 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "Port to listen on; 0 picks a free one.")
     var port = 50051
+
+    @Option(
+        help: ArgumentHelp(
+            "Serve TLS with this PEM certificate (the server's own certificate first, then its chain); needs --tls-key.",
+            valueName: "file"))
+    var tlsCert: String?
+
+    @Option(help: ArgumentHelp("PEM private key of --tls-cert (unencrypted).", valueName: "file"))
+    var tlsKey: String?
 
     @Option(help: "Lease a consumer holds a fetched task for, in ms, renewed by each PROCESSING update.")
     var leaseMs: Int64 = 30_000
@@ -76,7 +91,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Commit concurrent changes together (on) or one transaction per change (off, for comparison).")
     var groupCommit: Switch = .on
 
-    @Option(help: "In-process workers (task slots) consuming this server's queue; they need --engine.")
+    @Option(help: "In-process workers (task slots) consuming this server's queue through its port; they need --engine. Over TLS they trust the server's own --tls-cert.")
     var workers = 0
 
     @OptionGroup(title: "Workers") var workerOptions: WorkerOptions
@@ -105,6 +120,9 @@ struct Serve: AsyncParsableCommand {
         guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be positive") }
         guard retentionHours > 0, retentionHours.isFinite else { throw ValidationError("--retention-hours must be positive") }
         guard postgresPoolSize > 0 else { throw ValidationError("--postgres-pool-size must be positive") }
+        guard (tlsCert == nil) == (tlsKey == nil) else {
+            throw ValidationError("--tls-cert and --tls-key go together: give both, or neither for cleartext")
+        }
         if postgresPasswordFile != nil, !store.isPostgres {
             throw ValidationError("--postgres-password-file needs --store postgres://…")
         }
@@ -128,6 +146,11 @@ struct Serve: AsyncParsableCommand {
         configuration.enableInteropTesting = enableInteropTesting
         configuration.outputsDirectory = localOutputsDirectory
         configuration.finishedTaskRetention = .milliseconds(Int64(retentionHours * 3_600_000))
+        if let tlsCert, let tlsKey {
+            configuration.tls = try loadTLS(certificateFile: tlsCert, privateKeyFile: tlsKey, logger: logger)
+            // In-process workers must be able to verify the server: refuse now rather than after binding.
+            if workers > 0 { _ = try LocalEndpoint(host: host, port: port, tls: configuration.tls) }
+        }
         configuration.accessTokens = try AccessTokenOptions.load(file: authTokensFile)
         configuration.allowsOpenAccessOffLoopback = insecure
         // In-process workers get a consumer token of their own, known only to this process.
@@ -144,15 +167,24 @@ struct Serve: AsyncParsableCommand {
         let server = try await RunningServer.start(configuration: configuration, queue: queue, logger: logger)
         print("swapline listening on \(host):\(server.port)")
         fflush(nil)  // all streams: tests wait for this line on a pipe
-        logger.info("serving gRPC and REST on \(host):\(server.port)")
+        if let tls = configuration.tls {
+            logger.info("serving gRPC and REST over TLS on \(host):\(server.port) (certificate \(tls.certificateFile), ALPN h2, http/1.1)")
+        } else {
+            logger.info("serving gRPC and REST on \(host):\(server.port)")
+        }
 
-        // In-process workers reach the server through its own port, like any other worker.
-        let localURL = "http://\(host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host):\(server.port)"
-        let consumer = workers > 0
-            ? try workerOptions.makeConsumer(
-                serverURL: localURL, publicBaseURL: localURL, defaultStorage: "local:\(data)/outputs",
-                concurrency: workers, urlPolicy: urlPolicy.policy, token: workerToken, logger: Logger(label: "swapline.worker"))
-            : nil
+        // In-process workers reach the server through its own port, like any other worker;
+        // over TLS they trust the server's own certificate (LocalEndpoint).
+        let consumer: TaskConsumer?
+        if workers > 0 {
+            let local = try LocalEndpoint(host: host, port: server.port, tls: configuration.tls)
+            consumer = try workerOptions.makeConsumer(
+                serverURL: local.url, caFile: local.caFile, connectTo: local.connectTo, publicBaseURL: local.url,
+                defaultStorage: "local:\(data)/outputs", concurrency: workers, urlPolicy: urlPolicy.policy, token: workerToken,
+                logger: Logger(label: "swapline.worker"))
+        } else {
+            consumer = nil
+        }
         let working = Task { await consumer?.run() }
 
         let signal = await shutdownSignal.wait()
@@ -161,6 +193,21 @@ struct Serve: AsyncParsableCommand {
         await working.value
         await server.shutdown()
         logger.info("stopped")
+    }
+
+    /// Reads and checks the certificate and key; warns when the certificate is not valid now
+    /// (clients will refuse it, but a server restarted with an old certificate should still run).
+    private func loadTLS(certificateFile: String, privateKeyFile: String, logger: Logger) throws -> TLSCredentials {
+        let tls = try TLSCredentials(certificateFile: certificateFile, privateKeyFile: privateKeyFile)
+        let now = Date()
+        if tls.notValidAfter < now {
+            logger.warning("the certificate in \(certificateFile) expired at \(tls.notValidAfter): clients will refuse it")
+        } else if tls.notValidBefore > now {
+            logger.warning("the certificate in \(certificateFile) is not valid before \(tls.notValidBefore): clients will refuse it")
+        } else if tls.notValidAfter < now.addingTimeInterval(14 * 24 * 3600) {
+            logger.warning("the certificate in \(certificateFile) expires at \(tls.notValidAfter)")
+        }
+        return tls
     }
 
     /// The directory of `local:` result storage, which the server serves at `/outputs/`.

@@ -3,15 +3,41 @@ import Foundation
 import SwaplineClient
 import SwaplineMessages
 
-/// `--server` of the client subcommands.
+/// `--server` and `--ca-file` of the client subcommands.
 struct ServerOption: ParsableArguments {
-    @Option(help: "Base URL of the Swapline server.")
+    @Option(help: "Base URL of the Swapline server (http:// or https://).")
     var server = "http://127.0.0.1:50051"
 
     @Option(help: "Bearer token with the client (or admin) role; default: SWAPLINE_TOKEN.")
     var token: String?
 
-    var client: SwaplineClient { SwaplineClient(serverURL: server, bearerToken: bearerToken(option: token)) }
+    @Option(help: caFileHelp)
+    var caFile: String?
+
+    func validate() throws { try validateCAFile(caFile, server: server) }
+
+    var client: SwaplineClient {
+        SwaplineClient(serverURL: server, caFile: caFile, bearerToken: bearerToken(option: token))
+    }
+}
+
+let caFileHelp = ArgumentHelp(
+    "PEM certificates of the authorities an https:// server's certificate must chain to (a private CA), instead of the system's trust store.",
+    valueName: "file")
+
+/// `--ca-file` only means something for an `https://` server, and must be readable: said at
+/// once rather than as a TLS error at the first call (or never, for an `http://` server).
+func validateCAFile(_ caFile: String?, server: String) throws {
+    guard let caFile else { return }
+    guard server.lowercased().hasPrefix("https://") else {
+        throw ValidationError("--ca-file needs an https:// --server (\(server) is not encrypted)")
+    }
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: caFile, isDirectory: &isDirectory), !isDirectory.boolValue,
+        FileManager.default.isReadableFile(atPath: caFile)
+    else {
+        throw ValidationError("--ca-file \(caFile): no such readable file")
+    }
 }
 
 /// The face-swap inputs of `create` and `process`.

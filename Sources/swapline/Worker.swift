@@ -45,11 +45,12 @@ struct WorkerOptions: ParsableArguments {
         }
     }
 
-    /// A consumer of `serverURL` whose stored outputs are published under `publicBaseURL`,
-    /// fetching the tasks' URLs under `urlPolicy`.
+    /// A consumer of `serverURL` (an `https://` one verified against `caFile`, or the system's
+    /// trust store without it; reached at `connectTo` when given) whose stored outputs are
+    /// published under `publicBaseURL`, fetching the tasks' URLs under `urlPolicy`.
     func makeConsumer(
-        serverURL: String, publicBaseURL: String, defaultStorage: String, concurrency: Int, urlPolicy: URLPolicy,
-        token: String? = nil, logger: Logger
+        serverURL: String, caFile: String? = nil, connectTo: String? = nil, publicBaseURL: String, defaultStorage: String,
+        concurrency: Int, urlPolicy: URLPolicy, token: String? = nil, logger: Logger
     ) throws -> TaskConsumer {
         let http = CurlHTTPClient()
         let faceFusion = FaceFusionClient(http: http, processTimeout: .milliseconds(engineTimeoutMs))
@@ -74,7 +75,8 @@ struct WorkerOptions: ParsableArguments {
         configuration.drainTimeout = .milliseconds(drainTimeoutMs)
         configuration.healthInterval = .milliseconds(healthIntervalMs)
         return TaskConsumer(
-            client: SwaplineClient(serverURL: serverURL, http: http, bearerToken: token), processors: [processor], engines: engines,
+            client: SwaplineClient(serverURL: serverURL, caFile: caFile, connectTo: connectTo, http: http, bearerToken: token),
+            processors: [processor], engines: engines,
             configuration: configuration, logger: logger)
     }
 }
@@ -88,8 +90,11 @@ struct Worker: AsyncParsableCommand {
             and the rest are handed back to the queue.
             """)
 
-    @Option(help: "Base URL of the Swapline server.")
+    @Option(help: "Base URL of the Swapline server (http:// or https://).")
     var server = "http://127.0.0.1:50051"
+
+    @Option(help: caFileHelp)
+    var caFile: String?
 
     @Option(help: "Tasks worked on at once.")
     var concurrency = 1
@@ -110,6 +115,7 @@ struct Worker: AsyncParsableCommand {
     func validate() throws {
         guard concurrency > 0 else { throw ValidationError("--concurrency must be positive") }
         guard !options.engines.isEmpty else { throw ValidationError("give at least one --engine") }
+        try validateCAFile(caFile, server: server)
     }
 
     func run() async throws {
@@ -118,7 +124,7 @@ struct Worker: AsyncParsableCommand {
         urlPolicy.log(to: logger, role: "this worker")
         let shutdownSignal = ShutdownSignal.install()
         let consumer = try options.makeConsumer(
-            serverURL: server, publicBaseURL: publicURL ?? server, defaultStorage: "local:./swapline-data/outputs",
+            serverURL: server, caFile: caFile, publicBaseURL: publicURL ?? server, defaultStorage: "local:./swapline-data/outputs",
             concurrency: concurrency, urlPolicy: urlPolicy.policy, token: bearerToken(option: token), logger: logger)
         let working = Task { await consumer.run() }
         print("swapline worker started (\(concurrency) slots, server \(server))")

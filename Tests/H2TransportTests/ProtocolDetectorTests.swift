@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOEmbedded
+import NIOTLS
 import RPCCore
 import Testing
 @testable import H2Transport
@@ -40,16 +41,7 @@ private struct EchoFactory: HTTPStreamHandlerFactory {
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
     }
 
-    private func send(_ text: String) throws -> String {
-        try channel.writeInbound(ByteBuffer(string: text))
-        (channel.eventLoop as! EmbeddedEventLoop).run()
-        var out = ""
-        while let part = try channel.readOutbound(as: IOData.self) {
-            guard case .byteBuffer(let buffer) = part else { continue }
-            out += String(buffer: buffer)
-        }
-        return out
-    }
+    private func send(_ text: String) throws -> String { try channel.exchange(ByteBuffer(string: text)) }
 
     @Test func http1RequestsShareAKeepAliveConnection() throws {
         let first = try send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -82,5 +74,82 @@ private struct EchoFactory: HTTPStreamHandlerFactory {
     @Test func aGracefulShutdownClosesAnIdleConnection() throws {
         channel.pipeline.fireUserInboundEventTriggered(H2GracefulShutdownEvent())
         #expect(!channel.isActive)
+    }
+}
+
+/// Behind a TLS handler: the protocol ALPN negotiated decides, the handshake has its own timeout.
+@Suite struct ProtocolDetectorBehindTLSTests {
+    let channel = EmbeddedChannel()
+    let configuration = H2Configuration()
+
+    init() throws {
+        try channel.pipeline.syncOperations.addHandler(
+            ProtocolDetector(configuration: configuration, factory: EchoFactory(), logger: Logger(label: "test"), behindTLS: true))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+    }
+
+    private var loop: EmbeddedEventLoop { channel.eventLoop as! EmbeddedEventLoop }
+
+    private func handshake(alpn: String?) {
+        channel.pipeline.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: alpn))
+        loop.run()
+    }
+
+    private func send(_ bytes: ByteBuffer) throws -> String { try channel.exchange(bytes) }
+
+    @Test func alpnH2InstallsNGHTTP2AtOnce() throws {
+        handshake(alpn: "h2")
+        // The server's SETTINGS go out before the client has sent a byte.
+        let settings = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        #expect(settings.getInteger(at: 3, as: UInt8.self) == 4)
+        #expect(throws: Never.self) { try channel.pipeline.syncOperations.handler(type: H2ConnectionHandler.self) }
+        #expect(throws: (any Error).self) { try channel.pipeline.syncOperations.handler(type: ProtocolDetector.self) }
+    }
+
+    @Test(arguments: ["http/1.1", nil] as [String?])
+    func otherwiseTheFirstBytesDecide(alpn: String?) throws {
+        handshake(alpn: alpn)
+        #expect(throws: Never.self) { try channel.pipeline.syncOperations.handler(type: ProtocolDetector.self) }
+        let answer = try send(ByteBuffer(string: "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"))
+        #expect(answer.hasPrefix("HTTP/1.1 200 OK\r\n") && answer.contains("GET /a 0"))
+    }
+
+    @Test(arguments: ["http/1.1", nil] as [String?])
+    func thePrefaceSelectsHTTP2EvenAfterALPNChoseHTTP1(alpn: String?) throws {
+        handshake(alpn: alpn)
+        try channel.writeInbound(ByteBuffer(bytes: ProtocolDetector.http2Preface))
+        loop.run()
+        let settings = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        #expect(settings.getInteger(at: 3, as: UInt8.self) == 4)
+        #expect(throws: Never.self) { try channel.pipeline.syncOperations.handler(type: H2ConnectionHandler.self) }
+    }
+
+    @Test func aHandshakeThatNeverCompletesIsClosed() throws {
+        loop.advanceTime(by: configuration.tlsHandshakeTimeout - .milliseconds(1))
+        #expect(channel.isActive)
+        loop.advanceTime(by: .milliseconds(1))
+        #expect(!channel.isActive)
+    }
+
+    @Test func afterTheHandshakeTheIdleTimeoutApplies() throws {
+        handshake(alpn: nil)
+        loop.advanceTime(by: configuration.tlsHandshakeTimeout * 2)
+        #expect(channel.isActive)
+        loop.advanceTime(by: configuration.idleTimeout)
+        #expect(!channel.isActive)
+    }
+}
+
+extension EmbeddedChannel {
+    /// Feeds `bytes` in, runs the loop, and returns everything written out since, as text.
+    fileprivate func exchange(_ bytes: ByteBuffer) throws -> String {
+        try writeInbound(bytes)
+        (eventLoop as! EmbeddedEventLoop).run()
+        var out = ""
+        while let part = try readOutbound(as: IOData.self) {
+            guard case .byteBuffer(let buffer) = part else { continue }
+            out += String(buffer: buffer)
+        }
+        return out
     }
 }
