@@ -24,11 +24,14 @@ let dependencies: [Package.Dependency] = [
     // TLS: the server's own listener (--tls-cert/--tls-key) and the PostgreSQL connections'
     // settings (postgres-nio already builds on it).
     .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+    // SHA-256 and HMAC for access tokens and result-file URLs (postgres-nio already builds it).
+    .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
 ]
 
 let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
 let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio")
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let crypto: Target.Dependency = .product(name: "Crypto", package: "swift-crypto")
 
 // C libraries, found through pkg-config. Only the thin wrapper modules import these.
 let cTargets: [Target] = [
@@ -63,11 +66,11 @@ let swiftTargets: [Target] = [
             .product(name: "NIOSSL", package: "swift-nio-ssl")],
         swiftSettings: swiftSettings),
     .target(
-        name: "SwaplineMessages", dependencies: ["CSwaplineProto", nioCore],
+        name: "SwaplineMessages", dependencies: ["CSwaplineProto", "RPCCore", nioCore],
         swiftSettings: swiftSettings),
     .target(
         name: "SwaplineServer",
-        dependencies: ["SwaplineCore", "RPCCore", "H2Transport", "SwaplineMessages", nioCore, nioPosix, logging],
+        dependencies: ["SwaplineCore", "RPCCore", "H2Transport", "SwaplineMessages", nioCore, nioPosix, logging, crypto],
         swiftSettings: swiftSettings),
     // The durable task stores; the only importer of CSQLite.
     .target(name: "SwaplineStore", dependencies: ["CSQLite", "SwaplineCore"], swiftSettings: swiftSettings),
@@ -91,7 +94,11 @@ let swiftTargets: [Target] = [
         swiftSettings: swiftSettings),
     // Test doubles shared by test targets; never linked into the product.
     .target(
-        name: "SwaplineTestKit", dependencies: ["RPCCore", nioCore, .product(name: "NIOEmbedded", package: "swift-nio")],
+        name: "SwaplineTestKit",
+        dependencies: [
+            "RPCCore", nioCore, nioPosix, .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ],
         swiftSettings: swiftSettings),
     .executableTarget(
         name: "swapline",
@@ -104,7 +111,7 @@ let swiftTargets: [Target] = [
 ]
 
 let testTargets: [Target] = [
-    .testTarget(name: "SwaplineCoreTests", dependencies: ["SwaplineCore"], swiftSettings: swiftSettings),
+    .testTarget(name: "SwaplineCoreTests", dependencies: ["SwaplineCore", "SwaplineTestKit"], swiftSettings: swiftSettings),
     .testTarget(
         name: "RPCCoreTests", dependencies: ["RPCCore", "SwaplineTestKit", nioCore, .product(name: "NIOEmbedded", package: "swift-nio")],
         swiftSettings: swiftSettings),
@@ -131,12 +138,14 @@ let testTargets: [Target] = [
         swiftSettings: swiftSettings),
     .testTarget(
         name: "SwaplineWorkerTests",
-        dependencies: ["SwaplineWorker", "SwaplineClient", "SwaplineServer", "SwaplineMessages", "CurlHTTP", logging],
+        dependencies: [
+            "SwaplineWorker", "SwaplineClient", "SwaplineServer", "SwaplineMessages", "SwaplineCore", "CurlHTTP", "SwaplineTestKit", logging,
+        ],
         swiftSettings: swiftSettings),
     .testTarget(
         name: "SwaplineServerTests",
         dependencies: [
-            "SwaplineServer", "SwaplineCore", "SwaplineMessages", "RPCCore", "SwaplineTestKit", "H2Transport", nioCore,
+            "SwaplineServer", "SwaplineCore", "SwaplineMessages", "RPCCore", "SwaplineTestKit", "H2Transport", nioCore, logging,
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ],
         swiftSettings: swiftSettings),

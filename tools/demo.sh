@@ -68,8 +68,10 @@ engine_port=$(await_port facefusion-sim)
 engine="http://127.0.0.1:$engine_port"
 
 step "starting swapline serve with 2 in-process workers (engine $engine)"
+# The sample images are on loopback, which the URL policy refuses by default (docs/security.md):
+# this one host:port is let through, nothing else inside.
 launch swapline "$SWAPLINE_BIN" serve --port 0 --store memory --workers 2 --engine "$engine" \
-    --storage "local:$demo_dir/outputs"
+    --storage "local:$demo_dir/outputs" --url-allow-host "127.0.0.1:$engine_port"
 port=$(await_port swapline)
 server="http://127.0.0.1:$port"
 
@@ -79,11 +81,11 @@ step "submitting a face-swap task and following it (swapline create --watch, gRP
     | tee "$logs/create.out"
 task_id=$(head -n 1 "$logs/create.out")
 
-step "the server publishes the stored files at /outputs/"
-for ext in jpg gif webp; do
+step "the server publishes the stored files at /outputs/ (under an unguessable key per file)"
+for stored in $(cd "$demo_dir/outputs" && find "$task_id" -type f -name 'result.*' | sort); do
     curl -sS -o /dev/null -w "GET %{url_effective} -> %{http_code} %{content_type}, %{size_download} bytes\n" \
-        "$server/outputs/$task_id/result.$ext"
+        "$server/outputs/$stored"
 done
 echo "stored files (they stay after the demo stops):"
-ls -l "$demo_dir/outputs/$task_id"
+ls -lR "$demo_dir/outputs/$task_id"
 echo "DEMO OK: task $task_id COMPLETED; results in $demo_dir/outputs/$task_id"

@@ -8,6 +8,13 @@ final class CurlTransfer: @unchecked Sendable {
     private(set) var easy: UnsafeMutableRawPointer?
     private var headerList: UnsafeMutablePointer<curl_slist>?
     private var connectToList: UnsafeMutablePointer<curl_slist>?
+    /// CURLOPT_RESOLVE entries and the private DNS cache of a pinned request.
+    private var resolveList: UnsafeMutablePointer<curl_slist>?
+    private var dnsShare: OpaquePointer?
+    /// The raw bytes (4 or 16) of the addresses a pinned request may connect to.
+    private var pinnedPeers: Set<[UInt8]> = []
+    /// Addresses curl tried that pinning refused, for the error.
+    private var refusedPeers: [String] = []
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
 
     private var status = 0
@@ -25,6 +32,9 @@ final class CurlTransfer: @unchecked Sendable {
 
     deinit {
         if let easy { curl_easy_cleanup(easy) }
+        // Only once no easy handle uses it any more.
+        if let dnsShare { curl_share_cleanup(UnsafeMutableRawPointer(dnsShare)) }
+        curl_slist_free_all(resolveList)
         curl_slist_free_all(headerList)
         curl_slist_free_all(connectToList)
         errorBuffer.deallocate()
@@ -97,6 +107,18 @@ final class CurlTransfer: @unchecked Sendable {
         set(swapline_curl_setopt_ptr(easy, CURLOPT_WRITEDATA, context))
         set(swapline_curl_setopt_callback(easy, CURLOPT_HEADERFUNCTION, curlHeaderCallback))
         set(swapline_curl_setopt_ptr(easy, CURLOPT_HEADERDATA, context))
+        switch request.proxy {
+        case .fromEnvironment: break
+        case .none: set(swapline_curl_setopt_string(easy, CURLOPT_PROXY, ""))
+        case .url(let proxy): set(swapline_curl_setopt_string(easy, CURLOPT_PROXY, proxy))
+        }
+        if let limit = request.lowSpeedLimit {
+            set(swapline_curl_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, max(1, limit.bytesPerSecond)))
+            set(swapline_curl_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, max(1, Self.milliseconds(limit.duration) / 1000)))
+        }
+        if let pinning = request.pinning {
+            guard pin(pinning, easy: easy, context: context, set: set) else { return nil }
+        }
 
         guard code == CURLE_OK else {
             fail(.transport("invalid request: \(String(cString: curl_easy_strerror(code)))"))
@@ -107,6 +129,60 @@ final class CurlTransfer: @unchecked Sendable {
             return nil
         }
         return easy
+    }
+
+    /// Sets up address pinning (see `AddressPinning`); false (and the stream failed) when the
+    /// pinning itself is unusable.
+    private func pin(
+        _ pinning: AddressPinning, easy: UnsafeMutableRawPointer, context: UnsafeMutableRawPointer, set: (CURLcode) -> Void
+    ) -> Bool {
+        let peers = pinning.addresses.compactMap(Self.addressBytes)
+        guard !peers.isEmpty, peers.count == pinning.addresses.count else {
+            fail(.transport("invalid pinned addresses \(pinning.addresses)"))
+            return false
+        }
+        if case .url = request.proxy {
+            fail(.transport("a pinned request cannot go through a proxy"))
+            return false
+        }
+        pinnedPeers = Set(peers)
+        // An environment proxy would be the peer, and refused: pinned requests go direct.
+        set(swapline_curl_setopt_string(easy, CURLOPT_PROXY, ""))
+        guard let share = swapline_curl_share_dns() else {
+            fail(.transport("curl_share_init failed"))
+            return false
+        }
+        dnsShare = OpaquePointer(share)
+        set(swapline_curl_setopt_ptr(easy, CURLOPT_SHARE, share))
+        if Self.addressBytes(pinning.host) == nil {
+            let addresses = pinning.addresses.map { $0.contains(":") ? "[\($0)]" : $0 }.joined(separator: ",")
+            resolveList = curl_slist_append(nil, "\(pinning.host):\(pinning.port):\(addresses)")
+            set(swapline_curl_setopt_ptr(easy, CURLOPT_RESOLVE, resolveList))
+        }
+        set(swapline_curl_setopt_opensocket(easy, curlOpenSocketCallback))
+        set(swapline_curl_setopt_ptr(easy, CURLOPT_OPENSOCKETDATA, context))
+        return true
+    }
+
+    /// Called by curl for every socket it opens: admits only the pinned addresses.
+    fileprivate func admits(_ address: UnsafeMutablePointer<curl_sockaddr>) -> Bool {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        let length = Int(swapline_curl_sockaddr_ip(address, &bytes))
+        let peer = Array(bytes.prefix(length))
+        if length > 0, pinnedPeers.contains(peer) { return true }
+        refusedPeers.append(
+            length == 4
+                ? peer.map(String.init).joined(separator: ".")
+                : stride(from: 0, to: length, by: 2).map { String(UInt16(peer[$0]) << 8 | UInt16(peer[$0 + 1]), radix: 16) }
+                    .joined(separator: ":"))
+        return false
+    }
+
+    /// The 4 or 16 bytes of a numeric address; nil for anything else.
+    private static func addressBytes(_ text: String) -> [UInt8]? {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        let length = Int(swapline_parse_ip(text, &bytes))
+        return length == 0 ? nil : Array(bytes.prefix(length))
     }
 
     /// One header line as curl delivers it: a status line, a field, or the empty line ending
@@ -157,6 +233,9 @@ final class CurlTransfer: @unchecked Sendable {
     /// Ends the stream with curl's result for the finished transfer.
     func complete(_ result: CURLcode) {
         let detail = errorBuffer.pointee != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(result))
+        if result != CURLE_OK, !refusedPeers.isEmpty {
+            return fail(.refusedAddress("\(refusedPeers.joined(separator: ", ")) is not among the checked addresses"))
+        }
         switch result {
         case CURLE_OK:
             if status == 0 {
@@ -194,6 +273,12 @@ private let curlBodyCallback: curl_write_callback = { data, size, count, context
     let transfer = Unmanaged<CurlTransfer>.fromOpaque(context!).takeUnretainedValue()
     let length = size * count
     return transfer.receiveBody(UnsafeRawBufferPointer(start: data, count: length)) ? length : 0
+}
+
+private let curlOpenSocketCallback: curl_opensocket_callback = { context, _, address in
+    let transfer = Unmanaged<CurlTransfer>.fromOpaque(context!).takeUnretainedValue()
+    guard let address, transfer.admits(address) else { return CURL_SOCKET_BAD }
+    return swapline_curl_open_socket(address)
 }
 
 private let curlHeaderCallback: curl_write_callback = { data, size, count, context in

@@ -58,6 +58,12 @@ public struct HTTPRequest: Sendable {
     /// Connect to this `HOST:PORT` instead of the URL's; the URL's host is still the name the
     /// peer's certificate must carry (libcurl's `CURLOPT_CONNECT_TO`).
     public var connectTo: String?
+    /// The only addresses the request may connect to; nil: wherever curl resolves the host to.
+    public var pinning: AddressPinning?
+    /// The proxy the request goes through.
+    public var proxy: ProxySetting = .fromEnvironment
+    /// Gives up on a peer that sends slower than this (CURLOPT_LOW_SPEED_LIMIT/TIME).
+    public var lowSpeedLimit: LowSpeedLimit?
 
     public init(
         method: Method = .get, url: String, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = [],
@@ -74,6 +80,48 @@ public struct HTTPRequest: Sendable {
         self.maxResponseBytes = maxResponseBytes
         self.caFile = caFile
         self.connectTo = connectTo
+    }
+}
+
+/// Pins a request to addresses checked beforehand (docs/security.md): curl is told that
+/// `host:port` resolves to exactly `addresses` (CURLOPT_RESOLVE, kept in a DNS cache of this
+/// request alone, so it neither leaks into nor takes from other transfers), and a socket to
+/// any other address is refused before it connects (CURLOPT_OPENSOCKETFUNCTION), whatever curl
+/// itself parsed or resolved. Redirects are not followed by curl in any case. Pinning and a
+/// proxy exclude each other: through a proxy, the proxy connects.
+public struct AddressPinning: Sendable, Equatable {
+    /// The URL's host: a name, or a numeric address (then no resolve entry is needed).
+    public var host: String
+    public var port: Int
+    /// Numeric addresses as `inet_pton` reads them, e.g. "93.184.216.34", "2606:2800::1".
+    public var addresses: [String]
+
+    public init(host: String, port: Int, addresses: [String]) {
+        self.host = host
+        self.port = port
+        self.addresses = addresses
+    }
+}
+
+/// Which proxy carries a request.
+public enum ProxySetting: Sendable, Equatable {
+    /// libcurl's default: `http_proxy`, `https_proxy`, `all_proxy` and `no_proxy` from the
+    /// environment.
+    case fromEnvironment
+    /// A direct connection, whatever the environment says.
+    case none
+    /// This proxy URL.
+    case url(String)
+}
+
+/// A transfer slower than `bytesPerSecond` for `duration` fails with `timedOut`.
+public struct LowSpeedLimit: Sendable, Equatable {
+    public var bytesPerSecond: Int
+    public var duration: Duration
+
+    public init(bytesPerSecond: Int, duration: Duration) {
+        self.bytesPerSecond = bytesPerSecond
+        self.duration = duration
     }
 }
 
@@ -109,6 +157,8 @@ public enum HTTPClientError: Error, Sendable, Equatable, CustomStringConvertible
     case transport(String)
     /// The client was shut down before the exchange finished.
     case clientShutDown
+    /// Address pinning refused every connection curl tried: an address outside the pinned set.
+    case refusedAddress(String)
 
     public var description: String {
         switch self {
@@ -118,6 +168,7 @@ public enum HTTPClientError: Error, Sendable, Equatable, CustomStringConvertible
         case .cancelled: "cancelled"
         case .transport(let detail): "transport error: \(detail)"
         case .clientShutDown: "HTTP client shut down"
+        case .refusedAddress(let detail): "connection refused by address pinning: \(detail)"
         }
     }
 }

@@ -15,12 +15,16 @@ public struct GRPCServerConfiguration: Sendable {
 /// framed messages and trailers (or a Trailers-Only response) back through the transport.
 ///
 /// Lives on its connection's event loop; handlers reach it through `ServerCall`.
-public final class GRPCServerStream: HTTPStreamHandler {
+public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
     private enum Phase {
         case awaitingHead
         /// Unary or server streaming: the one message is held until the request ends.
         case collectingSingle(@Sendable (ByteBuffer, ServerCall) -> Void, received: ByteBuffer?)
         case streaming(RequestObserver)
+        /// An interceptor refused the call: its request is read and dropped, and the status
+        /// answered once the request has ended, as any other refusal of a whole request is
+        /// (some clients do not read a response that ends before they finished sending).
+        case refused(GRPCStatus)
         /// The handler has everything it will get; later request bytes are ignored.
         case requestComplete
     }
@@ -31,15 +35,8 @@ public final class GRPCServerStream: HTTPStreamHandler {
     private var deframer: GRPCMessageDeframer
     private var call: ServerCall?
     private var deadlineTimer: Scheduled<Void>?
-    private var cancelCallbacks: [@Sendable (GRPCStatus) -> Void] = []
-    private var drainedCallbacks: [@Sendable () -> Void] = []
-    /// Waiting to learn whether the finished response reached the connection.
-    private var deliveryCallbacks: [@Sendable (Bool) -> Void] = []
+    private var lifecycle = CallLifecycle()
     private var headSent = false
-    /// Set once trailers were queued or the stream was torn down: nothing more may be written.
-    private var responseEnded = false
-    /// Why the call ended without the handler finishing it, for late `onCancel` registrations.
-    private var cancellation: GRPCStatus?
     /// What the client hears when its deadline passes; handlers may say more (a task id).
     private var deadlineStatus = GRPCStatus(.deadlineExceeded, "deadline exceeded")
 
@@ -82,19 +79,24 @@ public final class GRPCServerStream: HTTPStreamHandler {
             }
             timeLimit = .nanoseconds(parsed.nanoseconds)
         }
-        let handler: RPCHandler
+        let routed: RoutedMethod
         switch router.route(path) {
-        case .success(let routed): handler = routed
+        case .success(let found): routed = found
         case .failure(let status):
             endCall(status)
             return
         }
+        var context = ServerContext(method: routed.descriptor, metadata: metadata, surface: .grpc)
+        if let refusal = router.interceptors.run(&context) {
+            phase = .refused(refusal)
+            if endStream { receiveEnd() }
+            return
+        }
         let call = ServerCall(
-            path: path, requestMetadata: metadata, deadline: timeLimit.map { .now() + $0 }, stream: self,
-            eventLoop: writer.eventLoop)
+            context: context, deadline: timeLimit.map { .now() + $0 }, sink: self, eventLoop: writer.eventLoop)
         self.call = call
         if let timeLimit { armDeadline(after: timeLimit) }
-        switch handler {
+        switch routed.handler {
         case .singleRequest(let body):
             phase = .collectingSingle(body, received: nil)
         case .requestStream(let makeObserver):
@@ -106,7 +108,7 @@ public final class GRPCServerStream: HTTPStreamHandler {
     public func receiveBody(_ bytes: ByteBuffer) {
         switch phase {
         case .collectingSingle, .streaming: break
-        case .awaitingHead, .requestComplete: return
+        case .awaitingHead, .refused, .requestComplete: return
         }
         deframer.append(bytes)
         do {
@@ -136,24 +138,22 @@ public final class GRPCServerStream: HTTPStreamHandler {
             body(message, call)
         case .streaming(let observer):
             observer.onEnd()
+        case .refused(let status):
+            endCall(status)
         case .awaitingHead, .requestComplete:
             break
         }
     }
 
     public func bodyDrained() {
-        guard !drainedCallbacks.isEmpty, writer.queuedBodyBytes == 0 else { return }
-        let callbacks = drainedCallbacks
-        drainedCallbacks = []
-        for callback in callbacks { callback() }
+        guard lifecycle.hasDrainedCallbacks, writer.queuedBodyBytes == 0 else { return }
+        for callback in lifecycle.takeDrainedCallbacks() { callback() }
     }
 
     public func streamClosed(cleanly: Bool) {
         call = nil  // the ServerCall holds this stream: break the cycle once the exchange is over
-        let callbacks = deliveryCallbacks
-        deliveryCallbacks = []
-        for callback in callbacks { callback(cleanly) }
-        guard !responseEnded else { return }
+        for callback in lifecycle.takeDeliveryCallbacks() { callback(cleanly) }
+        guard !lifecycle.responseEnded else { return }
         cancelCall(GRPCStatus(.cancelled, "the client cancelled the call"))
     }
 
@@ -167,30 +167,35 @@ public final class GRPCServerStream: HTTPStreamHandler {
         receiveEnd()
     }
 
-    // MARK: - Operations behind ServerCall (on the event loop)
+    // MARK: - ServerCallSink (the handler's ServerCall, on the event loop)
 
-    func sendInitialMetadata(_ metadata: Metadata) {
-        guard !responseEnded, !headSent else { return }
-        sendHead(extra: metadata)
-    }
-
-    @discardableResult
-    func sendMessage(_ message: GRPCFramedMessage) -> Bool {
-        guard !responseEnded else { return false }
-        if !headSent { sendHead(extra: Metadata()) }
-        writer.writeBody(message.buffer)
-        return true
+    package func write(_ part: RPCResponsePart) -> Bool {
+        switch part {
+        case .metadata(let metadata):
+            guard !lifecycle.responseEnded, !headSent else { return false }
+            sendHead(extra: metadata)
+            return true
+        case .message(let message):
+            guard !lifecycle.responseEnded else { return false }
+            if !headSent { sendHead(extra: Metadata()) }
+            writer.writeBody(GRPCFramedMessage { message.serialize(into: &$0) }.buffer)
+            return true
+        case .status(let status, let trailers):
+            return finish(status, trailers: trailers)
+        }
     }
 
     /// Ends the call; `false` when it had already ended.
-    @discardableResult
-    func finish(_ status: GRPCStatus, trailers: Metadata) -> Bool {
-        guard !responseEnded else { return false }
-        responseEnded = true
+    private func finish(_ status: GRPCStatus, trailers: Metadata) -> Bool {
+        guard lifecycle.endResponse() else { return false }
+        writeStatus(status, trailers: trailers)
+        return true
+    }
+
+    private func writeStatus(_ status: GRPCStatus, trailers: Metadata) {
         phase = .requestComplete
         deadlineTimer?.cancel()
         deadlineTimer = nil
-        cancelCallbacks = []
         var fields = status == .ok ? Self.okStatusFields : Self.statusFields(status)
         for entry in trailers where Metadata.isApplicationMetadata(entry.name) {
             fields.append(HeaderField(entry.name, entry.value))
@@ -202,34 +207,25 @@ public final class GRPCServerStream: HTTPStreamHandler {
             headSent = true
             writer.writeHead(status: 200, headers: Self.responseHeadFields + fields, endStream: true)
         }
-        return true
     }
 
-    func setDeadlineStatus(_ status: GRPCStatus) {
+    package func setDeadlineStatus(_ status: GRPCStatus) {
         deadlineStatus = status
     }
 
     /// Runs `callback` with `true` once the finished response has been handed to the
     /// connection in full, or `false` if the stream is reset or lost first (even within the
     /// same read batch that produced the response).
-    func addDeliveryCallback(_ callback: @escaping @Sendable (Bool) -> Void) {
-        deliveryCallbacks.append(callback)
+    package func addDeliveryCallback(_ callback: @escaping @Sendable (Bool) -> Void) {
+        lifecycle.addDeliveryCallback(callback)
     }
 
-    func addCancelCallback(_ callback: @escaping @Sendable (GRPCStatus) -> Void) {
-        if let cancellation {
-            callback(cancellation)
-        } else if !responseEnded {
-            cancelCallbacks.append(callback)
-        }
+    package func addCancelCallback(_ callback: @escaping @Sendable (GRPCStatus) -> Void) {
+        if let cancellation = lifecycle.addCancelCallback(callback) { callback(cancellation) }
     }
 
-    func addDrainedCallback(_ callback: @escaping @Sendable () -> Void) {
-        if writer.queuedBodyBytes == 0 || responseEnded {
-            callback()
-        } else {
-            drainedCallbacks.append(callback)
-        }
+    package func addDrainedCallback(_ callback: @escaping @Sendable () -> Void) {
+        if !lifecycle.addDrainedCallback(callback, queuedBytes: writer.queuedBodyBytes) { callback() }
     }
 
     // MARK: - Internals
@@ -274,35 +270,29 @@ public final class GRPCServerStream: HTTPStreamHandler {
             return true
         case .streaming(let observer):
             observer.onMessage(message)
-            return !responseEnded
-        case .awaitingHead, .requestComplete:
+            return !lifecycle.responseEnded
+        case .awaitingHead, .refused, .requestComplete:
             return false
         }
     }
 
     /// Ends the call with an error status and tells the handler, if one runs, to stop.
     private func endCall(_ status: GRPCStatus) {
-        let callbacks = cancelCallbacks
-        guard finish(status, trailers: Metadata()) else { return }
-        cancellation = status
+        guard let callbacks = lifecycle.endWithError(status) else { return }
+        writeStatus(status, trailers: Metadata())
         for callback in callbacks { callback(status) }
     }
 
     /// The stream can no longer be written (reset or closed): tell the handler.
     private func cancelCall(_ status: GRPCStatus) {
-        responseEnded = true
         phase = .requestComplete
         deadlineTimer?.cancel()
         deadlineTimer = nil
-        cancellation = status
-        let callbacks = cancelCallbacks
-        cancelCallbacks = []
-        drainedCallbacks = []
-        for callback in callbacks { callback(status) }
+        for callback in lifecycle.tearDown(status) { callback(status) }
     }
 
     private func reject(httpStatus: Int, message: String) {
-        responseEnded = true
+        _ = lifecycle.endResponse()
         phase = .requestComplete
         writer.writeHead(
             status: httpStatus,

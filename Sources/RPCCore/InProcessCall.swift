@@ -1,110 +1,121 @@
 import NIOCore
 
-/// One RPC of a router called in process: the request goes through the same
-/// `GRPCServerStream` (routing, message rules, cancellation, delivery callbacks) as a call from
-/// the network, and the response comes back as deframed messages and a final status.
+/// One RPC of a router called in process, by a surface that is not gRPC (the REST shim): the
+/// request goes to the method's handler as a value, after the same routing and interceptors
+/// as a gRPC call, and the handler's response parts come back as values. Nothing is
+/// serialized on the way, in either direction, for methods registered with their types.
 ///
-/// The REST shim uses it so that every route runs its RPC's own handler. The call plays the
-/// transport's part for the stream it drives: the caller's outbound queue stands in for the
-/// stream's (so a streaming handler is paced by the real client), and the caller reports when
-/// its own response was delivered or lost, which the handler hears as its stream closing.
+/// The call plays the surface's part for its handler: the caller's outbound queue stands in
+/// for a stream's (so a streaming handler is paced by the real client), and the caller
+/// reports when its own response was delivered or lost, which the handler hears as it would
+/// hear a gRPC stream closing or being reset. There is no deadline: REST requests carry none,
+/// and handlers that need one apply their own (ProcessSync's 120 s).
 ///
-/// Confined to `eventLoop`, like the stream it drives.
-public final class InProcessCall: HTTPStreamWriter {
+/// Confined to `eventLoop`.
+public final class InProcessCall: ServerCallSink {
     public let eventLoop: any EventLoop
     private let queuedBytes: () -> Int
-    private let onMessage: (ByteBuffer) -> Void
+    private let onMessage: (any RPCMessage) -> Void
     private let onEnd: (GRPCStatus) -> Void
-    private let path: String
-    /// Released when the caller closes the call, which breaks the stream <-> writer cycle.
-    private var stream: GRPCServerStream?
-    private var deframer = GRPCMessageDeframer(maxMessageSize: Int(Int32.max))
-    private var ended = false
+    private var lifecycle = CallLifecycle()
 
-    /// Prepares a call of `path`; `start` sends its request.
+    /// Prepares a call; `start` runs it.
     ///
     /// - Parameters:
     ///   - queuedBytes: the caller's response bytes not yet handed to its connection.
-    ///   - onMessage: each response message (protobuf bytes).
+    ///   - onMessage: each response message, as the handler sent it.
     ///   - onEnd: the final status, once.
     public init(
-        router: RPCRouter, configuration: GRPCServerConfiguration, path: String, eventLoop: any EventLoop,
-        queuedBytes: @escaping () -> Int, onMessage: @escaping (ByteBuffer) -> Void,
+        eventLoop: any EventLoop, queuedBytes: @escaping () -> Int, onMessage: @escaping (any RPCMessage) -> Void,
         onEnd: @escaping (GRPCStatus) -> Void
     ) {
         self.eventLoop = eventLoop
         self.queuedBytes = queuedBytes
         self.onMessage = onMessage
         self.onEnd = onEnd
-        self.path = path
-        self.stream = GRPCServerStream(router: router, configuration: configuration, writer: self)
     }
 
-    /// Sends the one request message (protobuf bytes, no gRPC prefix). The handler may answer
-    /// before this returns, so the caller keeps the call before starting it.
-    public func start(request: ByteBuffer) {
-        stream?.receiveRequest(path: path, message: request)
+    /// Calls `method` of `router` with one request message and the request's metadata. The
+    /// handler may answer before this returns, so the caller keeps the call before starting it.
+    public func start<Request, Response>(
+        router: RPCRouter, method: RPCMethod<Request, Response>, request: Request, metadata: Metadata,
+        surface: CallSurface = .rest
+    ) {
+        let routed: RoutedMethod
+        switch router.route(method.path) {
+        case .success(let found): routed = found
+        case .failure(let status): return endWithError(status)
+        }
+        var context = ServerContext(method: routed.descriptor, metadata: metadata, surface: surface)
+        if let refusal = router.interceptors.run(&context) { return endWithError(refusal) }
+        let call = ServerCall(context: context, deadline: nil, sink: self, eventLoop: eventLoop)
+        if let typed = routed.typed as? TypedHandler<Request> {
+            return typed.body(request, call)
+        }
+        // A method registered with a raw handler takes bytes.
+        var bytes = ByteBufferAllocator().buffer(capacity: 256)
+        request.serialize(into: &bytes)
+        switch routed.handler {
+        case .singleRequest(let body):
+            body(bytes, call)
+        case .requestStream(let makeObserver):
+            let observer = makeObserver(call)
+            observer.onMessage(bytes)
+            observer.onEnd()
+        }
     }
 
     /// The caller's queue drained: a streaming handler may send the next message.
     public func drained() {
-        stream?.bodyDrained()
+        guard lifecycle.hasDrainedCallbacks, queuedBytes() == 0 else { return }
+        for callback in lifecycle.takeDrainedCallbacks() { callback() }
     }
 
     /// The caller's response is over: `delivered` when all of it reached its connection, `false`
     /// when its client went away first (the handler is then cancelled, or takes back what the
     /// response handed out).
     public func close(delivered: Bool) {
-        let stream = self.stream
-        self.stream = nil
-        stream?.streamClosed(cleanly: delivered)
+        for callback in lifecycle.takeDeliveryCallbacks() { callback(delivered) }
+        guard !lifecycle.responseEnded else { return }
+        let status = GRPCStatus(.cancelled, "the client went away")
+        for callback in lifecycle.tearDown(status) { callback(status) }
     }
 
-    // MARK: - HTTPStreamWriter (driven by the stream)
-
-    public var queuedBodyBytes: Int { queuedBytes() }
-
-    public func writeHead(status: Int, headers: [HeaderField], endStream: Bool) {
-        guard status == 200 else {
-            return end(GRPCStatus(.internal, "the in-process call was refused with HTTP \(status)"))
-        }
-        if endStream { end(Self.status(in: headers)) }
-    }
-
-    public func writeBody(_ bytes: ByteBuffer) {
-        guard !ended else { return }
-        deframer.append(bytes)
-        do {
-            while let message = try deframer.next() { onMessage(message) }
-        } catch {
-            end(error.status)
-        }
-    }
-
-    public func writeEnd(trailers: [HeaderField]) {
-        end(Self.status(in: trailers))
-    }
-
-    public func reset() {
-        end(GRPCStatus(.internal, "the in-process call was reset"))
-    }
-
-    private func end(_ status: GRPCStatus) {
-        guard !ended else { return }
-        ended = true
+    private func endWithError(_ status: GRPCStatus) {
+        guard let callbacks = lifecycle.endWithError(status) else { return }
         onEnd(status)
+        for callback in callbacks { callback(status) }
     }
 
-    private static func status(in fields: [HeaderField]) -> GRPCStatus {
-        var code = GRPCStatus.Code.unknown
-        var message = ""
-        for field in fields {
-            switch field.name {
-            case "grpc-status": code = Int(field.value).map(GRPCStatus.Code.init(rawValue:)) ?? .unknown
-            case "grpc-message": message = GRPCMessageEncoding.decode(field.value)
-            default: break
-            }
+    // MARK: - ServerCallSink (the handler's ServerCall)
+
+    package func write(_ part: RPCResponsePart) -> Bool {
+        switch part {
+        case .metadata:
+            // REST answers carry no gRPC metadata.
+            return !lifecycle.responseEnded
+        case .message(let message):
+            guard !lifecycle.responseEnded else { return false }
+            onMessage(message)
+            return true
+        case .status(let status, _):
+            guard lifecycle.endResponse() else { return false }
+            onEnd(status)
+            return true
         }
-        return GRPCStatus(code, message)
+    }
+
+    package func setDeadlineStatus(_ status: GRPCStatus) {}
+
+    package func addDeliveryCallback(_ callback: @escaping @Sendable (Bool) -> Void) {
+        lifecycle.addDeliveryCallback(callback)
+    }
+
+    package func addCancelCallback(_ callback: @escaping @Sendable (GRPCStatus) -> Void) {
+        if let cancellation = lifecycle.addCancelCallback(callback) { callback(cancellation) }
+    }
+
+    package func addDrainedCallback(_ callback: @escaping @Sendable () -> Void) {
+        if !lifecycle.addDrainedCallback(callback, queuedBytes: queuedBytes()) { callback() }
     }
 }

@@ -1,7 +1,7 @@
-import NIOCore
+public import NIOCore
 
-/// How a method takes its requests. Every method of this server answers with a stream of
-/// zero or more messages through its `ServerCall`; unary methods send exactly one.
+/// How a method takes its requests off the wire. Every method of this server answers with a
+/// stream of zero or more messages through its `ServerCall`; unary methods send exactly one.
 public enum RPCHandler: Sendable {
     /// Exactly one request message (unary and server-streaming RPCs). The transport checks
     /// the count: zero or two messages are answered `UNIMPLEMENTED`, as the gRPC spec asks.
@@ -21,24 +21,66 @@ public struct RequestObserver: Sendable {
     }
 }
 
-/// Maps `/package.Service/Method` paths to handlers.
+/// A method's handler as an in-process caller reaches it: the request as a value, never
+/// serialized.
+struct TypedHandler<Request: RPCMessage>: Sendable {
+    let body: @Sendable (Request, ServerCall) -> Void
+}
+
+/// One registered method: its descriptor and its handler, as the wire needs it and (for
+/// methods registered with their types) as an in-process caller needs it.
+public struct RoutedMethod: Sendable {
+    public let descriptor: MethodDescriptor
+    public let handler: RPCHandler
+    /// A `TypedHandler<Request>`; `nil` for methods registered with a raw `RPCHandler`.
+    let typed: (any Sendable)?
+}
+
+/// Maps `/package.Service/Method` paths to handlers, and holds the interceptors every call
+/// of every surface passes through before its handler.
 public struct RPCRouter: Sendable {
-    private var methods: [String: RPCHandler] = [:]
+    private var methods: [String: RoutedMethod] = [:]
     private var services: Set<String> = []
+    /// Run in order for every call, gRPC or in process (`ServerInterceptor`).
+    public var interceptors: [any ServerInterceptor] = []
 
     public init() {}
 
+    /// Registers a method that takes its requests as bytes.
+    public mutating func register(_ descriptor: MethodDescriptor, handler: RPCHandler) {
+        methods[descriptor.path] = RoutedMethod(descriptor: descriptor, handler: handler, typed: nil)
+        services.insert(descriptor.service)
+    }
+
     public mutating func register(service: String, method: String, handler: RPCHandler) {
-        methods["/\(service)/\(method)"] = handler
-        services.insert(service)
+        register(MethodDescriptor(service: service, method: method), handler: handler)
+    }
+
+    /// Registers a method that takes one request message. The gRPC surface decodes it before
+    /// `body` runs (a request that does not decode ends the call with `INVALID_ARGUMENT`); an
+    /// in-process caller hands it over as it is.
+    public mutating func register<Request, Response>(
+        _ method: RPCMethod<Request, Response>, _ body: @escaping @Sendable (Request, ServerCall) -> Void
+    ) {
+        let wire = RPCHandler.singleRequest { bytes, call in
+            let request: Request
+            do {
+                request = try Request(serializedBytes: bytes)
+            } catch {
+                return call.finish(GRPCStatus(.invalidArgument, "cannot decode the request: \(error)"))
+            }
+            body(request, call)
+        }
+        methods[method.path] = RoutedMethod(descriptor: method.descriptor, handler: wire, typed: TypedHandler(body: body))
+        services.insert(method.descriptor.service)
     }
 
     public var serviceNames: Set<String> { services }
 
-    /// The handler for `path`, or the `UNIMPLEMENTED` status that tells the caller whether the
+    /// The method at `path`, or the `UNIMPLEMENTED` status that tells the caller whether the
     /// service or only the method is unknown.
-    public func route(_ path: String) -> Result<RPCHandler, GRPCStatus> {
-        if let handler = methods[path] { return .success(handler) }
+    public func route(_ path: String) -> Result<RoutedMethod, GRPCStatus> {
+        if let method = methods[path] { return .success(method) }
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0].isEmpty, !parts[1].isEmpty, !parts[2].isEmpty else {
             return .failure(GRPCStatus(.unimplemented, "malformed method path '\(path)'"))

@@ -1,71 +1,80 @@
 import NIOCore
 
-/// A handler's view of one RPC: what was asked (path, metadata, deadline) and how to answer.
+/// A handler's view of one RPC: what was asked (method, metadata, caller, deadline) and how to
+/// answer. The answer goes out as response parts (`RPCResponsePart`) to whichever surface the
+/// call came from: a gRPC stream encodes them, an in-process call (the REST shim) takes the
+/// messages as values.
 ///
 /// Every method may be called from any thread; work hops to the call's event loop, in call
 /// order. Once the call has finished (by the handler, its deadline, or the client's
 /// cancellation) further sends are ignored, and `finish` reports `false` to its callback.
 public final class ServerCall: Sendable {
-    /// `/package.Service/Method`.
-    public let path: String
-    /// The request's non-pseudo headers, including application metadata.
-    public let requestMetadata: Metadata
+    /// The method, the request metadata, the surface and the caller.
+    public let context: ServerContext
     /// When the client stops waiting (from `grpc-timeout`), if it said.
     public let deadline: NIODeadline?
     public let eventLoop: any EventLoop
-    private let stream: NIOLoopBound<GRPCServerStream>
+    private let sink: NIOLoopBound<any ServerCallSink>
 
-    init(path: String, requestMetadata: Metadata, deadline: NIODeadline?, stream: GRPCServerStream, eventLoop: any EventLoop) {
-        self.path = path
-        self.requestMetadata = requestMetadata
+    package init(context: ServerContext, deadline: NIODeadline?, sink: any ServerCallSink, eventLoop: any EventLoop) {
+        self.context = context
         self.deadline = deadline
         self.eventLoop = eventLoop
-        self.stream = NIOLoopBound(stream, eventLoop: eventLoop)
+        self.sink = NIOLoopBound(sink, eventLoop: eventLoop)
     }
+
+    /// `/package.Service/Method`.
+    public var path: String { context.method.path }
+    /// The request's metadata (gRPC metadata, or the REST request's headers).
+    public var requestMetadata: Metadata { context.metadata }
+    /// Who is calling, when an interceptor authenticated the call.
+    public var caller: CallerIdentity? { context.caller }
 
     /// Sends response headers now rather than with the first message.
     public func sendInitialMetadata(_ metadata: Metadata) {
-        onLoop { $0.sendInitialMetadata(metadata) }
+        onLoop { _ = $0.write(.metadata(metadata)) }
     }
 
     /// Queues one response message.
-    public func send(_ message: GRPCFramedMessage) {
-        onLoop { $0.sendMessage(message) }
+    public func send(_ message: some RPCMessage) {
+        let part = RPCResponsePart.message(message)
+        onLoop { _ = $0.write(part) }
     }
 
-    /// Queues one response message given as protobuf bytes without the gRPC prefix.
+    /// Queues one response message given as its serialized bytes.
     public func send(_ message: ByteBuffer) {
-        send(GRPCFramedMessage(message: message))
+        send(SerializedMessage(message))
     }
 
     /// Ends the call with `status`. `onComplete` learns whether the whole response reached
-    /// the connection, so a caller that handed something out (a task lease) can take it back
+    /// the client, so a caller that handed something out (a task lease) can take it back
     /// when the client reset the stream or went away before it was written.
     public func finish(_ status: GRPCStatus, trailers: Metadata = Metadata(), onComplete: (@Sendable (Bool) -> Void)? = nil) {
-        onLoop { stream in
-            let accepted = stream.finish(status, trailers: trailers)
-            Self.report(accepted, on: stream, to: onComplete)
+        onLoop { sink in
+            let accepted = sink.write(.status(status, trailers))
+            Self.report(accepted, on: sink, to: onComplete)
         }
-    }
-
-    /// Sends the one message of a unary call (protobuf bytes without the gRPC prefix) and ends
-    /// it with OK; `onComplete` as for `finish`.
-    public func respond(_ message: ByteBuffer, trailers: Metadata = Metadata(), onComplete: (@Sendable (Bool) -> Void)? = nil) {
-        respond(GRPCFramedMessage(message: message), trailers: trailers, onComplete: onComplete)
     }
 
     /// Sends the one message of a unary call and ends it with OK; `onComplete` as for `finish`.
-    public func respond(_ message: GRPCFramedMessage, trailers: Metadata = Metadata(), onComplete: (@Sendable (Bool) -> Void)? = nil) {
-        onLoop { stream in
-            let accepted = stream.sendMessage(message) && stream.finish(.ok, trailers: trailers)
-            Self.report(accepted, on: stream, to: onComplete)
+    public func respond(_ message: some RPCMessage, trailers: Metadata = Metadata(), onComplete: (@Sendable (Bool) -> Void)? = nil) {
+        let part = RPCResponsePart.message(message)
+        onLoop { sink in
+            let accepted = sink.write(part) && sink.write(.status(.ok, trailers))
+            Self.report(accepted, on: sink, to: onComplete)
         }
     }
 
-    private static func report(_ accepted: Bool, on stream: GRPCServerStream, to onComplete: (@Sendable (Bool) -> Void)?) {
+    /// Sends the one message of a unary call, given as its serialized bytes, and ends it with
+    /// OK; `onComplete` as for `finish`.
+    public func respond(_ message: ByteBuffer, trailers: Metadata = Metadata(), onComplete: (@Sendable (Bool) -> Void)? = nil) {
+        respond(SerializedMessage(message), trailers: trailers, onComplete: onComplete)
+    }
+
+    private static func report(_ accepted: Bool, on sink: any ServerCallSink, to onComplete: (@Sendable (Bool) -> Void)?) {
         guard let onComplete else { return }
         if accepted {
-            stream.addDeliveryCallback(onComplete)
+            sink.addDeliveryCallback(onComplete)
         } else {
             onComplete(false)
         }
@@ -78,8 +87,8 @@ public final class ServerCall: Sendable {
     }
 
     /// Runs `body` once if the call ends without the handler finishing it: the client
-    /// cancelled (RST_STREAM), the deadline passed, or the connection closed. Runs at once when
-    /// that already happened.
+    /// cancelled (RST_STREAM, or a REST client went away), the deadline passed, or the
+    /// connection closed. Runs at once when that already happened.
     public func onCancel(_ body: @escaping @Sendable (GRPCStatus) -> Void) {
         onLoop { $0.addCancelCallback(body) }
     }
@@ -90,12 +99,12 @@ public final class ServerCall: Sendable {
         onLoop { $0.addDrainedCallback(body) }
     }
 
-    private func onLoop(_ body: @escaping @Sendable (GRPCServerStream) -> Void) {
+    private func onLoop(_ body: @escaping @Sendable (any ServerCallSink) -> Void) {
         if eventLoop.inEventLoop {
-            body(stream.value)
+            body(sink.value)
         } else {
-            let stream = self.stream
-            eventLoop.execute { body(stream.value) }
+            let sink = self.sink
+            eventLoop.execute { body(sink.value) }
         }
     }
 }

@@ -85,7 +85,7 @@ extension HTTPClientError {
         case .responseTooLarge: SwaplineClientError(code: .resourceExhausted, message: description)
         case .cancelled: SwaplineClientError(code: .cancelled, message: "the call was cancelled")
         case .transport(let detail): SwaplineClientError(code: .unavailable, message: detail)
-        case .clientShutDown: SwaplineClientError(code: .unavailable, message: description)
+        case .clientShutDown, .refusedAddress: SwaplineClientError(code: .unavailable, message: description)
         }
     }
 }

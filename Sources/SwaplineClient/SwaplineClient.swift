@@ -1,6 +1,6 @@
 public import CurlHTTP
 import NIOCore
-import RPCCore
+public import RPCCore
 public import SwaplineMessages
 
 /// Typed client of a Swapline server: every RPC of `TaskService` and `ConsumerService`, spoken
@@ -10,6 +10,9 @@ public import SwaplineMessages
 ///
 /// An `https://` server's certificate is always verified, against the system's trust store or
 /// only against `caFile`; a server that fails verification is UNAVAILABLE, with the reason.
+///
+/// Each call sends `metadata` (given once, e.g. the `authorization` bearer token) followed by
+/// the call's own `metadata` argument.
 public final class SwaplineClient: Sendable {
     /// Base URL of the server, e.g. `http://127.0.0.1:50051` or `https://swapline.example.com`.
     public let serverURL: String
@@ -19,59 +22,83 @@ public final class SwaplineClient: Sendable {
     /// `HOST:PORT` to connect to instead of the URL's host and port, which stay what the
     /// certificate is checked against (`swapline serve --workers` reaching its own port).
     public let connectTo: String?
+    /// Sent with every call.
+    public let metadata: Metadata
     private let http: CurlHTTPClient
     private let maxMessageSize = 4 * 1024 * 1024
 
-    public init(serverURL: String, caFile: String? = nil, connectTo: String? = nil, http: CurlHTTPClient = CurlHTTPClient()) {
+    public init(
+        serverURL: String, caFile: String? = nil, connectTo: String? = nil, http: CurlHTTPClient = CurlHTTPClient(),
+        metadata: Metadata = Metadata()
+    ) {
         self.serverURL = serverURL.hasSuffix("/") ? String(serverURL.dropLast()) : serverURL
         self.caFile = caFile
         self.connectTo = connectTo
         self.http = http
+        self.metadata = metadata
+    }
+
+    /// A client of the same server that sends `Authorization: Bearer token` with every call
+    /// (after any other metadata it sends).
+    public convenience init(
+        serverURL: String, caFile: String? = nil, connectTo: String? = nil, http: CurlHTTPClient = CurlHTTPClient(),
+        bearerToken: String?
+    ) {
+        var metadata = Metadata()
+        if let bearerToken, !bearerToken.isEmpty { metadata.append("authorization", "Bearer \(bearerToken)") }
+        self.init(serverURL: serverURL, caFile: caFile, connectTo: connectTo, http: http, metadata: metadata)
     }
 
     public func createTask(
-        _ request: Swapline_V1_CreateTaskRequest, timeout: Duration = .seconds(30)
+        _ request: Swapline_V1_CreateTaskRequest, timeout: Duration = .seconds(30), metadata: Metadata = Metadata()
     ) async throws(SwaplineClientError) -> Swapline_V1_Task {
-        try await unary("/swapline.v1.TaskService/CreateTask", request, timeout: timeout)
+        try await unary(Swapline_V1_TaskService.createTask, request, timeout: timeout, metadata: metadata)
     }
 
     /// Runs a job to completion; `timeout` is also how long the server waits for it.
     public func processSync(
-        _ request: Swapline_V1_ProcessSyncRequest, timeout: Duration = .seconds(120)
+        _ request: Swapline_V1_ProcessSyncRequest, timeout: Duration = .seconds(120), metadata: Metadata = Metadata()
     ) async throws(SwaplineClientError) -> Swapline_V1_FaceSwapResponse {
-        try await unary("/swapline.v1.TaskService/ProcessSync", request, timeout: timeout)
+        try await unary(Swapline_V1_TaskService.processSync, request, timeout: timeout, metadata: metadata)
     }
 
-    public func getTask(id: String, timeout: Duration = .seconds(30)) async throws(SwaplineClientError) -> Swapline_V1_Task {
-        try await unary("/swapline.v1.TaskService/GetTask", Swapline_V1_GetTaskRequest(taskID: id), timeout: timeout)
+    public func getTask(
+        id: String, timeout: Duration = .seconds(30), metadata: Metadata = Metadata()
+    ) async throws(SwaplineClientError) -> Swapline_V1_Task {
+        try await unary(Swapline_V1_TaskService.getTask, Swapline_V1_GetTaskRequest(taskID: id), timeout: timeout, metadata: metadata)
     }
 
-    public func cancelTask(id: String, timeout: Duration = .seconds(30)) async throws(SwaplineClientError) -> Swapline_V1_Task {
-        try await unary("/swapline.v1.TaskService/CancelTask", Swapline_V1_CancelTaskRequest(taskID: id), timeout: timeout)
+    public func cancelTask(
+        id: String, timeout: Duration = .seconds(30), metadata: Metadata = Metadata()
+    ) async throws(SwaplineClientError) -> Swapline_V1_Task {
+        try await unary(
+            Swapline_V1_TaskService.cancelTask, Swapline_V1_CancelTaskRequest(taskID: id), timeout: timeout, metadata: metadata)
     }
 
     /// The task's events: its current state first, then each change, ending after a terminal state.
-    public func watchTask(id: String) -> GRPCResponseStream<Swapline_V1_TaskEvent> {
-        call("/swapline.v1.TaskService/WatchTask", Swapline_V1_WatchTaskRequest(taskID: id), timeout: nil)
+    public func watchTask(id: String, metadata: Metadata = Metadata()) -> GRPCResponseStream<Swapline_V1_TaskEvent> {
+        call(Swapline_V1_TaskService.watchTask, Swapline_V1_WatchTaskRequest(taskID: id), timeout: nil, metadata: metadata)
     }
 
     /// Long-polls for a task; the call's deadline allows for the server-side wait.
-    public func fetchTask(_ request: Swapline_V1_FetchTaskRequest) async throws(SwaplineClientError) -> Swapline_V1_FetchTaskResponse {
+    public func fetchTask(
+        _ request: Swapline_V1_FetchTaskRequest, metadata: Metadata = Metadata()
+    ) async throws(SwaplineClientError) -> Swapline_V1_FetchTaskResponse {
         try await unary(
-            "/swapline.v1.ConsumerService/FetchTask", request,
-            timeout: .milliseconds(Int64(request.waitMs)) + .seconds(10))
+            Swapline_V1_ConsumerService.fetchTask, request,
+            timeout: .milliseconds(Int64(request.waitMs)) + .seconds(10), metadata: metadata)
     }
 
     public func updateStatus(
-        _ request: Swapline_V1_UpdateStatusRequest, timeout: Duration = .seconds(30)
+        _ request: Swapline_V1_UpdateStatusRequest, timeout: Duration = .seconds(30), metadata: Metadata = Metadata()
     ) async throws(SwaplineClientError) -> Swapline_V1_Task {
-        try await unary("/swapline.v1.ConsumerService/UpdateStatus", request, timeout: timeout)
+        try await unary(Swapline_V1_ConsumerService.updateStatus, request, timeout: timeout, metadata: metadata)
     }
 
     private func unary<Request: ProtoMessage, Response: ProtoMessage>(
-        _ path: String, _ request: Request, timeout: Duration
+        _ method: RPCMethod<Request, Response>, _ request: Request, timeout: Duration, metadata: Metadata
     ) async throws(SwaplineClientError) -> Response {
-        var responses = call(path, request, timeout: timeout, as: Response.self).makeAsyncIterator()
+        var responses = call(method, request, timeout: timeout, metadata: metadata).makeAsyncIterator()
         let response: Response?
         do {
             response = try await responses.next()
@@ -87,9 +114,11 @@ public final class SwaplineClient: Sendable {
     }
 
     private func call<Request: ProtoMessage, Response: ProtoMessage>(
-        _ path: String, _ request: Request, timeout: Duration?, as: Response.Type = Response.self
+        _ method: RPCMethod<Request, Response>, _ request: Request, timeout: Duration?, metadata callMetadata: Metadata
     ) -> GRPCResponseStream<Response> {
         var headers = HTTPHeaders([("content-type", "application/grpc"), ("te", "trailers")])
+        for entry in metadata where Metadata.isApplicationMetadata(entry.name) { headers.add(name: entry.name, value: entry.value) }
+        for entry in callMetadata where Metadata.isApplicationMetadata(entry.name) { headers.add(name: entry.name, value: entry.value) }
         var transportTimeout: Duration?
         if let timeout {
             let (seconds, attoseconds) = timeout.components
@@ -101,7 +130,7 @@ public final class SwaplineClient: Sendable {
         var body = ByteBufferAllocator().buffer(capacity: 256)
         GRPCMessageFramer.frame(into: &body) { request.encode(into: &$0) }
         let httpRequest = HTTPRequest(
-            method: .post, url: serverURL + path, headers: headers, body: Array(buffer: body),
+            method: .post, url: serverURL + method.path, headers: headers, body: Array(buffer: body),
             version: .http2PriorKnowledge, connectTimeout: .seconds(5), totalTimeout: transportTimeout,
             maxResponseBytes: .max, caFile: caFile, connectTo: connectTo)
         return GRPCResponseStream(parts: http.stream(httpRequest), maxMessageSize: maxMessageSize)

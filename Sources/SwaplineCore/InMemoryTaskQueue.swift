@@ -20,7 +20,9 @@ public final class InMemoryTaskQueue: TaskQueue {
 
     public func create(_ task: TaskRecord, completion: @escaping Completion<CreateOutcome>) {
         let outcome: CreateOutcome = state.withLock { state in
-            if let key = task.idempotencyKey, let id = state.idempotency[key], let earlier = state.tasks[id] {
+            if let key = task.idempotencyKey, let id = state.idempotency[InMemoryQueueState.OwnedKey(owner: task.owner, key: key)],
+                let earlier = state.tasks[id]
+            {
                 return .existing(earlier)
             }
             commit(&state, task)
@@ -154,8 +156,14 @@ struct InMemoryQueueState {
         var taskID: String
     }
 
+    /// An idempotency key within its owner's tasks.
+    struct OwnedKey: Hashable {
+        var owner: String
+        var key: String
+    }
+
     var tasks: [String: TaskRecord] = [:]
-    var idempotency: [String: String] = [:]
+    var idempotency: [OwnedKey: String] = [:]
     /// PENDING tasks per workflow, in fetch order.
     var pending: [String: PriorityHeap<PendingEntry>] = [:]
     var leaseExpiries = PriorityHeap<LeaseEntry> { $0.expiresAtMs < $1.expiresAtMs }
@@ -165,7 +173,7 @@ struct InMemoryQueueState {
     /// Stores `task` and adds it to the index its state belongs in.
     mutating func store(_ task: TaskRecord) {
         tasks[task.taskID] = task
-        if let key = task.idempotencyKey { idempotency[key] = task.taskID }
+        if let key = task.idempotencyKey { idempotency[OwnedKey(owner: task.owner, key: key)] = task.taskID }
         switch task.state {
         case .pending:
             pending[task.workflow, default: PriorityHeap { TaskRules.precedes($0.key, $1.key) }].push(
@@ -181,7 +189,9 @@ struct InMemoryQueueState {
 
     mutating func forget(_ task: TaskRecord) {
         tasks[task.taskID] = nil
-        if let key = task.idempotencyKey, idempotency[key] == task.taskID { idempotency[key] = nil }
+        if let key = task.idempotencyKey, idempotency[OwnedKey(owner: task.owner, key: key)] == task.taskID {
+            idempotency[OwnedKey(owner: task.owner, key: key)] = nil
+        }
     }
 
     /// The first PENDING task of `workflows` in fetch order.

@@ -2,7 +2,9 @@ import Synchronization
 
 /// Unique identifiers that sort by creation time: 48 bits of milliseconds and 80 random bits
 /// in Crockford base32 (the ULID layout), 26 characters. Within one millisecond the random
-/// part is incremented, so ids made by one generator sort in creation order.
+/// part grows by a random step of up to 2^40 (from the system's CSPRNG), so ids made by one
+/// generator sort in creation order and yet one id does not tell the next: a task id never
+/// leads to another task's id.
 public final class SortableIDGenerator: Sendable {
     private struct State {
         var lastMs: Int64 = -1
@@ -24,8 +26,11 @@ public final class SortableIDGenerator: Sendable {
                 state.high = random.next()
                 state.low = random.next()
             } else {
-                // Same (or earlier: the clock stepped back) millisecond: keep order by counting up.
-                let (low, overflow) = state.low.addingReportingOverflow(1)
+                // Same (or earlier: the clock stepped back) millisecond: keep order by counting up,
+                // by an unpredictable step.
+                var random = SystemRandomNumberGenerator()
+                let step = UInt64.random(in: 1...(1 << 40), using: &random)
+                let (low, overflow) = state.low.addingReportingOverflow(step)
                 state.low = low
                 if overflow { state.high &+= 1 }
             }

@@ -25,8 +25,9 @@ public enum CreateOutcome: Sendable, Equatable {
 public protocol TaskQueue: Sendable {
     typealias Completion<T> = @Sendable (Result<T, TaskError>) -> Void
 
-    /// Stores `task` (PENDING, version 1), unless its idempotency key names a stored task:
-    /// that one is answered and `task` is dropped.
+    /// Stores `task` (PENDING, version 1), unless its idempotency key names a stored task of
+    /// the same owner: that one is answered and `task` is dropped. Keys of different owners
+    /// never meet.
     func create(_ task: TaskRecord, completion: @escaping Completion<CreateOutcome>)
 
     /// Leases the first PENDING task of `workflows` (never empty) in fetch order

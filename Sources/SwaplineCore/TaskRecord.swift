@@ -94,7 +94,11 @@ public struct TaskRecord: Sendable, Hashable {
     public var attempt: Int32
     /// Higher is fetched first.
     public var priority: Int32
+    /// Unique among the tasks of one `owner` (`TaskQueue.create`).
     public var idempotencyKey: String?
+    /// Who created the task: the subject of the client token (`CallerIdentity.subject`), or
+    /// empty when the server checked no token. Set at creation, never changed.
+    public var owner: String
     public var lease: Lease?
     public var version: Int64
 
@@ -102,7 +106,7 @@ public struct TaskRecord: Sendable, Hashable {
         taskID: String, workflow: String, environment: String, targetPort: Int32, params: FaceSwapParameters,
         state: TaskState, sourceChannel: String, createdAtMs: Int64, updatedAtMs: Int64, progress: Float = 0,
         error: String = "", output: TaskOutput? = nil, attempt: Int32 = 0, priority: Int32 = 0,
-        idempotencyKey: String? = nil, lease: Lease? = nil, version: Int64 = 1
+        idempotencyKey: String? = nil, owner: String = "", lease: Lease? = nil, version: Int64 = 1
     ) {
         self.taskID = taskID
         self.workflow = workflow
@@ -119,6 +123,7 @@ public struct TaskRecord: Sendable, Hashable {
         self.attempt = attempt
         self.priority = priority
         self.idempotencyKey = idempotencyKey
+        self.owner = owner
         self.lease = lease
         self.version = version
     }

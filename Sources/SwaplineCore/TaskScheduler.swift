@@ -10,6 +10,9 @@ public struct SchedulerConfiguration: Sendable {
     public var maxFetchWaitMs: Int64 = 30_000
     /// Workflows tasks may be created for.
     public var workflows: Set<String> = ["face_swap"]
+    /// Which source and target URLs CreateTask and ProcessSync accept (`--allow-private-urls`,
+    /// `--url-allow-host`, `--url-deny-host`); the worker checks them again when it connects.
+    public var urlPolicy = URLPolicy()
 
     public init() {}
 }
@@ -20,12 +23,17 @@ public struct CreateTaskCommand: Sendable {
     public var params: FaceSwapParameters
     public var idempotencyKey: String
     public var priority: Int32
+    /// The creating client (`TaskRecord.owner`); empty when no token was checked.
+    public var owner: String
 
-    public init(workflow: String = "", params: FaceSwapParameters, idempotencyKey: String = "", priority: Int32 = 0) {
+    public init(
+        workflow: String = "", params: FaceSwapParameters, idempotencyKey: String = "", priority: Int32 = 0, owner: String = ""
+    ) {
         self.workflow = workflow
         self.params = params
         self.idempotencyKey = idempotencyKey
         self.priority = priority
+        self.owner = owner
     }
 }
 
@@ -113,7 +121,7 @@ public final class TaskScheduler: Sendable {
             return completion(.failure(TaskError(.invalidArgument, "workflow '\(workflow)' is not served here (one of: \(known))")))
         }
         let params: FaceSwapParameters
-        switch TaskValidation.faceSwapParameters(command.params) {
+        switch TaskValidation.faceSwapParameters(command.params, policy: configuration.urlPolicy) {
         case .success(let resolved): params = resolved
         case .failure(let error): return completion(.failure(error))
         }
@@ -122,7 +130,8 @@ public final class TaskScheduler: Sendable {
         let task = TaskRecord(
             taskID: "task_" + ids.next(), workflow: workflow, environment: workflow, targetPort: origin.targetPort,
             params: params, state: .pending, sourceChannel: origin.sourceChannel, createdAtMs: now, updatedAtMs: now,
-            priority: command.priority, idempotencyKey: command.idempotencyKey.isEmpty ? nil : command.idempotencyKey)
+            priority: command.priority, idempotencyKey: command.idempotencyKey.isEmpty ? nil : command.idempotencyKey,
+            owner: command.owner)
         queue.create(task) { result in completion(result.map(\.task)) }
     }
 

@@ -1,11 +1,13 @@
 public import NIOCore
+public import RPCCore
 
 /// A protobuf message with a plain Swift value representation.
 ///
 /// Conforming types are the `Swapline_V1_*`, `Grpc_Health_V1_*` and `Grpc_Testing_*` structs
 /// of this module; their wire format is defined by the schemas in `proto/` and produced by
-/// the protobuf-c code in `CSwaplineProto`.
-public protocol ProtoMessage: Sendable {
+/// the protobuf-c code in `CSwaplineProto`. As `RPCMessage`s they are what methods take and
+/// answer: serialized on the gRPC surface, handed over as values in process.
+public protocol ProtoMessage: RPCMessage {
     /// Decodes protobuf wire bytes. Throws ProtoDecodingError for malformed input, never crashes.
     init(protobufBytes bytes: ByteBuffer) throws(ProtoDecodingError)
     /// Appends the protobuf encoding of self to `buffer`.
@@ -26,6 +28,14 @@ public struct ProtoDecodingError: Error, Sendable, Equatable, CustomStringConver
 }
 
 extension ProtoMessage {
+    public init(serializedBytes bytes: ByteBuffer) throws {
+        try self.init(protobufBytes: bytes)
+    }
+
+    public func serialize(into buffer: inout ByteBuffer) {
+        encode(into: &buffer)
+    }
+
     /// The protobuf encoding of self in a new buffer.
     public func serializedBuffer() -> ByteBuffer {
         var buffer = ByteBufferAllocator().buffer(capacity: 0)

@@ -144,7 +144,9 @@ public final class PostgresTaskQueue: TaskTransfer {
             }
             if let key = task.idempotencyKey,
                 let existing = try await Self.first(
-                    connection.query("SELECT row_to_json(t)::text FROM swapline_tasks t WHERE idempotency_key = \(key)", logger: logger))
+                    connection.query(
+                        "SELECT row_to_json(t)::text FROM swapline_tasks t WHERE owner = \(task.owner) AND idempotency_key = \(key)",
+                        logger: logger))
             {
                 return .success(.existing(existing))
             }

@@ -34,7 +34,7 @@ enum PostgresTaskRows {
             """
     }
 
-    /// Inserts a new task unless its id or idempotency key is taken; answers its id when it
+    /// Inserts a new task unless its id or its owner's idempotency key is taken; answers its id when it
     /// went in, no row when it did not.
     static func insertNew(_ record: TaskRecord) -> PostgresQuery {
         insert(record, onConflict: "ON CONFLICT DO NOTHING RETURNING task_id")
@@ -52,7 +52,7 @@ enum PostgresTaskRows {
             storage_provider = excluded.storage_provider, attempt = excluded.attempt, priority = excluded.priority,
             idempotency_key = excluded.idempotency_key, lease_id = excluded.lease_id,
             lease_consumer = excluded.lease_consumer, lease_expires_at = excluded.lease_expires_at,
-            version = excluded.version
+            version = excluded.version, owner = excluded.owner
         WHERE swapline_tasks.version < excluded.version
         """
 
@@ -67,7 +67,7 @@ enum PostgresTaskRows {
                 task_id, workflow, environment, target_port, source_url, target_url, resolution, model, options,
                 state, source_channel, created_at, updated_at, progress, error, output_url, outputs, processing_time,
                 job_id, storage_provider, attempt, priority, idempotency_key, lease_id, lease_consumer, lease_expires_at,
-                version)
+                version, owner)
             VALUES (
                 \(record.taskID), \(record.workflow), \(record.environment), \(record.targetPort),
                 \(record.params.sourceURL), \(record.params.targetURL), \(record.params.resolution), \(record.params.model),
@@ -75,7 +75,7 @@ enum PostgresTaskRows {
                 \(record.updatedAtMs), \(progress), \(record.error), \(output?.outputURL), \(outputs)::jsonb,
                 \(output?.processingTime), \(output?.jobID), \(output?.storageProvider), \(record.attempt),
                 \(record.priority), \(record.idempotencyKey), \(lease?.id), \(lease?.consumerID), \(lease?.expiresAtMs),
-                \(record.version))
+                \(record.version), \(record.owner))
             \(unescaped: conflictClause)
             """
     }
@@ -117,7 +117,7 @@ enum PostgresTaskRows {
             case createdAt = "created_at", updatedAt = "updated_at", progress, error, outputUrl = "output_url", outputs
             case processingTime = "processing_time", jobId = "job_id", storageProvider = "storage_provider", attempt
             case priority, idempotencyKey = "idempotency_key", leaseId = "lease_id", leaseConsumer = "lease_consumer"
-            case leaseExpiresAt = "lease_expires_at", version
+            case leaseExpiresAt = "lease_expires_at", version, owner
         }
 
         var taskId: String
@@ -147,6 +147,7 @@ enum PostgresTaskRows {
         var leaseConsumer: String?
         var leaseExpiresAt: Int64?
         var version: Int64
+        var owner: String?
 
         var record: TaskRecord {
             let output = outputUrl.map { url in
@@ -161,7 +162,7 @@ enum PostgresTaskRows {
                     sourceURL: sourceUrl, targetURL: targetUrl, resolution: resolution, model: model, options: options),
                 state: TaskState(rawValue: state) ?? .failed, sourceChannel: sourceChannel, createdAtMs: createdAt,
                 updatedAtMs: updatedAt, progress: Float(progress), error: error, output: output, attempt: attempt,
-                priority: priority, idempotencyKey: idempotencyKey, lease: lease, version: version)
+                priority: priority, idempotencyKey: idempotencyKey, owner: owner ?? "", lease: lease, version: version)
         }
     }
 }

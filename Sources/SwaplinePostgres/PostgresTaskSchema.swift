@@ -88,7 +88,17 @@ enum PostgresTaskSchema {
             CREATE TRIGGER swapline_tasks_changed AFTER INSERT OR UPDATE ON swapline_tasks
                 FOR EACH ROW EXECUTE FUNCTION swapline_notify_task_change()
             """,
-        ]
+        ],
+        // Tenancy: a task belongs to the client token that created it ('' when the server
+        // checked no token), and idempotency keys are unique per owner.
+        [
+            "ALTER TABLE swapline_tasks ADD COLUMN owner text NOT NULL DEFAULT ''",
+            "DROP INDEX swapline_tasks_by_idempotency_key",
+            """
+            CREATE UNIQUE INDEX swapline_tasks_by_owner_and_idempotency_key ON swapline_tasks (owner, idempotency_key)
+                WHERE idempotency_key IS NOT NULL
+            """,
+        ],
     ]
 
     /// Brings the database's schema up to date; refuses a schema newer than this build.

@@ -5,16 +5,16 @@ import SwaplineMessages
 
 /// swapline.v1.ConsumerService: what workers call.
 struct ConsumerService {
-    static let name = "swapline.v1.ConsumerService"
+    static let name = Swapline_V1_ConsumerService.name
 
     let scheduler: TaskScheduler
 
     func register(in router: inout RPCRouter) {
         let scheduler = self.scheduler
-        router.register(service: Self.name, method: "FetchTask", request: Swapline_V1_FetchTaskRequest.self) { request, call in
+        router.register(Swapline_V1_ConsumerService.fetchTask) { request, call in
             Self.fetch(request, scheduler: scheduler, call: call)
         }
-        router.register(service: Self.name, method: "UpdateStatus", request: Swapline_V1_UpdateStatusRequest.self) { request, call in
+        router.register(Swapline_V1_ConsumerService.updateStatus) { request, call in
             guard !request.taskID.isEmpty else {
                 return call.finish(GRPCStatus(.invalidArgument, "task_id is required"))
             }

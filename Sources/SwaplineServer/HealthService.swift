@@ -7,7 +7,7 @@ import SwaplineMessages
 /// It also answers NOT_SERVING while the queue backend cannot reach its storage (a shared
 /// database that is down); `refreshStoreReachability` tells watchers when that changes.
 final class HealthService: Sendable {
-    static let name = "grpc.health.v1.Health"
+    static let name = Grpc_Health_V1_Health.name
 
     private struct State {
         var isShuttingDown = false
@@ -29,13 +29,13 @@ final class HealthService: Sendable {
     }
 
     func register(in router: inout RPCRouter) {
-        router.register(service: Self.name, method: "Check", request: Grpc_Health_V1_HealthCheckRequest.self) { [self] request, call in
+        router.register(Grpc_Health_V1_Health.check) { [self] request, call in
             guard services.contains(request.service) else {
                 return call.finish(GRPCStatus(.notFound, "unknown service '\(request.service)'"))
             }
             call.reply(Grpc_Health_V1_HealthCheckResponse(status: currentStatus(request.service)))
         }
-        router.register(service: Self.name, method: "Watch", request: Grpc_Health_V1_HealthCheckRequest.self) { [self] request, call in
+        router.register(Grpc_Health_V1_Health.watch) { [self] request, call in
             let reachable = isStoreReachable()
             let (id, serving) = state.withLock { state -> (Int, Bool) in
                 state.nextWatcher += 1

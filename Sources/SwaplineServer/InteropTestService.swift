@@ -7,16 +7,16 @@ import SwaplineMessages
 /// interop cases can be run against this transport. `UnimplementedCall` is deliberately not
 /// registered: the `unimplemented_method` case expects UNIMPLEMENTED for it.
 struct InteropTestService {
-    static let name = "grpc.testing.TestService"
+    static let name = Grpc_Testing_TestService.name
     static let echoInitialKey = "x-grpc-test-echo-initial"
     static let echoTrailingKey = "x-grpc-test-echo-trailing-bin"
 
     func register(in router: inout RPCRouter) {
-        router.register(service: Self.name, method: "EmptyCall", request: Grpc_Testing_Empty.self) { _, call in
+        router.register(Grpc_Testing_TestService.emptyCall) { _, call in
             Self.echoInitialMetadata(call)
             call.reply(Grpc_Testing_Empty(), trailers: Self.echoedTrailers(call))
         }
-        router.register(service: Self.name, method: "UnaryCall", request: Grpc_Testing_SimpleRequest.self) { request, call in
+        router.register(Grpc_Testing_TestService.unaryCall) { request, call in
             Self.echoInitialMetadata(call)
             if request.expectCompressed == true {
                 return call.finish(GRPCStatus(.invalidArgument, "expected a compressed request; this server does not compress"))
@@ -27,13 +27,13 @@ struct InteropTestService {
             let response = Grpc_Testing_SimpleResponse(payload: Self.payload(size: request.responseSize))
             call.reply(response, trailers: Self.echoedTrailers(call))
         }
-        router.register(service: Self.name, method: "StreamingOutputCall", request: Grpc_Testing_StreamingOutputCallRequest.self) { request, call in
+        router.register(Grpc_Testing_TestService.streamingOutputCall) { request, call in
             Self.echoInitialMetadata(call)
             Self.stream(request.responseParameters, on: call) {
                 Self.finish(call, status: request.responseStatus)
             }
         }
-        router.register(service: Self.name, method: "FullDuplexCall", handler: .requestStream { call in
+        router.register(Grpc_Testing_TestService.fullDuplexCall, handler: .requestStream { call in
             Self.echoInitialMetadata(call)
             // Requests are answered in order: each one's responses go out before the next one's.
             let backlog = Mutex<(busy: Bool, queued: [Grpc_Testing_StreamingOutputCallRequest], ended: Bool)>((false, [], false))

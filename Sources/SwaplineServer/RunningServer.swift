@@ -34,9 +34,17 @@ public final class RunningServer: Sendable {
 
     /// Serves `queue` (an in-memory queue when `nil`); the server closes it at shutdown.
     public static func start(configuration: ServerConfiguration, queue: (any TaskQueue)? = nil, logger: Logger) async throws -> RunningServer {
+        if configuration.accessTokens.isEmpty, !configuration.allowsOpenAccessOffLoopback, !isLoopback(configuration.host) {
+            await queue?.close()
+            throw ServerStartError(
+                "refusing to serve \(configuration.host) without access control: configure tokens (SWAPLINE_AUTH_TOKENS or --auth-tokens-file), bind a loopback address, or pass --insecure (docs/security.md)")
+        }
         let queue = queue ?? InMemoryTaskQueue(rules: TaskRules(configuration.scheduler))
         let scheduler = TaskScheduler(configuration: configuration.scheduler, queue: queue)
         var router = RPCRouter()
+        if !configuration.accessTokens.isEmpty {
+            router.interceptors.append(AccessControl(tokens: configuration.accessTokens))
+        }
         TaskService(scheduler: scheduler).register(in: &router)
         ConsumerService(scheduler: scheduler).register(in: &router)
         if configuration.enableInteropTesting {
@@ -52,7 +60,7 @@ public final class RunningServer: Sendable {
                 host: configuration.host, port: configuration.port, group: group, configuration: configuration.http2,
                 tls: configuration.tls, factory: ContentTypeRouter(
                     grpc: GRPCStreamHandlerFactory(router: router, configuration: configuration.grpc),
-                    http: RESTHandlerFactory(router: router, grpc: configuration.grpc, outputsDirectory: configuration.outputsDirectory)),
+                    http: RESTHandlerFactory(router: router, outputsDirectory: configuration.outputsDirectory)),
                 logger: logger)
         } catch {
             try? await group.shutdownGracefully()
@@ -119,7 +127,26 @@ public final class RunningServer: Sendable {
         await scheduler.queue.close()
     }
 
+    /// Whether `host` is a loopback address or name: `localhost`, `127.0.0.0/8`, `::1`.
+    static func isLoopback(_ host: String) -> Bool {
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        switch bare.lowercased() {
+        case "localhost", "::1", "0:0:0:0:0:0:0:1": return true
+        default: break
+        }
+        let v4 = bare.lowercased().hasPrefix("::ffff:") ? String(bare.dropFirst("::ffff:".count)) : bare
+        let octets = v4.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets.allSatisfy { UInt8($0) != nil } && octets[0] == "127"
+    }
+
     private static func urlHost(_ host: String) -> String {
         host.contains(":") ? "[\(host)]" : host
     }
+}
+
+/// Why a server did not start, in words for the operator.
+public struct ServerStartError: Error, CustomStringConvertible {
+    public let description: String
+
+    init(_ description: String) { self.description = description }
 }

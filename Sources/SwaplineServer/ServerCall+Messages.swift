@@ -6,21 +6,17 @@ import SwaplineMessages
 extension ServerCall {
     /// Sends one response message of a streaming call.
     func send(message: some ProtoMessage) {
-        send(Self.encode(message))
+        send(message)
     }
 
     /// Answers a unary call with `message` and OK.
     func reply(_ message: some ProtoMessage, trailers: Metadata = Metadata(), onComplete: (@Sendable (Bool) -> Void)? = nil) {
-        respond(Self.encode(message), trailers: trailers, onComplete: onComplete)
+        respond(message, trailers: trailers, onComplete: onComplete)
     }
 
     /// Ends the call with the status that matches a scheduler refusal.
     func fail(_ error: TaskError) {
         finish(GRPCStatus(error))
-    }
-
-    private static func encode(_ message: some ProtoMessage) -> GRPCFramedMessage {
-        GRPCFramedMessage { message.encode(into: &$0) }
     }
 }
 
@@ -36,22 +32,5 @@ extension GRPCStatus {
         case .resourceExhausted: code = .resourceExhausted
         }
         self.init(code, error.message)
-    }
-}
-
-extension RPCRouter {
-    /// Registers a method that takes one request message, decoded before `body` runs; a
-    /// request that does not decode ends the call with `INVALID_ARGUMENT`.
-    mutating func register<Request: ProtoMessage>(
-        service: String, method: String, request: Request.Type,
-        _ body: @escaping @Sendable (Request, ServerCall) -> Void
-    ) {
-        register(service: service, method: method, handler: .singleRequest { bytes, call in
-            do {
-                body(try Request(protobufBytes: bytes), call)
-            } catch {
-                call.finish(GRPCStatus(.invalidArgument, "cannot decode the request: \(error)"))
-            }
-        })
     }
 }

@@ -22,7 +22,7 @@ public struct ServerConfiguration: Sendable {
     public var leaseSweepInterval: TimeAmount = .milliseconds(100)
     /// Also serve grpc.testing.TestService, for gRPC's interop test cases.
     public var enableInteropTesting = false
-    /// Directory of the local result storage, served read-only at `/outputs/{task_id}/{file}`;
+    /// Directory of the local result storage, served read-only at `/outputs/{task_id}/{key}/{file}`;
     /// nil serves nothing there.
     public var outputsDirectory: String?
     /// Finished tasks unchanged for this long are deleted (`--retention-hours`, 7 days).
@@ -31,6 +31,11 @@ public struct ServerConfiguration: Sendable {
     /// `retentionBatchSize` until none is left, so a backlog never holds the store for long.
     public var retentionSweepInterval: TimeAmount = .seconds(60)
     public var retentionBatchSize = 500
+    /// Bearer tokens and their roles; empty turns access control off (`docs/security.md`).
+    public var accessTokens = AccessTokens()
+    /// Serve without tokens on an address other than loopback (`--insecure`); otherwise such a
+    /// server refuses to start.
+    public var allowsOpenAccessOffLoopback = false
 
     public init() {}
 }

@@ -5,7 +5,7 @@ import SwaplineMessages
 
 /// swapline.v1.TaskService: what clients call.
 struct TaskService {
-    static let name = "swapline.v1.TaskService"
+    static let name = Swapline_V1_TaskService.name
     /// How long ProcessSync waits when the client set no deadline (the original service's
     /// FaceFusion timeout).
     static let defaultProcessSyncWait: TimeAmount = .seconds(120)
@@ -16,29 +16,48 @@ struct TaskService {
 
     func register(in router: inout RPCRouter) {
         let scheduler = self.scheduler
-        router.register(service: Self.name, method: "CreateTask", request: Swapline_V1_CreateTaskRequest.self) { request, call in
+        router.register(Swapline_V1_TaskService.createTask) { request, call in
             let command = CreateTaskCommand(
                 workflow: request.workflow, params: TaskMessages.parameters(request.params),
-                idempotencyKey: request.idempotencyKey, priority: request.priority)
+                idempotencyKey: request.idempotencyKey, priority: request.priority, owner: call.caller?.subject ?? "")
             scheduler.createTask(command) { result in
                 Self.answer(call, result)
             }
         }
-        router.register(service: Self.name, method: "GetTask", request: Swapline_V1_GetTaskRequest.self) { request, call in
+        router.register(Swapline_V1_TaskService.getTask) { request, call in
             guard let id = Self.requireTaskID(request.taskID, call) else { return }
-            scheduler.task(id: id) { result in Self.answer(call, result) }
+            scheduler.task(id: id) { result in Self.answer(call, Self.visible(result, to: call.caller)) }
         }
-        router.register(service: Self.name, method: "CancelTask", request: Swapline_V1_CancelTaskRequest.self) { request, call in
+        router.register(Swapline_V1_TaskService.cancelTask) { request, call in
             guard let id = Self.requireTaskID(request.taskID, call) else { return }
-            scheduler.cancelTask(id: id) { result in Self.answer(call, result) }
+            // The owner never changes, so checking it first leaves no window.
+            scheduler.task(id: id) { found in
+                switch Self.visible(found, to: call.caller) {
+                case .failure(let error): call.fail(error)
+                case .success: scheduler.cancelTask(id: id) { result in Self.answer(call, result) }
+                }
+            }
         }
-        router.register(service: Self.name, method: "WatchTask", request: Swapline_V1_WatchTaskRequest.self) { request, call in
+        router.register(Swapline_V1_TaskService.watchTask) { request, call in
             guard let id = Self.requireTaskID(request.taskID, call) else { return }
             Self.watch(taskID: id, scheduler: scheduler, call: call)
         }
-        router.register(service: Self.name, method: "ProcessSync", request: Swapline_V1_ProcessSyncRequest.self) { request, call in
+        router.register(Swapline_V1_TaskService.processSync) { request, call in
             Self.processSync(request, scheduler: scheduler, call: call)
         }
+    }
+
+    /// Tenancy: a client token sees only the tasks it created, an admin token every task, and
+    /// without access control everyone sees everything. Anyone else's task is answered exactly
+    /// like a task that does not exist, so ids cannot be probed.
+    static func isVisible(_ record: TaskRecord, to caller: CallerIdentity?) -> Bool {
+        guard let caller else { return true }
+        return caller.role == AccessRole.admin.rawValue || record.owner == caller.subject
+    }
+
+    private static func visible(_ result: Result<TaskRecord, TaskError>, to caller: CallerIdentity?) -> Result<TaskRecord, TaskError> {
+        guard case .success(let record) = result, !isVisible(record, to: caller) else { return result }
+        return .failure(TaskError.noSuchTask(record.taskID))
     }
 
     private static func answer(_ call: ServerCall, _ result: Result<TaskRecord, TaskError>) {
@@ -61,9 +80,14 @@ struct TaskService {
         let pump = TaskEventPump(call: call) {
             if let value = token.value { scheduler.unwatch(taskID: taskID, token: value) }
         }
-        token.value = scheduler.watch(taskID: taskID, onChange: pump.offer) { current in
-            switch current {
-            case .failure(let error): call.fail(error)
+        let caller = call.caller
+        token.value = scheduler.watch(taskID: taskID, onChange: { record in
+            if isVisible(record, to: caller) { pump.offer(record) }
+        }) { current in
+            switch visible(current, to: caller) {
+            case .failure(let error):
+                pump.cancel()
+                call.fail(error)
             case .success(let task): pump.offer(task)
             }
         }
@@ -75,7 +99,8 @@ struct TaskService {
     /// Creates a high-priority task and answers when it reaches a terminal state. At the
     /// deadline the call ends `DEADLINE_EXCEEDED`, naming the task, which keeps running.
     private static func processSync(_ request: Swapline_V1_ProcessSyncRequest, scheduler: TaskScheduler, call: ServerCall) {
-        let command = CreateTaskCommand(params: TaskMessages.parameters(request.params), priority: processSyncPriority)
+        let command = CreateTaskCommand(
+            params: TaskMessages.parameters(request.params), priority: processSyncPriority, owner: call.caller?.subject ?? "")
         scheduler.createTask(command) { result in
             let created: TaskRecord
             switch result {

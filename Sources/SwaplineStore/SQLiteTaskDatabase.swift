@@ -67,13 +67,21 @@ final class SQLiteTaskDatabase {
         CREATE INDEX tasks_in_fetch_order ON tasks (workflow, state, priority DESC, created_at, task_id);
         CREATE INDEX tasks_by_lease_expiry ON tasks (lease_expires_at) WHERE state = 'PROCESSING';
         """,
+        // Tenancy: a task belongs to the client token that created it ('' when the server
+        // checked no token), and idempotency keys are unique per owner.
+        """
+        ALTER TABLE tasks ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+        DROP INDEX tasks_by_idempotency_key;
+        CREATE UNIQUE INDEX tasks_by_owner_and_idempotency_key ON tasks (owner, idempotency_key)
+            WHERE idempotency_key IS NOT NULL;
+        """,
     ]
 
     static let columns = [
         "task_id", "workflow", "environment", "target_port", "source_url", "target_url", "resolution", "model",
         "options", "state", "source_channel", "created_at", "updated_at", "progress", "error", "output_url", "outputs",
         "processing_time", "job_id", "storage_provider", "attempt", "priority", "idempotency_key", "lease_id",
-        "lease_consumer", "lease_expires_at", "version",
+        "lease_consumer", "lease_expires_at", "version", "owner",
     ]
 
     /// The writer connection's page cache, in KiB.
@@ -263,7 +271,7 @@ enum SQLiteTaskRows {
             lease.map { .text($0.id) } ?? .null,
             lease.map { .text($0.consumerID) } ?? .null,
             lease.map { .integer($0.expiresAtMs) } ?? .null,
-            .integer(record.version),
+            .integer(record.version), .text(record.owner),
         ]
     }
 
@@ -273,10 +281,13 @@ enum SQLiteTaskRows {
         "storage_provider", "attempt", "lease_id", "lease_consumer", "lease_expires_at", "version",
     ]
 
+    /// Where each of `changedColumns` is in `SQLiteTaskDatabase.columns`.
+    private static let changedColumnPositions = changedColumns.map { SQLiteTaskDatabase.columns.firstIndex(of: $0)! }
+
     /// The task id, then the values of `changedColumns`.
     static func changedValues(of record: TaskRecord) -> [SQLiteValue] {
         let all = values(of: record)
-        return [all[0]] + changedColumns.map { all[SQLiteTaskDatabase.columns.firstIndex(of: $0)!] }
+        return [all[0]] + changedColumnPositions.map { all[$0] }
     }
 
     /// The record in the current row of a statement selecting `columns` in order.
@@ -299,7 +310,7 @@ enum SQLiteTaskRows {
             createdAtMs: row.integer(at: 11), updatedAtMs: row.integer(at: 12), progress: Float(row.real(at: 13)),
             error: row.text(at: 14), output: output, attempt: Int32(truncatingIfNeeded: row.integer(at: 20)),
             priority: Int32(truncatingIfNeeded: row.integer(at: 21)), idempotencyKey: row.optionalText(at: 22),
-            lease: lease, version: row.integer(at: 26))
+            owner: row.text(at: 27), lease: lease, version: row.integer(at: 26))
     }
 
     private static func encode(_ map: [String: String]) -> String {

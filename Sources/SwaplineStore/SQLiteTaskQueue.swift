@@ -85,7 +85,7 @@ public final class SQLiteTaskQueue: TaskTransfer {
 
     public func create(_ task: TaskRecord, completion: @escaping Completion<CreateOutcome>) {
         enqueue(completion, inserts: true) { database throws(SQLiteError) in
-            if let key = task.idempotencyKey, let existing = try database.reads.task(idempotencyKey: key) {
+            if let key = task.idempotencyKey, let existing = try database.reads.task(owner: task.owner, idempotencyKey: key) {
                 return (.success(.existing(existing)), [])
             }
             try database.save(task)

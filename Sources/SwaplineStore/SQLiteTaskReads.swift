@@ -18,7 +18,7 @@ final class SQLiteTaskReads {
     /// at the limit (tasks_in_fetch_order, tasks_by_lease_expiry, tasks_by_age).
     static let queries = (
         byID: "\(select) WHERE task_id = ?1",
-        byIdempotencyKey: "\(select) WHERE idempotency_key = ?1",
+        byIdempotencyKey: "\(select) WHERE owner = ?1 AND idempotency_key = ?2",
         firstPending: "\(select) INDEXED BY tasks_in_fetch_order WHERE workflow = ?1 AND state = 'PENDING' ORDER BY priority DESC, created_at, task_id LIMIT 1",
         expiredLeases: "\(select) INDEXED BY tasks_by_lease_expiry WHERE state = 'PROCESSING' AND lease_expires_at <= ?1 ORDER BY lease_expires_at LIMIT ?2",
         finishedByAge: "\(select) INDEXED BY tasks_by_age WHERE state = ?1 AND updated_at < ?2 ORDER BY updated_at LIMIT ?3",
@@ -38,8 +38,8 @@ final class SQLiteTaskReads {
         try rows(byID, [.text(id)]).first
     }
 
-    func task(idempotencyKey: String) throws(SQLiteError) -> TaskRecord? {
-        try rows(byIdempotencyKey, [.text(idempotencyKey)]).first
+    func task(owner: String, idempotencyKey: String) throws(SQLiteError) -> TaskRecord? {
+        try rows(byIdempotencyKey, [.text(owner), .text(idempotencyKey)]).first
     }
 
     /// The PENDING task of `workflow` that is fetched next.

@@ -1,5 +1,6 @@
 import CurlHTTP
 import Foundation
+import SwaplineCore
 import SwaplineMessages
 
 /// Why a call to a FaceFusion engine failed, and whether trying again can help.
@@ -27,6 +28,20 @@ public enum EngineCallError: Error, Sendable, Equatable, CustomStringConvertible
         return nil
     }
 
+    /// What a client may be told: the kind of failure and the HTTP status, never the engine's
+    /// own words, which can carry what it saw of the network (the engine is on the inside).
+    public var publicDescription: String {
+        switch self {
+        case .unreachable: "engine unreachable"
+        case .timedOut: "engine call timed out"
+        case .serverError(let status, _, _): "engine answered HTTP \(status)"
+        case .rejected(let status, _): "engine rejected the job with HTTP \(status)"
+        case .invalidResponse: "invalid engine response"
+        case .cancelled: "cancelled"
+        }
+    }
+
+    /// Everything, for the worker's log.
     public var description: String {
         switch self {
         case .unreachable(let detail): "engine unreachable: \(detail)"
@@ -39,16 +54,47 @@ public enum EngineCallError: Error, Sendable, Equatable, CustomStringConvertible
     }
 }
 
+/// The two input files of a job, fetched by the worker from the client's URLs.
+public struct EngineInputs: Sendable {
+    public var source: FetchedFile
+    public var target: FetchedFile
+
+    public init(source: FetchedFile, target: FetchedFile) {
+        self.source = source
+        self.target = target
+    }
+}
+
 extension Swapline_V1_FaceSwapParams {
-    /// The `POST /process` body (docs/facefusion-api.md): the four fields, plus each option as a
-    /// further top-level field that never overrides them.
-    func engineRequestBody() -> [UInt8] {
-        var fields: [String: String] = options
-        fields["source_url"] = sourceURL
-        fields["target_url"] = targetURL
+    /// Option names that never reach the engine: they would hand it a URL to fetch.
+    static let reservedOptionNames: Set<String> = ["source_url", "target_url", "source", "target", "job"]
+
+    /// The `job` part of `POST /process` (docs/facefusion-api.md): resolution and model, plus
+    /// each option as a further field that never overrides them. No URL of the client's.
+    func engineJob() -> [UInt8] {
+        var fields: [String: String] = options.filter { !Self.reservedOptionNames.contains($0.key) }
         fields["resolution"] = resolution
         fields["model"] = model
         return Array((try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])) ?? Data())
+    }
+
+    /// The whole `POST /process` body, `multipart/form-data` with the parts `job`, `source`
+    /// and `target`, and its content type.
+    func engineRequestBody(_ inputs: EngineInputs, boundary: String = "swapline-" + UUID().uuidString) -> (contentType: String, body: [UInt8]) {
+        var body: [UInt8] = []
+        func part(_ name: String, filename: String?, contentType: String, _ bytes: [UInt8]) {
+            var head = "--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\""
+            if let filename { head += "; filename=\"\(filename)\"" }
+            head += "\r\nContent-Type: \(contentType)\r\n\r\n"
+            body += Array(head.utf8) + bytes + Array("\r\n".utf8)
+        }
+        part("job", filename: nil, contentType: "application/json", engineJob())
+        for (name, file) in [("source", inputs.source), ("target", inputs.target)] {
+            let fileExtension = FaceSwapProcessor.fileExtension(of: file.url.target) ?? MediaType.fileExtension(forContentType: file.contentType) ?? "bin"
+            part(name, filename: "\(name).\(fileExtension)", contentType: file.contentType ?? MediaType.forFileExtension(fileExtension), file.bytes)
+        }
+        body += Array("--\(boundary)--\r\n".utf8)
+        return ("multipart/form-data; boundary=\(boundary)", body)
     }
 }
 
@@ -87,10 +133,12 @@ public struct FaceFusionClient: Sendable {
         }
     }
 
-    public func process(_ job: Swapline_V1_FaceSwapParams, on engine: String) async throws(EngineCallError) -> FaceFusionOutput {
+    /// Runs `job` on `inputs`: the engine gets the files, never the client's URLs.
+    public func process(_ job: Swapline_V1_FaceSwapParams, inputs: EngineInputs, on engine: String) async throws(EngineCallError) -> FaceFusionOutput {
+        let (contentType, requestBody) = job.engineRequestBody(inputs)
         let request = HTTPRequest(
-            method: .post, url: engine + "/process", headers: HTTPHeaders([("content-type", "application/json")]),
-            body: job.engineRequestBody(), totalTimeout: processTimeout, maxResponseBytes: 1024 * 1024)
+            method: .post, url: engine + "/process", headers: HTTPHeaders([("content-type", contentType)]),
+            body: requestBody, totalTimeout: processTimeout, maxResponseBytes: 1024 * 1024)
         let response: HTTPResponse
         do {
             response = try await http.execute(request)
@@ -99,7 +147,7 @@ public struct FaceFusionClient: Sendable {
             case .couldNotConnect(let detail): throw .unreachable(detail)
             case .timedOut(let detail): throw .timedOut(detail)
             case .cancelled, .clientShutDown: throw .cancelled
-            case .responseTooLarge, .transport: throw .unreachable(error.description)
+            case .responseTooLarge, .transport, .refusedAddress: throw .unreachable(error.description)
             }
         }
         let body = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any]

@@ -1,5 +1,6 @@
 import CurlHTTP
 import Foundation
+import SwaplineCore
 import SwaplineMessages
 
 /// Runs the tasks of one workflow. The worker fetches only workflows it has a processor for.
@@ -18,25 +19,39 @@ public struct ProgressReporter: Sendable {
     public func report(_ progress: Float, _ stage: String) async { await send(progress, stage) }
 }
 
-/// A processing failure: the stage (health, facefusion, download, upload) and why.
+/// A processing failure: the stage (input, health, facefusion, download, upload) and why.
+/// `description` is what the task's `error` says; `detail` goes to the worker's log only.
 public struct TaskFailure: Error, Sendable, Equatable, CustomStringConvertible {
     public var stage: String
     public var reason: String
+    /// What must not reach the client: an engine's own error text, addresses a name resolved
+    /// to, what a connection attempt met.
+    public var detail: String?
 
-    public init(stage: String, reason: String) {
+    public init(stage: String, reason: String, detail: String? = nil) {
         self.stage = stage
         self.reason = reason
+        self.detail = detail
     }
 
     public var description: String { "\(stage): \(reason)" }
+
+    /// The failure as reported; `detail` is not part of it.
+    public static func == (lhs: TaskFailure, rhs: TaskFailure) -> Bool {
+        lhs.stage == rhs.stage && lhs.reason == rhs.reason
+    }
 }
 
-/// `face_swap`: health check, FaceFusion `/process` with retries, download of every output,
-/// concurrent upload to storage.
+/// `face_swap`: the inputs fetched from the client's URLs under the URL policy, health check,
+/// FaceFusion `/process` with retries on those files, download of every output from the
+/// engine's own host, concurrent upload to storage.
 public struct FaceSwapProcessor: TaskProcessor {
     public var workflow: String { "face_swap" }
     let engines: EnginePool
     let faceFusion: FaceFusionClient
+    /// Fetches the task's source and target: the only requests to URLs a client chose.
+    let inputs: ClientURLFetcher
+    /// Downloads the engine's outputs.
     let http: CurlHTTPClient
     let storage: any ResultStorage
     let retry: RetryPolicy
@@ -47,11 +62,12 @@ public struct FaceSwapProcessor: TaskProcessor {
     let engineOutputDirectory: String?
 
     public init(
-        engines: EnginePool, faceFusion: FaceFusionClient, http: CurlHTTPClient, storage: any ResultStorage,
+        engines: EnginePool, faceFusion: FaceFusionClient, inputs: ClientURLFetcher, http: CurlHTTPClient, storage: any ResultStorage,
         retry: RetryPolicy = RetryPolicy(), maxOutputBytes: Int = 100 * 1024 * 1024, engineOutputDirectory: String? = nil
     ) {
         self.engines = engines
         self.faceFusion = faceFusion
+        self.inputs = inputs
         self.http = http
         self.storage = storage
         self.retry = retry
@@ -63,6 +79,9 @@ public struct FaceSwapProcessor: TaskProcessor {
         let started = ContinuousClock.now
         let job = task.params ?? Swapline_V1_FaceSwapParams()
 
+        await progress.report(0.02, "input")
+        let files = try await fetchInputs(job)
+
         await progress.report(0.05, "health")
         let engine = try await healthyEngine()
         defer { engines.release(engine) }
@@ -72,26 +91,42 @@ public struct FaceSwapProcessor: TaskProcessor {
         do {
             output = try await retry.run(
                 onRetry: { attempt, error, delay in
-                    await progress.report(0.1, "facefusion try \(attempt) failed (\(error)); retrying in \(delay)")
+                    await progress.report(0.1, "facefusion try \(attempt) failed (\(error.publicDescription)); retrying in \(delay)")
                 },
-                operation: { _ throws(EngineCallError) in try await faceFusion.process(job, on: engine) })
+                operation: { _ throws(EngineCallError) in try await faceFusion.process(job, inputs: files, on: engine) })
         } catch {
             if case .unreachable = error { engines.markUnhealthy(engine, problem: error.description) }
-            throw TaskFailure(stage: "facefusion", reason: error.description)
+            throw TaskFailure(stage: "facefusion", reason: error.publicDescription, detail: error.description)
         }
 
         await progress.report(0.7, "download")
         var sources = ["jpg": output.outputPath]
         for (format, url) in output.extraOutputs { sources[format] = url }
-        let files = try await download(sources, from: engine)
+        let outputs = try await download(sources, from: engine)
 
         await progress.report(0.85, "upload")
-        let urls = try await upload(files, taskID: task.taskID)
+        let urls = try await upload(outputs, taskID: task.taskID)
         let processingTime = started.duration(to: .now)
         return Swapline_V1_TaskResult(
             outputURL: urls["jpg"] ?? urls.values.first ?? "", outputs: urls,
             processingTime: Double(processingTime.components.seconds) + Double(processingTime.components.attoseconds) / 1e18,
             jobID: output.jobID, storageProvider: storage.providerName)
+    }
+
+    /// Source and target at once, each through the URL policy.
+    private func fetchInputs(_ job: Swapline_V1_FaceSwapParams) async throws(TaskFailure) -> EngineInputs {
+        let inputs = self.inputs
+        func fetch(_ field: String, _ url: String) async -> Result<FetchedFile, TaskFailure> {
+            do {
+                return .success(try await inputs.fetch(url))
+            } catch {
+                return .failure(TaskFailure(stage: "input", reason: "params.\(field) \(error.reason)", detail: error.detail))
+            }
+        }
+        async let source = fetch("source_url", job.sourceURL)
+        async let target = fetch("target_url", job.targetURL)
+        let (sourceResult, targetResult) = await (source, target)
+        return EngineInputs(source: try sourceResult.get(), target: try targetResult.get())
     }
 
     /// The least-loaded engine that answers its health check right now.
@@ -102,10 +137,21 @@ public struct FaceSwapProcessor: TaskProcessor {
             engines.release(engine)
             problems.append("\(engine): \(problem)")
         }
-        throw TaskFailure(stage: "health", reason: problems.isEmpty ? "no healthy FaceFusion engine" : problems.joined(separator: "; "))
+        // Which engines there are and what their checks met is for the log, not the client.
+        throw TaskFailure(
+            stage: "health", reason: "no healthy FaceFusion engine", detail: problems.isEmpty ? nil : problems.joined(separator: "; "))
     }
 
     private func download(_ sources: [String: String], from engine: String) async throws(TaskFailure) -> [OutputFile] {
+        // The engine is trusted to name its own files, not to send the worker elsewhere.
+        let engineURL = try? CheckedURL.parse(engine).get()
+        for url in sources.values {
+            guard let engineURL, let output = try? CheckedURL.parse(url).get(), output.isSameOrigin(as: engineURL) else {
+                throw TaskFailure(
+                    stage: "download", reason: "the engine named an output outside its own host",
+                    detail: "engine \(engine) returned output URL \(url)")
+            }
+        }
         do {
             return try await withThrowingTaskGroup(of: OutputFile.self) { group in
                 for (format, url) in sources {
@@ -114,7 +160,9 @@ public struct FaceSwapProcessor: TaskProcessor {
                 return try await group.reduce(into: []) { $0.append($1) }
             }
         } catch {
-            throw TaskFailure(stage: "download", reason: "\(error)")
+            // The engine's addresses and what the connection met stay in the log.
+            let reason = (error as? DownloadError)?.publicReason ?? "could not download an output from the engine"
+            throw TaskFailure(stage: "download", reason: reason, detail: "\(error)")
         }
     }
 
@@ -130,6 +178,7 @@ public struct FaceSwapProcessor: TaskProcessor {
                 return Array(try Data(contentsOf: URL(fileURLWithPath: path)))
             }
         }
+        // Redirects are not followed: an output is where the engine said it is.
         let response = try await http.execute(HTTPRequest(url: url, maxResponseBytes: maxOutputBytes))
         guard response.status == 200 else { throw DownloadError(url: url, reason: "HTTP \(response.status)") }
         return response.body
@@ -159,4 +208,5 @@ struct DownloadError: Error, CustomStringConvertible {
     let url: String
     let reason: String
     var description: String { "\(url): \(reason)" }
+    var publicReason: String { "an output of the engine: \(reason)" }
 }

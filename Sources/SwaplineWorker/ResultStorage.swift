@@ -19,11 +19,16 @@ public struct OutputFile: Sendable {
 public protocol ResultStorage: Sendable {
     /// The `storage_provider` reported with results, e.g. "local", "gcs".
     var providerName: String { get }
-    /// Stores `file` as `{taskID}/result.{format}` and returns its public URL.
+    /// Stores `file` as the result of `taskID` in `file.format` and returns its public URL.
     func store(_ file: OutputFile, taskID: String) async throws -> String
 }
 
 /// Files in a local directory, served by the Swapline server at `{publicBaseURL}/outputs/...`.
+///
+/// Each file goes to `{taskID}/{key}/result.{format}`, `key` 128 random bits from the system's
+/// CSPRNG: `/outputs/` needs no token (browsers and CDNs fetch the URLs as they are), so a
+/// result is readable only by whoever was given its URL, not by anyone who knows or guesses a
+/// task id.
 public struct LocalResultStorage: ResultStorage {
     public let directory: String
     public let publicBaseURL: String
@@ -36,13 +41,23 @@ public struct LocalResultStorage: ResultStorage {
 
     public func store(_ file: OutputFile, taskID: String) async throws -> String {
         let name = "result.\(file.format)"
+        let key = Self.unguessableKey()
         let folder = URL(fileURLWithPath: directory).appendingPathComponent(taskID, isDirectory: true)
+            .appendingPathComponent(key, isDirectory: true)
         try await BlockingIO.run {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             // Atomic: the server never serves a half-written file.
             try Data(file.bytes).write(to: folder.appendingPathComponent(name), options: .atomic)
         }
-        return "\(publicBaseURL)/outputs/\(taskID)/\(name)"
+        return "\(publicBaseURL)/outputs/\(taskID)/\(key)/\(name)"
+    }
+
+    private static func unguessableKey() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<2).map { _ in
+            let digits = String(generator.next() as UInt64, radix: 16)
+            return String(repeating: "0", count: 16 - digits.count) + digits
+        }.joined()
     }
 }
 

@@ -191,7 +191,8 @@ public final class TaskConsumer: Sendable {
                 let reason = (failure as? TaskFailure)?.description ?? "\(failure)"
                 _ = try await client.updateStatus(
                     Swapline_V1_UpdateStatusRequest(taskID: taskID, leaseID: leaseID, status: .failed, error: reason))
-                logger.warning("task \(taskID): failed: \(reason)")
+                let detail = (failure as? TaskFailure)?.detail.map { " (\($0))" } ?? ""
+                logger.warning("task \(taskID): failed: \(reason)\(detail)")
             }
         } catch {
             logger.warning("task \(taskID): final report failed: \(error)")

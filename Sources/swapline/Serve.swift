@@ -96,8 +96,16 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup(title: "Workers") var workerOptions: WorkerOptions
 
+    @OptionGroup(title: "URL policy") var urlPolicy: URLPolicyOptions
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
+
+    @Option(help: "File of bearer tokens, one 'role token' per line (roles: client, consumer, admin); adds to SWAPLINE_AUTH_TOKENS ('role:token,...').")
+    var authTokensFile: String?
+
+    @Flag(help: "Serve an address other than loopback with no tokens configured: access control is left to the network in front.")
+    var insecure = false
 
     func validate() throws {
         guard workers >= 0, workers == 0 || !workerOptions.engines.isEmpty else {
@@ -131,6 +139,8 @@ struct Serve: AsyncParsableCommand {
         configuration.scheduler.leaseDurationMs = leaseMs
         configuration.scheduler.maxAttempts = maxAttempts
         configuration.scheduler.maxFetchWaitMs = maxWaitMs
+        configuration.scheduler.urlPolicy = urlPolicy.policy
+        urlPolicy.log(to: logger, role: workers > 0 ? "CreateTask and the in-process workers" : "CreateTask")
         configuration.grpc.maxReceiveMessageSize = maxMessageBytes
         configuration.shutdownGrace = .milliseconds(shutdownGraceMs)
         configuration.enableInteropTesting = enableInteropTesting
@@ -141,7 +151,18 @@ struct Serve: AsyncParsableCommand {
             // In-process workers must be able to verify the server: refuse now rather than after binding.
             if workers > 0 { _ = try LocalEndpoint(host: host, port: port, tls: configuration.tls) }
         }
+        configuration.accessTokens = try AccessTokenOptions.load(file: authTokensFile)
+        configuration.allowsOpenAccessOffLoopback = insecure
+        // In-process workers get a consumer token of their own, known only to this process.
+        let workerToken = workers > 0 && !configuration.accessTokens.isEmpty ? AccessTokenOptions.randomToken() : nil
+        if let workerToken { try configuration.accessTokens.add(workerToken, role: .consumer, source: "the in-process workers' token") }
+        if configuration.accessTokens.isEmpty {
+            logger.notice("access control is off: no tokens configured\(insecure ? " (--insecure)" : "")")
+        } else {
+            logger.info("access control: \(configuration.accessTokens)")
+        }
 
+        let shutdownSignal = ShutdownSignal.install()
         let queue = try await openQueue(rules: TaskRules(configuration.scheduler), logger: logger)
         let server = try await RunningServer.start(configuration: configuration, queue: queue, logger: logger)
         print("swapline listening on \(host):\(server.port)")
@@ -159,13 +180,14 @@ struct Serve: AsyncParsableCommand {
             let local = try LocalEndpoint(host: host, port: server.port, tls: configuration.tls)
             consumer = try workerOptions.makeConsumer(
                 serverURL: local.url, caFile: local.caFile, connectTo: local.connectTo, publicBaseURL: local.url,
-                defaultStorage: "local:\(data)/outputs", concurrency: workers, logger: Logger(label: "swapline.worker"))
+                defaultStorage: "local:\(data)/outputs", concurrency: workers, urlPolicy: urlPolicy.policy, token: workerToken,
+                logger: Logger(label: "swapline.worker"))
         } else {
             consumer = nil
         }
         let working = Task { await consumer?.run() }
 
-        let signal = await ShutdownSignal.wait()
+        let signal = await shutdownSignal.wait()
         logger.info("received \(signal), shutting down gracefully")
         consumer?.drain()
         await working.value
@@ -258,34 +280,35 @@ extension SQLiteSynchronous: ExpressibleByArgument {}
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// Waits for SIGTERM or SIGINT.
-enum ShutdownSignal {
-    static func wait() async -> String {
-        await withCheckedContinuation { continuation in
-            let queue = DispatchQueue(label: "swapline.signals")
-            let once = SignalOnce(continuation)
-            for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
-                signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-                source.setEventHandler { once.resume(name) }
-                source.resume()
-                once.keep(source)
-            }
-        }
-    }
-}
-
-/// Resumes the waiting task on the first signal and keeps the signal sources alive.
-private final class SignalOnce: @unchecked Sendable {
-    // Only touched on the signal queue after setup, which happens before any source fires.
-    private var continuation: CheckedContinuation<String, Never>?
+/// SIGTERM and SIGINT, caught from the moment `install` returns: a signal that arrives before
+/// anybody waits (right after the listening line, say) is kept for `wait` instead of killing
+/// the process with the default action.
+final class ShutdownSignal: @unchecked Sendable {
+    // Written once in `install`; the sources only need to stay alive.
     private var sources: [any DispatchSourceSignal] = []
+    private let names: AsyncStream<String>
+    private let received: AsyncStream<String>.Continuation
 
-    init(_ continuation: CheckedContinuation<String, Never>) { self.continuation = continuation }
+    private init() {
+        (names, received) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingOldest(1))
+    }
 
-    func keep(_ source: any DispatchSourceSignal) { sources.append(source) }
+    static func install() -> ShutdownSignal {
+        let signals = ShutdownSignal()
+        let queue = DispatchQueue(label: "swapline.signals")
+        for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { [received = signals.received] in received.yield(name) }
+            source.resume()
+            signals.sources.append(source)
+        }
+        return signals
+    }
 
-    func resume(_ name: String) {
-        continuation?.resume(returning: name)
-        continuation = nil
+    /// The name of the first signal received.
+    func wait() async -> String {
+        for await name in names { return name }
+        return "SIGTERM"
     }
 }

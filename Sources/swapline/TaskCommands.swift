@@ -11,9 +11,12 @@ struct ServerOption: ParsableArguments {
     @Option(help: caFileHelp)
     var caFile: String?
 
+    @Option(help: "Bearer token with the client (or admin) role; default: SWAPLINE_TOKEN.")
+    var token: String?
+
     func validate() throws { try validateCAFile(caFile, server: server) }
 
-    var client: SwaplineClient { SwaplineClient(serverURL: server, caFile: caFile) }
+    var client: SwaplineClient { SwaplineClient(serverURL: server, caFile: caFile, bearerToken: bearerToken(option: token)) }
 }
 
 let caFileHelp = ArgumentHelp(

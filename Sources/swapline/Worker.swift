@@ -3,6 +3,7 @@ import CurlHTTP
 import Foundation
 import Logging
 import SwaplineClient
+import SwaplineCore
 import SwaplineWorker
 
 /// Engine, storage and retry options of a worker; shared by `swapline worker` and
@@ -29,27 +30,42 @@ struct WorkerOptions: ParsableArguments {
     @Option(help: "Largest output file accepted from an engine, in bytes.")
     var maxOutputBytes: Int = 100 * 1024 * 1024
 
+    @Option(help: "Largest source or target file fetched from a task's URLs, in bytes.")
+    var maxInputBytes: Int = 100 * 1024 * 1024
+
+    @Option(help: "HTTP proxy for fetching the task's URLs (default: none; http_proxy and the like are ignored). The proxy then makes the connections: make it refuse internal addresses.")
+    var urlProxy: String?
+
     @Option(help: "After SIGTERM, how long in-flight tasks may run on before they are handed back, in ms.")
     var drainTimeoutMs: Int64 = 30_000
 
     func validate() throws {
-        guard engineTimeoutMs > 0, healthIntervalMs > 0, retryBaseMs >= 0, drainTimeoutMs >= 0, maxOutputBytes > 0 else {
+        guard engineTimeoutMs > 0, healthIntervalMs > 0, retryBaseMs >= 0, drainTimeoutMs >= 0, maxOutputBytes > 0, maxInputBytes > 0 else {
             throw ValidationError("worker timeouts, intervals and limits must be positive")
         }
     }
 
     /// A consumer of `serverURL` (an `https://` one verified against `caFile`, or the system's
     /// trust store without it; reached at `connectTo` when given) whose stored outputs are
-    /// published under `publicBaseURL`.
+    /// published under `publicBaseURL`, fetching the tasks' URLs under `urlPolicy`.
     func makeConsumer(
         serverURL: String, caFile: String? = nil, connectTo: String? = nil, publicBaseURL: String, defaultStorage: String,
-        concurrency: Int, logger: Logger
+        concurrency: Int, urlPolicy: URLPolicy, token: String? = nil, logger: Logger
     ) throws -> TaskConsumer {
         let http = CurlHTTPClient()
         let faceFusion = FaceFusionClient(http: http, processTimeout: .milliseconds(engineTimeoutMs))
         let engines = EnginePool(urls: self.engines) { await faceFusion.healthProblem(of: $0) }
+        var fetching = ClientURLFetcher.Configuration()
+        fetching.policy = urlPolicy
+        fetching.maxBytes = maxInputBytes
+        fetching.proxy = urlProxy
+        if let urlProxy {
+            logger.warning("task URLs are fetched through the proxy \(urlProxy): it, not this worker, connects to them")
+        }
+        // A client of its own: its connection pool only ever holds connections the policy checked.
+        let inputs = ClientURLFetcher(http: CurlHTTPClient(), configuration: fetching)
         let processor = FaceSwapProcessor(
-            engines: engines, faceFusion: faceFusion, http: http,
+            engines: engines, faceFusion: faceFusion, inputs: inputs, http: http,
             storage: try ResultStorageSpec.make(storage ?? defaultStorage, publicBaseURL: publicBaseURL),
             retry: RetryPolicy(baseDelay: .milliseconds(retryBaseMs)), maxOutputBytes: maxOutputBytes,
             engineOutputDirectory: engineOutputDir)
@@ -59,7 +75,7 @@ struct WorkerOptions: ParsableArguments {
         configuration.drainTimeout = .milliseconds(drainTimeoutMs)
         configuration.healthInterval = .milliseconds(healthIntervalMs)
         return TaskConsumer(
-            client: SwaplineClient(serverURL: serverURL, caFile: caFile, connectTo: connectTo, http: http),
+            client: SwaplineClient(serverURL: serverURL, caFile: caFile, connectTo: connectTo, http: http, bearerToken: token),
             processors: [processor], engines: engines,
             configuration: configuration, logger: logger)
     }
@@ -86,7 +102,12 @@ struct Worker: AsyncParsableCommand {
     @Option(help: "Base URL under which stored outputs are served (default: --server).")
     var publicURL: String?
 
+    @Option(help: "Bearer token with the consumer (or admin) role; default: SWAPLINE_TOKEN.")
+    var token: String?
+
     @OptionGroup var options: WorkerOptions
+
+    @OptionGroup(title: "URL policy") var urlPolicy: URLPolicyOptions
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
@@ -100,13 +121,15 @@ struct Worker: AsyncParsableCommand {
     func run() async throws {
         bootstrapLogging(level: logLevel)
         let logger = Logger(label: "swapline.worker")
+        urlPolicy.log(to: logger, role: "this worker")
+        let shutdownSignal = ShutdownSignal.install()
         let consumer = try options.makeConsumer(
             serverURL: server, caFile: caFile, publicBaseURL: publicURL ?? server, defaultStorage: "local:./swapline-data/outputs",
-            concurrency: concurrency, logger: logger)
+            concurrency: concurrency, urlPolicy: urlPolicy.policy, token: bearerToken(option: token), logger: logger)
         let working = Task { await consumer.run() }
         print("swapline worker started (\(concurrency) slots, server \(server))")
         fflush(nil)
-        let signal = await ShutdownSignal.wait()
+        let signal = await shutdownSignal.wait()
         logger.info("received \(signal), draining")
         consumer.drain()
         await working.value

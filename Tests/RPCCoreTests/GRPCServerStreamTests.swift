@@ -164,6 +164,33 @@ import Testing
         #expect(delivered.value == true)
     }
 
+    @Test func interceptorsSeeTheMetadataAndTheirRefusalIsTrailersOnly() {
+        let ran = TestFlag()
+        let (stream, writer) = makeStream { router in
+            router.interceptors = [InProcessCallTests.Gate()]
+            router.register(service: "t.S", method: "M", handler: .singleRequest { message, call in
+                ran.set()
+                call.respond(message)
+            })
+        }
+        stream.receiveHead(head(), endStream: false)
+        stream.receiveBody(framed([1]))
+        stream.receiveEnd()
+        #expect(writer.events.count == 1 && writer.statusFields["grpc-status"] == "16" && !ran.isSet)
+
+        let (allowed, allowedWriter) = makeStream { router in
+            router.interceptors = [InProcessCallTests.Gate()]
+            router.register(service: "t.S", method: "M", handler: .singleRequest { message, call in
+                #expect(call.caller?.subject == "tester" && call.context.surface == .grpc)
+                call.respond(message)
+            })
+        }
+        allowed.receiveHead(head(extra: [HeaderField("authorization", "Bearer ok")]), endStream: false)
+        allowed.receiveBody(framed([1]))
+        allowed.receiveEnd()
+        #expect(allowedWriter.statusFields["grpc-status"] == "0" && allowedWriter.messages == [[1]])
+    }
+
     @Test func malformedTimeoutIsInvalidArgument() {
         let (stream, writer) = makeStream(echo)
         stream.receiveHead(head(extra: [HeaderField("grpc-timeout", "soon")]), endStream: false)

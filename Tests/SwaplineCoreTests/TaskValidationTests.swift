@@ -3,7 +3,7 @@ import Testing
 
 @Suite struct TaskValidationTests {
     @Test(arguments: [
-        "http://example.com", "https://example.com/a.jpg?x=1#y", "https://user@host:8443/p", "http://[::1]:80/x", "HTTPS://EXAMPLE.COM/",
+        "http://example.com", "https://example.com/a.jpg?x=1#y", "http://[2606:4700::1]:80/x", "HTTPS://EXAMPLE.COM/",
     ])
     func acceptsAbsoluteHTTPURLs(url: String) {
         #expect(TaskValidation.urlProblem(url) == nil)
@@ -11,10 +11,21 @@ import Testing
 
     @Test(arguments: [
         "", "example.com/a.jpg", "ftp://example.com/a", "http://", "http:///path", "https://host:99999/", "http://exa mple.com",
-        "http://[::1/x", "javascript:alert(1)",
+        "http://[::1/x", "javascript:alert(1)", "https://user@host:8443/p", "http://[::1]:80/x", "http://127.0.0.1/",
     ])
     func rejectsEverythingElse(url: String) {
         #expect(TaskValidation.urlProblem(url) != nil)
+    }
+
+    @Test func theConfiguredPolicyDecides() {
+        let params = FaceSwapParameters(sourceURL: "http://127.0.0.1:8000/s.jpg", targetURL: "https://example.com/t.jpg", resolution: "", model: "")
+        guard case .failure(let error) = TaskValidation.faceSwapParameters(params) else {
+            Issue.record("a loopback URL passed the default policy")
+            return
+        }
+        #expect(error.message.hasPrefix("params.source_url must not point to a private or special-purpose address"))
+        let relaxed = URLPolicy(allowsPrivateAddresses: true)
+        #expect((try? TaskValidation.faceSwapParameters(params, policy: relaxed).get()) != nil)
     }
 
     @Test func resolutionsFollowTheModelsNativeSize() {

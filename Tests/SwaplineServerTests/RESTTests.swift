@@ -118,7 +118,7 @@ import Testing
         TaskService(scheduler: scheduler).register(in: &router)
         ConsumerService(scheduler: scheduler).register(in: &router)
         HealthService(services: router.serviceNames).register(in: &router)
-        factory = RESTHandlerFactory(router: router, grpc: GRPCServerConfiguration())
+        factory = RESTHandlerFactory(router: router)
     }
 
     /// Status and body of one request.
@@ -191,6 +191,37 @@ import Testing
 
     @Test func healthIsServing() {
         #expect(request("GET", "/health") == (200, #"{"status":"ok","serving_status":"SERVING"}"#))
+    }
+
+    /// Records what the interceptors of the pipeline see of each call.
+    final class Recorder: ServerInterceptor, @unchecked Sendable {
+        var seen: [(String, CallSurface, String?)] = []
+        func intercept(_ context: inout ServerContext) -> GRPCStatus? {
+            seen.append((context.method.path, context.surface, context.metadata["x-request-id"]))
+            return context.metadata["x-refuse"] == nil ? nil : GRPCStatus(.permissionDenied, "refused here")
+        }
+    }
+
+    @Test func restCallsPassTheInterceptorsWithTheirHeaders() throws {
+        let recorder = Recorder()
+        let scheduler = TaskScheduler(configuration: SchedulerConfiguration(), queue: InMemoryTaskQueue(rules: TaskRules()))
+        var router = RPCRouter()
+        router.interceptors = [recorder]
+        TaskService(scheduler: scheduler).register(in: &router)
+        HealthService(services: router.serviceNames).register(in: &router)
+        let writer = RecordingStreamWriter(loop: loop)
+        let handler = RESTHandlerFactory(router: router).makeHandler(writer: writer)
+        handler.receiveHead(
+            [HeaderField(":method", "GET"), HeaderField(":path", "/api/face-swap/task/task_1"), HeaderField("x-request-id", "r1"),
+             HeaderField("x-refuse", "1")],
+            endStream: true)
+        loop.run()
+        #expect(recorder.seen.count == 1 && recorder.seen[0].0 == "/swapline.v1.TaskService/GetTask")
+        #expect(recorder.seen[0].1 == .rest && recorder.seen[0].2 == "r1")
+        guard case .head(403, _, _)? = writer.events.first else {
+            Issue.record("expected 403, got \(writer.events)")
+            return
+        }
     }
 
     @Test func statusMappingFollowsTheIssue() {

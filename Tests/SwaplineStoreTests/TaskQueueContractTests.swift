@@ -120,6 +120,21 @@ struct SQLiteQueueHarness: QueueHarness {
         }
     }
 
+    @Test(arguments: QueueBackend.available) func idempotencyKeysAreScopedToTheirOwner(_ backend: QueueBackend) async throws {
+        try await withQueue(backend) { queue, _ in
+            var mine = pending(1, key: "order-7")
+            mine.owner = "sha256:aa"
+            var theirs = pending(2, key: "order-7")
+            theirs.owner = "sha256:bb"
+            var again = pending(3, key: "order-7")
+            again.owner = "sha256:aa"
+            let outcomes = [try await queue.create(mine).get(), try await queue.create(theirs).get(), try await queue.create(again).get()]
+            #expect(outcomes == [.created(mine), .created(theirs), .existing(mine)])
+            let stored = try await queue.task(id: theirs.taskID).get()
+            #expect(stored?.owner == "sha256:bb")
+        }
+    }
+
     @Test(arguments: QueueBackend.available) func claimsFollowPriorityThenAgeWithinTheWorkflows(_ backend: QueueBackend) async throws {
         try await withQueue(backend) { queue, _ in
             for task in [pending(1), pending(2, priority: 5), pending(3), pending(4, priority: 5), pending(5, workflow: "other")] {
@@ -249,6 +264,24 @@ struct SQLiteQueueHarness: QueueHarness {
             clock.advance(ms: 10)
             #expect(try await queue.purgeFinished(before: clock.clock.nowMs(), limit: 10).get() == ["task_1"])
             #expect(try await queue.create(pending(2, key: "k")).get() == .created(pending(2, key: "k")))
+        }
+    }
+
+    /// Regression (issue 9): CancelTask read the task again after letting go of the lock, and a
+    /// retention purge in between crashed the server. A cancel answers what it wrote.
+    @Test(arguments: QueueBackend.available) func cancelsRacingRetentionAnswerWhatTheyWrote(_ backend: QueueBackend) async throws {
+        try await withQueue(backend) { queue, _ in
+            for number in 1...40 { _ = try await queue.create(pending(number)).get() }
+            let cutoff = clock.clock.nowMs() + 1_000
+            let cancelled = await withTaskGroup(of: TaskRecord?.self) { group in
+                for number in 1...40 {
+                    group.addTask { try? await queue.cancel("task_\(number)").get() }
+                    group.addTask { _ = await queue.purgeFinished(before: cutoff, limit: 5); return nil }
+                }
+                return await group.reduce(into: [TaskRecord]()) { if let task = $1 { $0.append(task) } }
+            }
+            #expect(cancelled.count == 40)
+            #expect(cancelled.allSatisfy { $0.state == .cancelled && $0.version == 2 })
         }
     }
 

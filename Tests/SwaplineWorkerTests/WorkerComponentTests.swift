@@ -1,5 +1,6 @@
 import CurlHTTP
 import Foundation
+import SwaplineCore
 import SwaplineMessages
 import Synchronization
 import Testing
@@ -95,13 +96,18 @@ private final class SleepRecorder: Sendable {
 }
 
 @Suite struct LocalResultStorageTests {
-    @Test func storesUnderTaskIDWithAPublicURL() async throws {
+    @Test func storesUnderTaskIDAndAnUnguessableKeyWithAPublicURL() async throws {
         let directory = "/tmp/swapline-storage-test-\(UInt32.random(in: 0...UInt32.max))"
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let storage = LocalResultStorage(directory: directory, publicBaseURL: "http://127.0.0.1:50051/")
         let url = try await storage.store(OutputFile(format: "webp", bytes: [1, 2, 3]), taskID: "task_1")
-        #expect(url == "http://127.0.0.1:50051/outputs/task_1/result.webp")
-        #expect(FileManager.default.contents(atPath: "\(directory)/task_1/result.webp") == Data([1, 2, 3]))
+        let prefix = "http://127.0.0.1:50051/outputs/task_1/"
+        #expect(url.hasPrefix(prefix) && url.hasSuffix("/result.webp"))
+        let key = url.dropFirst(prefix.count).dropLast("/result.webp".count)
+        #expect(key.count == 32 && key.allSatisfy(\.isHexDigit))
+        #expect(FileManager.default.contents(atPath: "\(directory)/task_1/\(key)/result.webp") == Data([1, 2, 3]))
+        let again = try await storage.store(OutputFile(format: "webp", bytes: [4]), taskID: "task_1")
+        #expect(again != url)
         #expect(OutputFile(format: "webp", bytes: []).contentType == "image/webp")
     }
 
@@ -117,33 +123,39 @@ private final class SleepRecorder: Sendable {
 }
 
 @Suite struct EngineRequestTests {
-    @Test func optionsBecomeFieldsButNeverOverrideTheJob() throws {
+    static let inputs = EngineInputs(
+        source: FetchedFile(bytes: [0xFF, 0xD8, 1, 2], contentType: "image/jpeg", url: try! CheckedURL.parse("https://s.example/a.jpg").get()),
+        target: FetchedFile(bytes: [3, 4], contentType: nil, url: try! CheckedURL.parse("https://s.example/b.webp?x=1").get()))
+
+    @Test func optionsBecomeFieldsButNeverOverrideTheJobOrCarryAURL() throws {
         let params = Swapline_V1_FaceSwapParams(
             sourceURL: "http://s/a.jpg", targetURL: "http://s/b.jpg", resolution: "512x512", model: "inswapper_128",
-            options: ["face_enhancer_model": "gfpgan_1.4", "model": "hijack"])
-        let body = try JSONSerialization.jsonObject(with: Data(params.engineRequestBody())) as? [String: String]
-        #expect(
-            body == [
-                "source_url": "http://s/a.jpg", "target_url": "http://s/b.jpg", "resolution": "512x512",
-                "model": "inswapper_128", "face_enhancer_model": "gfpgan_1.4",
-            ])
+            options: ["face_enhancer_model": "gfpgan_1.4", "model": "hijack", "source_url": "http://169.254.169.254/", "target": "x"])
+        let job = try JSONSerialization.jsonObject(with: Data(params.engineJob())) as? [String: String]
+        #expect(job == ["resolution": "512x512", "model": "inswapper_128", "face_enhancer_model": "gfpgan_1.4"])
     }
-}
 
-@Suite struct FaceSwapProcessorTests {
-    @Test func anEngineFailingTheCheckBeforeWorkFailsTheHealthStage() async throws {
-        let healthy = Mutex(true)
-        let pool = EnginePool(urls: ["http://engine"]) { _ in healthy.withLock { $0 } ? nil : "HTTP 503" }
-        await pool.refreshHealth()
-        healthy.withLock { $0 = false }
-        let http = CurlHTTPClient()
-        defer { http.shutdown() }
-        let processor = FaceSwapProcessor(
-            engines: pool, faceFusion: FaceFusionClient(http: http), http: http,
-            storage: LocalResultStorage(directory: "/nonexistent", publicBaseURL: "http://h"))
-        await #expect(throws: TaskFailure(stage: "health", reason: "http://engine: HTTP 503")) {
-            try await processor.process(Swapline_V1_Task(taskID: "task_1"), progress: ProgressReporter { _, _ in })
-        }
-        #expect(!pool.hasHealthyEngine)
+    @Test func theEngineGetsTheFilesNotTheURLs() throws {
+        let params = Swapline_V1_FaceSwapParams(sourceURL: "https://s.example/a.jpg", targetURL: "https://s.example/b.webp?x=1", resolution: "512x512", model: "m")
+        let (contentType, body) = params.engineRequestBody(Self.inputs, boundary: "B")
+        #expect(contentType == "multipart/form-data; boundary=B")
+        let expected =
+            "--B\r\nContent-Disposition: form-data; name=\"job\"\r\nContent-Type: application/json\r\n\r\n"
+            + #"{"model":"m","resolution":"512x512"}"# + "\r\n"
+            + "--B\r\nContent-Disposition: form-data; name=\"source\"; filename=\"source.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+        #expect(body.starts(with: Array(expected.utf8) + [0xFF, 0xD8, 1, 2]))
+        let tail = "\r\n--B\r\nContent-Disposition: form-data; name=\"target\"; filename=\"target.webp\"\r\nContent-Type: image/webp\r\n\r\n"
+        let end = Array(tail.utf8) + [3, 4] + Array("\r\n--B--\r\n".utf8)
+        #expect(body.suffix(end.count).elementsEqual(end))
+        #expect(!String(decoding: body, as: UTF8.self).contains("s.example"))
+    }
+
+    @Test func engineErrorsReachTheClientWithoutTheEnginesWords() {
+        let error = EngineCallError.rejected(status: 422, detail: "could not load inputs: [Errno 111] Connection refused 10.0.0.7:22")
+        #expect(error.publicDescription == "engine rejected the job with HTTP 422")
+        #expect(error.description.contains("10.0.0.7:22"))
+        #expect(EngineCallError.unreachable("connect to 10.0.0.5 port 8000 failed").publicDescription == "engine unreachable")
+        #expect(EngineCallError.serverError(status: 503, detail: "busy", retryAfter: nil).publicDescription == "engine answered HTTP 503")
+        #expect(EngineCallError.invalidResponse("<html>").publicDescription == "invalid engine response")
     }
 }

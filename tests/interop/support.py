@@ -129,8 +129,9 @@ class SwaplineServer:
     directory (tests of restarts do), its task database lives in the server's own temp
     directory and goes with it."""
 
-    def __init__(self, *flags: str):
+    def __init__(self, *flags: str, env: dict[str, str] | None = None):
         self.flags = list(flags)
+        self.extra_env = dict(env or {})
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
         self.tmpdir = Path(tempfile.mkdtemp(prefix="swapline-interop-"))
@@ -149,6 +150,7 @@ class SwaplineServer:
         argv = [str(BINARY), "serve", "--host", HOST, "--port", "0", *data, *self.flags]
         self._stderr = open(self.stderr_path, "wb")
         env = dict(os.environ)
+        env.update(self.extra_env)
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr,
             cwd=self.tmpdir, env=env, start_new_session=True)
@@ -523,6 +525,11 @@ class RawH2:
 
 SOURCE = "https://example.com/source.jpg"
 TARGET = "https://example.com/target.jpg"
+
+# The FaceFusion simulator and every test server live on loopback, which the URL policy refuses
+# by default (docs/security.md): servers that accept their URLs and workers that fetch them
+# are started with this flag.
+ALLOW_LOCAL_URLS = "--allow-private-urls"
 
 
 def params(**kw) -> "tasks_pb2.FaceSwapParams":

@@ -18,7 +18,7 @@ import grpc
 import httpx
 import pytest
 
-from support import CHANNEL_OPTIONS, Stubs, create_request, health_pb2, tasks_pb2 as pb
+from support import ALLOW_LOCAL_URLS, CHANNEL_OPTIONS, Stubs, create_request, health_pb2, tasks_pb2 as pb
 
 SC = grpc.StatusCode
 T = 10
@@ -296,14 +296,14 @@ def test_a_worker_behind_haproxy_completes_tasks(server_factory, load_balancer, 
     from test_worker import Simulator, WorkerProcess, assert_stored_images, params, wait_terminal
 
     storage = tmp_path / "outputs"
-    srv = memory_server(server_factory, "--storage", f"local:{storage}")
+    srv = memory_server(server_factory, "--storage", f"local:{storage}", ALLOW_LOCAL_URLS)
     lb = load_balancer([srv])
     sim = Simulator()
     worker = None
     try:
         worker = WorkerProcess(lb.grpc_port, "--engine", sim.url, "--storage", f"local:{storage}",
                                "--public-url", lb.rest_url, "--concurrency", "2",
-                               "--health-interval-ms", "200", "--retry-base-ms", "100")
+                               "--health-interval-ms", "200", "--retry-base-ms", "100", ALLOW_LOCAL_URLS)
         channel = grpc.insecure_channel(lb.grpc_address, options=CHANNEL_OPTIONS)
         try:
             stub = Stubs(channel).tasks

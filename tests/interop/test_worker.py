@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 from PIL import Image
 
 import support
-from support import BINARY, ROOT, tasks_pb2, tasks_pb2_grpc
+from support import ALLOW_LOCAL_URLS, BINARY, ROOT, tasks_pb2, tasks_pb2_grpc
 
 SIMULATOR = ROOT / "tools" / "facefusion-sim"
 
@@ -119,7 +120,7 @@ def worker_factory():
 
 def worker_flags(sim: Simulator, storage: Path, *extra: str) -> list[str]:
     return ["--engine", sim.url, "--storage", f"local:{storage}", "--health-interval-ms", "200",
-            "--retry-base-ms", "100", *extra]
+            "--retry-base-ms", "100", ALLOW_LOCAL_URLS, *extra]
 
 
 def serve_with_workers(server_factory, sim, storage, *extra):
@@ -142,16 +143,32 @@ def wait_terminal(stub, task_id: str, timeout: float = 60) -> tasks_pb2.Task:
     raise AssertionError(f"task {task_id} not finished in {timeout}s: {task}")
 
 
+OUTPUT_URL = re.compile(r"/outputs/(task_[0-9A-Z]+)/([0-9a-f]{32})/result\.(jpg|gif|webp)$")
+
+
+def stored_path(storage: Path, url: str) -> Path:
+    """The file behind a local-storage URL: /outputs/{task_id}/{unguessable key}/result.{ext}."""
+    match = OUTPUT_URL.search(url)
+    assert match, f"not a local-storage URL with an unguessable key: {url}"
+    return storage / match[1] / match[2] / f"result.{match[3]}"
+
+
 def assert_stored_images(storage: Path, task: tasks_pb2.Task, serve_outputs: bool = True) -> None:
     expected = {"jpg": "JPEG", "gif": "GIF", "webp": "WEBP"}
     assert set(task.result.outputs) == set(expected)
     for ext, pil_format in expected.items():
-        path = storage / task.task_id / f"result.{ext}"
-        assert task.result.outputs[ext].endswith(f"/outputs/{task.task_id}/result.{ext}")
+        path = stored_path(storage, task.result.outputs[ext])
+        assert f"/outputs/{task.task_id}/" in task.result.outputs[ext] and path.suffix == f".{ext}"
         if serve_outputs:  # the server publishes local storage at /outputs/
-            with urllib.request.urlopen(task.result.outputs[ext], timeout=10) as response:
+            url = task.result.outputs[ext]
+            with urllib.request.urlopen(url, timeout=10) as response:
                 assert response.headers["Content-Type"] == {"jpg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}[ext]
                 assert response.read() == path.read_bytes()
+            # Knowing the task id is not enough: without the key the file is not found.
+            guessed = url.replace(f"/{path.parent.name}/", "/")
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(guessed, timeout=10)
+            assert refused.value.code == 404
         with Image.open(path) as image:
             assert image.format == pil_format
             image.verify()
@@ -171,7 +188,7 @@ def test_tasks_complete_and_store_valid_images_of_each_format(server_factory, si
         assert done.result.processing_time > 0
         assert done.result.output_url == done.result.outputs["jpg"]
         assert_stored_images(storage_dir, done)
-        with Image.open(storage_dir / done.task_id / "result.jpg") as image:
+        with Image.open(stored_path(storage_dir, done.result.outputs["jpg"])) as image:
             assert image.size == (512, 512)
 
 
@@ -181,7 +198,7 @@ def test_process_sync_returns_the_full_response(server_factory, simulator_factor
     stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
     response = stub.ProcessSync(tasks_pb2.ProcessSyncRequest(params=params(sim)), timeout=60)
     assert response.status == "success"
-    assert response.output_path.endswith(f"/outputs/{response.task_id}/result.jpg")
+    assert f"/outputs/{response.task_id}/" in response.output_path and OUTPUT_URL.search(response.output_path)
     assert response.job_id.startswith("job_")
     assert response.processing_time > 0
     assert response.metadata["storage_provider"] == "local"
@@ -256,7 +273,7 @@ def test_an_unhealthy_engine_gets_no_work_until_it_recovers(server_factory, simu
 def test_a_worker_killed_mid_task_leaves_it_to_another_after_the_lease(
         server_factory, simulator_factory, storage_dir, worker_factory):
     sim = simulator_factory("--latency-ms", "4000")
-    server = server_factory("--store", "memory", "--lease-ms", "1500")
+    server = server_factory("--store", "memory", "--lease-ms", "1500", ALLOW_LOCAL_URLS)
     stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
     doomed = worker_factory(server.port, *worker_flags(sim, storage_dir))
     task = stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params(sim)), timeout=10)
@@ -275,7 +292,7 @@ def test_a_worker_killed_mid_task_leaves_it_to_another_after_the_lease(
 
 def test_sigterm_hands_unfinished_work_back(server_factory, simulator_factory, storage_dir, worker_factory):
     sim = simulator_factory("--latency-ms", "10000")
-    server = server_factory("--store", "memory", "--lease-ms", "60000")
+    server = server_factory("--store", "memory", "--lease-ms", "60000", ALLOW_LOCAL_URLS)
     stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
     worker = worker_factory(server.port, *worker_flags(sim, storage_dir, "--drain-timeout-ms", "500"))
     task = stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params(sim)), timeout=10)

@@ -1,3 +1,6 @@
+import RPCCore
+import SwaplineMessages
+
 /// The OpenAPI 3.1 description of the REST shim. This value is the one source: the server
 /// serves it at `/openapi.json`, `swapline openapi` prints it into `docs/openapi.json`, and a
 /// test checks that the committed file is the same.
@@ -20,7 +23,7 @@ public enum OpenAPIDocument {
                     """),
             ])),
             ("paths", paths),
-            ("components", .object([("schemas", schemas)])),
+            ("components", .object([("schemas", schemas), ("securitySchemes", securitySchemes)])),
         ])
     }
 
@@ -29,32 +32,32 @@ public enum OpenAPIDocument {
     private static var paths: JSONValue {
         .object([
             ("/api/face-swap/create-task", .object([("post", operation(
-                "createTask", "Queue a face-swap task", rpc: "TaskService/CreateTask",
+                "createTask", "Queue a face-swap task", rpc: Swapline_V1_TaskService.createTask.descriptor,
                 body: "CreateTaskRequest", ok: ("Task queued", "CreateTaskResponse"),
                 links: [("GetTask", "getTask"), ("CancelTask", "cancelTask")],
                 errors: [400, 413, 415, 422, 429, 503]))])),
             ("/api/face-swap/process", .object([("post", operation(
-                "processSync", "Run a face swap and wait for its result", rpc: "TaskService/ProcessSync",
+                "processSync", "Run a face swap and wait for its result", rpc: Swapline_V1_TaskService.processSync.descriptor,
                 body: "ProcessRequest", ok: ("The finished task (status success, failed or cancelled)", "FaceSwapResponse"),
                 errors: [400, 413, 415, 422, 429, 503, 504]))])),
             ("/api/face-swap/task/{task_id}", .object([
                 ("parameters", .array([taskIDParameter])),
-                ("get", operation("getTask", "A task in the unified format", rpc: "TaskService/GetTask",
+                ("get", operation("getTask", "A task in the unified format", rpc: Swapline_V1_TaskService.getTask.descriptor,
                     ok: ("The task", "Task"), errors: [400, 404])),
             ])),
             ("/api/face-swap/task/{task_id}/cancel", .object([
                 ("parameters", .array([taskIDParameter])),
-                ("post", operation("cancelTask", "Cancel a pending or processing task", rpc: "TaskService/CancelTask",
+                ("post", operation("cancelTask", "Cancel a pending or processing task", rpc: Swapline_V1_TaskService.cancelTask.descriptor,
                     ok: ("The task after cancellation (a finished task is returned unchanged)", "Task"), errors: [400, 404, 503])),
             ])),
             ("/api/face-swap/task/{task_id}/events", .object([
                 ("parameters", .array([taskIDParameter])),
-                ("get", operation("watchTask", "Follow a task as server-sent events", rpc: "TaskService/WatchTask",
+                ("get", operation("watchTask", "Follow a task as server-sent events", rpc: Swapline_V1_TaskService.watchTask.descriptor,
                     events: "One event per change, `id:` the change's sequence and `data:` the task in the unified format; the stream ends after a terminal state.",
                     errors: [400, 404])),
             ])),
             ("/api/comm/task/fetch", .object([("get", operation(
-                "fetchTask", "Lease the next queued task (consumers)", rpc: "ConsumerService/FetchTask",
+                "fetchTask", "Lease the next queued task (consumers)", rpc: Swapline_V1_ConsumerService.fetchTask.descriptor,
                 parameters: [
                     queryParameter("consumer_id", "Who is fetching (logged with the lease).", .object([("type", "string")])),
                     queryParameter("workflow", "Workflows served; repeat or separate with commas. All when absent.", .object([("type", "string")])),
@@ -64,11 +67,11 @@ public enum OpenAPIDocument {
                 ok: ("The leased task, now PROCESSING, with its lease", "FetchedTask"), noContent: "Nothing is queued",
                 errors: [400, 422]))])),
             ("/api/comm/task/update", .object([("post", operation(
-                "updateStatus", "Report progress, a result or a failure (consumers)", rpc: "ConsumerService/UpdateStatus",
+                "updateStatus", "Report progress, a result or a failure (consumers)", rpc: Swapline_V1_ConsumerService.updateStatus.descriptor,
                 body: "UpdateStatusRequest", ok: ("The task after the update", "Task"),
                 errors: [400, 404, 409, 413, 415, 422, 503]))])),
             ("/health", .object([("get", operation(
-                "health", "Whether the server takes work", rpc: "grpc.health.v1.Health/Check",
+                "health", "Whether the server takes work", rpc: Grpc_Health_V1_Health.check.descriptor,
                 ok: ("Serving", "Health"), unavailable: "Shutting down", errors: []))])),
             ("/openapi.json", .object([("get", .object([
                 ("operationId", "openAPI"), ("summary", "This document"),
@@ -80,8 +83,22 @@ public enum OpenAPIDocument {
         ])
     }
 
+    /// Bearer tokens (docs/security.md); a server with no tokens configured checks none.
+    private static var securitySchemes: JSONValue {
+        .object([("bearerAuth", .object([
+            ("type", "http"), ("scheme", "bearer"),
+            ("description", """
+                A token from the server's SWAPLINE_AUTH_TOKENS or --auth-tokens-file: role client for \
+                /api/face-swap/*, consumer for /api/comm/task/*, admin for both. Not checked by a server \
+                with no tokens configured (loopback only).
+                """),
+        ]))])
+    }
+
     private static let errorDescriptions: [Int: String] = [
         400: "The RPC refused an argument (INVALID_ARGUMENT), e.g. a URL, model or resolution",
+        401: "No valid bearer token (UNAUTHENTICATED); answered with WWW-Authenticate: Bearer",
+        403: "The token's role may not call this route (PERMISSION_DENIED)",
         404: "No such task (NOT_FOUND)",
         409: "The task's state does not allow it: wrong lease, finished task (FAILED_PRECONDITION), or cancelled (ABORTED)",
         413: "The body exceeds 1 MiB",
@@ -93,10 +110,12 @@ public enum OpenAPIDocument {
     ]
 
     private static func operation(
-        _ id: String, _ summary: String, rpc: String, parameters: [JSONValue] = [], body: String? = nil,
+        _ id: String, _ summary: String, rpc: MethodDescriptor, parameters: [JSONValue] = [], body: String? = nil,
         ok: (String, String)? = nil, links: [(String, String)] = [], events: String? = nil, noContent: String? = nil,
         unavailable: String? = nil, errors: [Int]
     ) -> JSONValue {
+        let needsToken = AccessControl.requiredRole(service: rpc.service) != nil
+        let errors = needsToken ? (errors + [401, 403]).sorted() : errors
         var responses: [(String, JSONValue)] = []
         if let (description, schema) = ok {
             guard case .object(var members) = jsonResponse(description, schema) else { preconditionFailure() }
@@ -129,7 +148,7 @@ public enum OpenAPIDocument {
         }
         if let unavailable { responses.append(("503", jsonResponse(unavailable, "Health"))) }
         var members: [(String, JSONValue)] = [
-            ("operationId", .string(id)), ("summary", .string(summary)), ("description", .string("Calls `\(rpc)`.")),
+            ("operationId", .string(id)), ("summary", .string(summary)), ("description", .string("Calls `\(rpc.path)`.")),
         ]
         if !parameters.isEmpty { members.append(("parameters", .array(parameters))) }
         if let body {
@@ -139,6 +158,8 @@ public enum OpenAPIDocument {
             ])))
         }
         members.append(("responses", .object(responses)))
+        // A bearer token, or none: a server without tokens configured checks none.
+        members.append(("security", .array(needsToken ? [.object([("bearerAuth", .array([]))]), .object([])] : [])))
         return .object(members)
     }
 
@@ -210,8 +231,8 @@ public enum OpenAPIDocument {
 
     private static var faceSwapFields: [(String, JSONValue)] {
         [
-            ("source_url", type("string", "Absolute http(s) URL of the face image (at most 2048 bytes).")),
-            ("target_url", type("string", "Absolute http(s) URL of the image or video to swap into.")),
+            ("source_url", type("string", "Absolute http(s) URL of the face image: at most 2048 bytes, no userinfo, not a loopback, private or other special-purpose address nor localhost (docs/security.md).")),
+            ("target_url", type("string", "Absolute http(s) URL of the image or video to swap into; the rules of source_url.")),
             ("resolution", type("string", "`WxH`, a size the model supports; default 1024x1024.")),
             ("model", type("string", "FaceFusion face-swapper model; default inswapper_128_fp16.")),
             ("options", stringMap),
@@ -250,7 +271,7 @@ public enum OpenAPIDocument {
         .object([
             ("CreateTaskRequest", request(required: ["source_url", "target_url"], faceSwapFields + [
                 ("workflow", type("string", "Default face_swap.")),
-                ("idempotency_key", type("string", "The same key returns the same task.")),
+                ("idempotency_key", type("string", "The same key from the same client (bearer token) returns the same task.")),
                 ("priority", type("integer", "Higher is fetched first.", int32)),
             ])),
             ("ProcessRequest", request(required: ["source_url", "target_url"], faceSwapFields)),

@@ -11,16 +11,14 @@ struct RESTHandlerFactory: HTTPStreamHandlerFactory {
     static let defaultMaxBodyBytes = 1024 * 1024
 
     let router: RPCRouter
-    let grpc: GRPCServerConfiguration
     var maxBodyBytes = defaultMaxBodyBytes
     /// The OpenAPI document served at `/openapi.json`, serialized once.
     let openAPIDocument: ByteBuffer
     /// Local result storage served at `/outputs/`, if any.
     let outputsDirectory: String?
 
-    init(router: RPCRouter, grpc: GRPCServerConfiguration, outputsDirectory: String? = nil) {
+    init(router: RPCRouter, outputsDirectory: String? = nil) {
         self.router = router
-        self.grpc = grpc
         self.outputsDirectory = outputsDirectory
         self.openAPIDocument = ByteBuffer(bytes: OpenAPIDocument.serialized())
     }
@@ -92,6 +90,8 @@ final class RESTExchange: HTTPStreamHandler {
     private let writer: any HTTPStreamWriter
     private var route: RESTRoute?
     private var query: Substring = ""
+    /// The request's headers as call metadata, for the interceptors (`authorization`).
+    private var metadata = Metadata()
     private var body = ByteBuffer()
     /// Set once an answer (or the RPC that will give it) is under way: later request bytes
     /// are read and dropped.
@@ -114,7 +114,8 @@ final class RESTExchange: HTTPStreamHandler {
             case ":path": target = field.value
             case "content-type": contentType = field.value
             case "content-length": contentLength = Int(field.value)
-            default: break
+            default:
+                if Metadata.isApplicationMetadata(field.name) { metadata.append(field.name, field.value) }
             }
         }
         let path = target.prefix { $0 != "?" }
@@ -171,22 +172,22 @@ final class RESTExchange: HTTPStreamHandler {
         switch route {
         case .createTask:
             withBody(LegacyJSON.createTaskRequest) { request in
-                self.unary(TaskService.name, "CreateTask", request, Swapline_V1_Task.self) { task in
+                self.unary(Swapline_V1_TaskService.createTask, request) { task in
                     self.respond(200, LegacyJSON.created(task))
                 }
             }
         case .processSync:
             withBody(LegacyJSON.processSyncRequest) { request in
-                self.unary(TaskService.name, "ProcessSync", request, Swapline_V1_FaceSwapResponse.self) { response in
+                self.unary(Swapline_V1_TaskService.processSync, request) { response in
                     self.respond(200, LegacyJSON.faceSwapResponse(response))
                 }
             }
         case .getTask(let taskID):
-            unary(TaskService.name, "GetTask", Swapline_V1_GetTaskRequest(taskID: taskID), Swapline_V1_Task.self) { task in
+            unary(Swapline_V1_TaskService.getTask, Swapline_V1_GetTaskRequest(taskID: taskID)) { task in
                 self.respond(200, .object(LegacyJSON.task(task)))
             }
         case .cancelTask(let taskID):
-            unary(TaskService.name, "CancelTask", Swapline_V1_CancelTaskRequest(taskID: taskID), Swapline_V1_Task.self) { task in
+            unary(Swapline_V1_TaskService.cancelTask, Swapline_V1_CancelTaskRequest(taskID: taskID)) { task in
                 self.respond(200, .object(LegacyJSON.task(task)))
             }
         case .watchTask(let taskID):
@@ -195,7 +196,7 @@ final class RESTExchange: HTTPStreamHandler {
             switch Self.fetchRequest(query: query) {
             case .failure(let error): fail(error)
             case .success(let request):
-                unary(ConsumerService.name, "FetchTask", request, Swapline_V1_FetchTaskResponse.self) { response in
+                unary(Swapline_V1_ConsumerService.fetchTask, request) { response in
                     if let task = response.task {
                         self.respond(200, LegacyJSON.fetched(response, task: task))
                     } else {
@@ -205,13 +206,12 @@ final class RESTExchange: HTTPStreamHandler {
             }
         case .updateStatus:
             withBody(LegacyJSON.updateStatusRequest) { request in
-                self.unary(ConsumerService.name, "UpdateStatus", request, Swapline_V1_Task.self) { task in
+                self.unary(Swapline_V1_ConsumerService.updateStatus, request) { task in
                     self.respond(200, .object(LegacyJSON.task(task)))
                 }
             }
         case .health:
-            unary(HealthService.name, "Check", Grpc_Health_V1_HealthCheckRequest(service: ""), Grpc_Health_V1_HealthCheckResponse.self) {
-                response in
+            unary(Grpc_Health_V1_Health.check, Grpc_Health_V1_HealthCheckRequest(service: "")) { response in
                 let serving = response.status == .serving
                 self.respond(
                     serving ? 200 : 503,
@@ -219,16 +219,16 @@ final class RESTExchange: HTTPStreamHandler {
             }
         case .openAPI:
             respond(200, bytes: factory.openAPIDocument)
-        case .output(let taskID, let file):
-            serveOutput(taskID: taskID, file: file)
+        case .output(let path):
+            serveOutput(path)
         }
     }
 
     /// Answers with a stored result file, read on a Dispatch thread: disk I/O never blocks the
     /// event loop.
-    private func serveOutput(taskID: String, file: String) {
-        guard let directory = factory.outputsDirectory else { return fail(.notFound) }
-        let path = "\(directory)/\(taskID)/\(file)"
+    private func serveOutput(_ components: [String]) {
+        guard let directory = factory.outputsDirectory, let file = components.last else { return fail(.notFound) }
+        let path = ([directory] + components).joined(separator: "/")
         let contentType = MediaType.forFileExtension(String(file.split(separator: ".").last ?? ""))
         let loop = writer.eventLoop
         let exchange = NIOLoopBound(self, eventLoop: loop)
@@ -293,37 +293,38 @@ final class RESTExchange: HTTPStreamHandler {
         }
     }
 
-    private func start(
-        _ service: String, _ method: String, _ request: some ProtoMessage, onMessage: @escaping (ByteBuffer) -> Void,
+    /// Runs `method` through the router's interceptors and its handler, in process: the
+    /// request and the response messages stay Swift values.
+    private func start<Request, Response>(
+        _ method: RPCMethod<Request, Response>, _ request: Request, onMessage: @escaping (any RPCMessage) -> Void,
         onEnd: @escaping (GRPCStatus) -> Void
     ) {
         let call = InProcessCall(
-            router: factory.router, configuration: factory.grpc, path: "/\(service)/\(method)", eventLoop: writer.eventLoop,
-            queuedBytes: { [weak self] in self?.writer.queuedBodyBytes ?? 0 }, onMessage: onMessage, onEnd: onEnd)
+            eventLoop: writer.eventLoop, queuedBytes: { [weak self] in self?.writer.queuedBodyBytes ?? 0 },
+            onMessage: onMessage, onEnd: onEnd)
         self.call = call
-        call.start(request: request.serializedBuffer())
+        call.start(router: factory.router, method: method, request: request, metadata: metadata)
     }
 
-    private func unary<Response: ProtoMessage>(
-        _ service: String, _ method: String, _ request: some ProtoMessage, _: Response.Type,
-        _ answer: @escaping (Response) -> Void
+    private func unary<Request, Response>(
+        _ method: RPCMethod<Request, Response>, _ request: Request, _ answer: @escaping (Response) -> Void
     ) {
-        var reply: ByteBuffer?
-        start(service, method, request, onMessage: { reply = $0 }) { [weak self] status in
+        var reply: Response?
+        start(method, request, onMessage: { reply = $0 as? Response }) { [weak self] status in
             guard let self else { return }
             guard status.code == .ok else { return self.fail(.status(status)) }
-            guard let reply, let response = try? Response(protobufBytes: reply) else {
-                return self.fail(.status(GRPCStatus(.internal, "\(method) answered without a readable message")))
+            guard let reply else {
+                return self.fail(.status(GRPCStatus(.internal, "\(method.descriptor.method) answered without a message")))
             }
-            answer(response)
+            answer(reply)
         }
     }
 
     /// WatchTask as server-sent events: one `data:` event per change, ending after the
     /// terminal state. The head waits for the first event, so an unknown task is still a 404.
     private func watch(_ taskID: String) {
-        start(TaskService.name, "WatchTask", Swapline_V1_WatchTaskRequest(taskID: taskID), onMessage: { [weak self] bytes in
-            guard let self, let event = try? Swapline_V1_TaskEvent(protobufBytes: bytes), let task = event.task else { return }
+        start(Swapline_V1_TaskService.watchTask, Swapline_V1_WatchTaskRequest(taskID: taskID), onMessage: { [weak self] message in
+            guard let self, let event = message as? Swapline_V1_TaskEvent, let task = event.task else { return }
             if !eventStreamStarted {
                 eventStreamStarted = true
                 writer.writeHead(
@@ -365,6 +366,8 @@ final class RESTExchange: HTTPStreamHandler {
         answered = true
         var headers: [HeaderField] = []
         if case .methodNotAllowed(let allowed) = error { headers.append(HeaderField("allow", allowed.joined(separator: ", "))) }
+        // RFC 6750: a 401 names the scheme the client should authenticate with.
+        if case .status(let status) = error, status.code == .unauthenticated { headers.append(HeaderField("www-authenticate", "Bearer")) }
         guard withBody else { return writer.writeHead(status: error.httpStatus, headers: headers, endStream: true) }
         respond(error.httpStatus, .object([("detail", error.detail)]), headers: headers)
     }

@@ -12,8 +12,9 @@ enum RESTRoute: Equatable, Sendable {
     case updateStatus
     case health
     case openAPI
-    /// A stored result file: `/outputs/{task_id}/{file}`.
-    case output(taskID: String, file: String)
+    /// A stored result file: `/outputs/{task_id}/{key}/{file}` (or `/outputs/{task_id}/{file}`,
+    /// where results stored before the unguessable key stay), as path components.
+    case output(path: [String])
 
     /// Routes that read a JSON body.
     var takesBody: Bool {
@@ -55,11 +56,11 @@ enum RESTRoute: Equatable, Sendable {
     static func match(method: String, path: Substring) -> Result<RESTRoute, RESTError> {
         guard path.first == "/" else { return .failure(.notFound) }
         let parts = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
-        if parts.count == 3, parts[0] == "outputs" {
+        if parts.count == 3 || parts.count == 4, parts[0] == "outputs" {
             // Names never climb out of the storage directory.
             let names = parts.dropFirst().map { GRPCMessageEncoding.decode(String($0)) }
             guard names.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." && !$0.contains("/") }) else { return .failure(.notFound) }
-            return method == "GET" ? .success(.output(taskID: names[0], file: names[1])) : .failure(.methodNotAllowed(allowed: ["GET"]))
+            return method == "GET" ? .success(.output(path: names)) : .failure(.methodNotAllowed(allowed: ["GET"]))
         }
         var allowed: [String] = []
         for pattern in patterns {

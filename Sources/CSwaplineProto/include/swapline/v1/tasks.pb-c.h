@@ -91,10 +91,15 @@ struct  Swapline__V1__FaceSwapParams
 {
   ProtobufCMessage base;
   /*
-   * URL of the source image: the face to transfer. Required. Must be an absolute
-   * `http` or `https` URL with a non-empty host; other schemes, relative URLs and
-   * (per server policy) private, loopback and link-local addresses are rejected with
-   * INVALID_ARGUMENT (SSRF protection).
+   * URL of the source image: the face to transfer. Required. An absolute `http` or
+   * `https` URL with a host and without userinfo, at most 2048 bytes. The server's URL
+   * policy (SSRF protection, docs/security.md) refuses with INVALID_ARGUMENT, naming the
+   * field and the reason, a host that is an address of loopback, private-use, link-local
+   * (169.254.169.254), carrier-grade NAT, multicast, broadcast or another special-purpose
+   * block in any spelling (decimal, octal, hex, short forms, IPv4-mapped IPv6), and
+   * `localhost`. A host name is not looked up here: the worker resolves it when it fetches
+   * the file, and a name that resolves to such an address fails the task (error
+   * "input: params.source_url ..."), as does a redirect to one.
    */
   char *source_url;
   /*
@@ -121,7 +126,8 @@ struct  Swapline__V1__FaceSwapParams
    * Extra processor options passed through to FaceFusion unchanged (for example
    * "face_enhancer_model" or "output_video_quality"). Keys are option names, values
    * their string form. Optional; empty by default. Unknown keys are ignored by the
-   * processor.
+   * processor. The keys "source_url", "target_url", "source", "target" and "job" are
+   * never passed on: the engine gets the input files, never a URL to fetch.
    */
   size_t n_options;
   Swapline__V1__FaceSwapParams__OptionsEntry **options;
@@ -275,8 +281,9 @@ struct  Swapline__V1__CreateTaskRequest
   Swapline__V1__FaceSwapParams *params;
   /*
    * Optional client-chosen key (at most 128 bytes) that makes retries safe: a second
-   * CreateTask with the same key returns the task the first one created instead of
-   * queuing another. Empty means no deduplication.
+   * CreateTask with the same key from the same client (bearer token) returns the task the
+   * first one created instead of queuing another; other clients' keys never match. Empty
+   * means no deduplication.
    */
   char *idempotency_key;
   /*
