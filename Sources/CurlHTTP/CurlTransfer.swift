@@ -7,6 +7,7 @@ final class CurlTransfer: @unchecked Sendable {
     private let continuation: AsyncThrowingStream<HTTPResponsePart, any Error>.Continuation
     private(set) var easy: UnsafeMutableRawPointer?
     private var headerList: UnsafeMutablePointer<curl_slist>?
+    private var connectToList: UnsafeMutablePointer<curl_slist>?
     /// CURLOPT_RESOLVE entries and the private DNS cache of a pinned request.
     private var resolveList: UnsafeMutablePointer<curl_slist>?
     private var dnsShare: OpaquePointer?
@@ -14,7 +15,6 @@ final class CurlTransfer: @unchecked Sendable {
     private var pinnedPeers: Set<[UInt8]> = []
     /// Addresses curl tried that pinning refused, for the error.
     private var refusedPeers: [String] = []
-    private var connectToList: UnsafeMutablePointer<curl_slist>?
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
 
     private var status = 0

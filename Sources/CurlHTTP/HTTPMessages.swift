@@ -51,12 +51,6 @@ public struct HTTPRequest: Sendable {
     /// Largest response body accepted; bigger ones fail with `responseTooLarge` as soon as the
     /// limit is crossed, whether or not the peer announced a Content-Length.
     public var maxResponseBytes: Int
-    /// The only addresses the request may connect to; nil: wherever curl resolves the host to.
-    public var pinning: AddressPinning?
-    /// The proxy the request goes through.
-    public var proxy: ProxySetting = .fromEnvironment
-    /// Gives up on a peer that sends slower than this (CURLOPT_LOW_SPEED_LIMIT/TIME).
-    public var lowSpeedLimit: LowSpeedLimit?
     /// `https` peers are always verified (certificate chain and host name). This PEM file of
     /// certificate authorities is the only trust they are verified against; `nil`: the
     /// system's trust store.
@@ -64,6 +58,12 @@ public struct HTTPRequest: Sendable {
     /// Connect to this `HOST:PORT` instead of the URL's; the URL's host is still the name the
     /// peer's certificate must carry (libcurl's `CURLOPT_CONNECT_TO`).
     public var connectTo: String?
+    /// The only addresses the request may connect to; nil: wherever curl resolves the host to.
+    public var pinning: AddressPinning?
+    /// The proxy the request goes through.
+    public var proxy: ProxySetting = .fromEnvironment
+    /// Gives up on a peer that sends slower than this (CURLOPT_LOW_SPEED_LIMIT/TIME).
+    public var lowSpeedLimit: LowSpeedLimit?
 
     public init(
         method: Method = .get, url: String, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = [],

@@ -16,14 +16,14 @@ public import SwaplineMessages
 public final class SwaplineClient: Sendable {
     /// Base URL of the server, e.g. `http://127.0.0.1:50051` or `https://swapline.example.com`.
     public let serverURL: String
-    /// Sent with every call.
-    public let metadata: Metadata
     /// PEM file of the certificate authorities an `https://` server's certificate must chain
     /// to (a private CA); `nil`: the system's trust store.
     public let caFile: String?
     /// `HOST:PORT` to connect to instead of the URL's host and port, which stay what the
     /// certificate is checked against (`swapline serve --workers` reaching its own port).
     public let connectTo: String?
+    /// Sent with every call.
+    public let metadata: Metadata
     private let http: CurlHTTPClient
     private let maxMessageSize = 4 * 1024 * 1024
 

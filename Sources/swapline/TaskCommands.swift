@@ -8,17 +8,15 @@ struct ServerOption: ParsableArguments {
     @Option(help: "Base URL of the Swapline server (http:// or https://).")
     var server = "http://127.0.0.1:50051"
 
-    @Option(help: "Bearer token with the client (or admin) role; default: SWAPLINE_TOKEN.")
-    var token: String?
-
     @Option(help: caFileHelp)
     var caFile: String?
 
+    @Option(help: "Bearer token with the client (or admin) role; default: SWAPLINE_TOKEN.")
+    var token: String?
+
     func validate() throws { try validateCAFile(caFile, server: server) }
 
-    var client: SwaplineClient {
-        SwaplineClient(serverURL: server, caFile: caFile, bearerToken: bearerToken(option: token))
-    }
+    var client: SwaplineClient { SwaplineClient(serverURL: server, caFile: caFile, bearerToken: bearerToken(option: token)) }
 }
 
 let caFileHelp = ArgumentHelp(

@@ -380,9 +380,8 @@ def test_in_process_workers_reach_their_own_tls_port(server_factory, certs, simu
     names only swapline.invalid they call https://swapline.invalid:PORT, connected to
     127.0.0.1:PORT, and the outputs are published under that name."""
     cert, key = (certs.cert, certs.key) if cert_kind == "ip" else (certs.named_cert, certs.named_key)
-    srv = server_factory("--store", "memory", *certs.flags(cert=cert, key=key), "--workers", "1",
-                         "--engine", simulator.url, "--storage", f"local:{tmp_path}", "--health-interval-ms", "200",
-                         ALLOW_LOCAL_URLS)
+    srv = server_factory("--store", "memory", *certs.flags(cert=cert, key=key), "--workers", "1", ALLOW_LOCAL_URLS,
+                         "--engine", simulator.url, "--storage", f"local:{tmp_path}", "--health-interval-ms", "200")
     name = HOST if cert_kind == "ip" else "swapline.invalid"
     options = [] if cert_kind == "ip" else [("grpc.ssl_target_name_override", name)]
     credentials = grpc.ssl_channel_credentials(root_certificates=certs.ca.read_bytes())
@@ -404,10 +403,10 @@ def test_in_process_workers_need_a_certificate_they_can_verify(certs, simulator,
     assert "names neither 127.0.0.1 nor any DNS name" in stderr
 
 
-def test_a_separate_worker_verifies_the_server_with_ca_file(tls_server, certs, simulator, tmp_path):
+def test_a_separate_worker_verifies_the_server_with_ca_file(server_factory, certs, simulator, tmp_path):
+    tls_server = server_factory("--store", "memory", ALLOW_LOCAL_URLS, *certs.flags())
     url = f"https://{HOST}:{tls_server.port}"
-    common = ["--engine", simulator.url, "--storage", f"local:{tmp_path}", "--health-interval-ms", "200",
-              ALLOW_LOCAL_URLS]
+    common = ["--engine", simulator.url, "--storage", f"local:{tmp_path}", "--health-interval-ms", "200", ALLOW_LOCAL_URLS]
     untrusting = subprocess.Popen([str(BINARY), "worker", "--server", url, *common],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     worker = None
@@ -530,3 +529,29 @@ def test_sigterm_drains_tls_connections_within_the_grace(server_factory, certs):
     finally:
         idle.close()
         busy.close()
+
+
+# --------------------------------------------------------------------------------------------
+# TLS with access control: tokens travel encrypted, in-process workers still get in
+# --------------------------------------------------------------------------------------------
+
+
+def test_tokens_over_tls_with_in_process_workers(server_factory, certs, simulator, tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("client tls-client-token\n")
+    srv = server_factory("--store", "memory", *certs.flags(), "--auth-tokens-file", str(tokens), ALLOW_LOCAL_URLS,
+                         "--workers", "1", "--engine", simulator.url, "--storage", f"local:{tmp_path / 'out'}",
+                         "--health-interval-ms", "200")
+    with secure_channel(srv.port, certs.ca.read_bytes()) as channel:
+        stub = Stubs(channel).tasks
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.GetTask(pb.GetTaskRequest(task_id="task_x"), timeout=T)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # The CLI with its token and the CA; the in-process worker (its own token, the server's
+    # certificate) completes the task.
+    server = ["--server", f"https://{HOST}:{srv.port}", "--ca-file", str(certs.ca), "--token", "tls-client-token"]
+    inputs = ["--source", simulator.sample("source.jpg"), "--target", simulator.sample("target.jpg"),
+              "--resolution", "256x256"]
+    created = run_cli("create", *server, *inputs, "--watch")
+    assert created.returncode == 0, created.stderr
+    assert "COMPLETED" in created.stdout
