@@ -189,7 +189,8 @@ public struct CheckedURL: Sendable, Hashable, CustomStringConvertible {
         guard hostBytes.allSatisfy(allowed) else {
             return .failure(URLViolation(.malformed, "has characters that are not allowed in a host name"))
         }
-        var name = String(decoding: hostBytes, as: UTF8.self).lowercased()
+        // ASCII only (checked above), so lowering the bytes is all `lowercased()` would do.
+        var name = String(decoding: hostBytes.map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }, as: UTF8.self)
         if name.hasSuffix(".") { name.removeLast() }
         switch IPAddress.spelling(ofHost: name[...]) {
         case .ipv4(let address):
@@ -197,12 +198,25 @@ public struct CheckedURL: Sendable, Hashable, CustomStringConvertible {
         case .invalidIPv4:
             return .failure(URLViolation(.malformed, "has a host that ends in a number but is no valid IPv4 address"))
         case .name:
-            let labels = name.split(separator: ".", omittingEmptySubsequences: false)
-            guard !name.isEmpty, name.utf8.count <= 253, labels.allSatisfy({ (1...63).contains($0.utf8.count) }) else {
+            guard !name.isEmpty, name.utf8.count <= 253, Self.labelsHaveDNSLengths(name) else {
                 return .failure(URLViolation(.malformed, "has a malformed host name"))
             }
             return .success((.name(name), portText))
         }
+    }
+
+    /// Every dot-separated label is 1 to 63 bytes long.
+    private static func labelsHaveDNSLengths(_ name: String) -> Bool {
+        var length = 0
+        for byte in name.utf8 {
+            if byte == UInt8(ascii: ".") {
+                guard (1...63).contains(length) else { return false }
+                length = 0
+            } else {
+                length += 1
+            }
+        }
+        return (1...63).contains(length)
     }
 
     private static func hasPrefixIgnoringCase(_ bytes: [UInt8], _ prefix: String) -> Bool {

@@ -100,8 +100,11 @@ extension IPAddress {
     /// one to four parts, the last one filling the remaining bytes (`127.1`, `0x7f.1`,
     /// `2130706433`, `0`).
     public static func spelling(ofHost host: Substring) -> HostSpelling {
+        // Most hosts are names: judged by their last label alone, without splitting them
+        // (every CreateTask checks two URLs).
+        let lastStart = host.utf8.lastIndex(of: UInt8(ascii: ".")).map { host.utf8.index(after: $0) } ?? host.startIndex
+        guard Self.isNumber(host[lastStart...]) else { return .name }
         let labels = host.split(separator: ".", omittingEmptySubsequences: false)
-        guard let last = labels.last, Self.isNumber(last) else { return .name }
         guard labels.count <= 4 else { return .invalidIPv4 }
         var parts: [UInt64] = []
         for label in labels {
@@ -119,10 +122,14 @@ extension IPAddress {
 
     /// WHATWG's "ends in a number": all digits, or `0x` followed by hex digits only.
     private static func isNumber(_ label: Substring) -> Bool {
-        guard !label.isEmpty else { return false }
-        if label.allSatisfy(\.isASCIIDigit) { return true }
-        let lower = label.lowercased()
-        return lower.hasPrefix("0x") && lower.dropFirst(2).allSatisfy(\.isASCIIHexDigit)
+        let bytes = label.utf8
+        guard !bytes.isEmpty else { return false }
+        let isDigit = { (byte: UInt8) in (0x30...0x39).contains(byte) }
+        if bytes.allSatisfy(isDigit) { return true }
+        guard bytes.count >= 2, bytes.first == UInt8(ascii: "0"),
+            bytes.dropFirst().first.map({ $0 | 0x20 == UInt8(ascii: "x") }) == true
+        else { return false }
+        return bytes.dropFirst(2).allSatisfy { isDigit($0) || (0x61...0x66).contains($0 | 0x20) }
     }
 
     /// One part of an `inet_aton` address; nil when empty, malformed or absurdly long.
