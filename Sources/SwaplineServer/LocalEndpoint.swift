@@ -9,7 +9,8 @@ import NIOCore
 /// name that certificate is valid for. When the certificate does not name the address the
 /// server listens on (a certificate for `swapline.example.com` on a server listening on
 /// 0.0.0.0), the URL carries the certificate's name and `connectTo` sends the connection to the
-/// listening address instead, so nothing depends on DNS and no check is skipped.
+/// listening address instead, so nothing depends on DNS and no check is skipped (the same for a
+/// certificate that names only other IP addresses).
 public struct LocalEndpoint: Sendable, Equatable {
     /// Base URL of the server.
     public var url: String
@@ -42,9 +43,10 @@ public struct LocalEndpoint: Sendable, Equatable {
             self.init(url: "https://\(address):\(port)", caFile: tls.certificateFile)
             return
         }
-        // "localhost" first: the most likely name of a loopback connection.
+        // "localhost" first: the most likely name of a loopback connection; else any name, else
+        // any address the certificate is valid for (the connection still goes to `address`).
         let named = tls.dnsNames.first { $0.lowercased() == "localhost" } ?? tls.dnsNames.first
-        guard let name = named.map(Self.concreteName) else {
+        guard let name = named.map(Self.concreteName) ?? tls.ipAddresses.first.map(Self.urlHost) else {
             throw LocalEndpointError(certificateFile: tls.certificateFile, address: address)
         }
         self.init(url: "https://\(name):\(port)", caFile: tls.certificateFile, connectTo: "\(Self.urlHost(address)):\(port)")
@@ -61,14 +63,14 @@ public struct LocalEndpoint: Sendable, Equatable {
     }
 }
 
-/// The server's certificate names neither the address in-process clients connect to nor any
-/// DNS name, so they could not verify it.
+/// The server's certificate names no DNS name or IP address at all, so in-process clients could
+/// not verify it.
 public struct LocalEndpointError: Error, Sendable, CustomStringConvertible {
     public var certificateFile: String
     public var address: String
 
     public var description: String {
-        "the certificate in \(certificateFile) names neither \(address) nor any DNS name, so the in-process workers "
-            + "(--workers) cannot verify the server they connect to: give it a subject alternative name for \(address) or a DNS name"
+        "the certificate in \(certificateFile) names neither \(address) nor any DNS name or IP address, so the in-process "
+            + "workers (--workers) cannot verify the server they connect to: give it a subject alternative name for \(address) or a DNS name"
     }
 }

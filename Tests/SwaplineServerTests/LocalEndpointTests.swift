@@ -47,11 +47,21 @@ import Testing
                 == LocalEndpoint(url: "https://swapline.example.com:5", caFile: wildcard.certificateFile, connectTo: "127.0.0.1:5"))
     }
 
+    @Test func anotherAddressOfTheCertificateIsCalledAndTheListenerConnectedTo() throws {
+        defer { certificates.remove() }
+        let addressed = try credentials("IP:10.1.2.3,IP:2001:db8::1")
+        #expect(
+            try LocalEndpoint(host: "0.0.0.0", port: 5, tls: addressed)
+                == LocalEndpoint(url: "https://10.1.2.3:5", caFile: addressed.certificateFile, connectTo: "127.0.0.1:5"))
+        let ipv6 = try credentials("IP:2001:db8::1")
+        #expect(try LocalEndpoint(host: "127.0.0.1", port: 5, tls: ipv6).url == "https://[2001:db8::1]:5")
+    }
+
     @Test func aCertificateWithNoUsableNameIsRefused() throws {
         defer { certificates.remove() }
         let nameless = try credentials("email:ops@example.com")
         #expect {
             try LocalEndpoint(host: "127.0.0.1", port: 5, tls: nameless)
-        } throws: { "\($0)".contains("names neither 127.0.0.1 nor any DNS name") }
+        } throws: { "\($0)".contains("names neither 127.0.0.1 nor any DNS name or IP address") }
     }
 }

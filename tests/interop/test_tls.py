@@ -400,7 +400,7 @@ def test_in_process_workers_need_a_certificate_they_can_verify(certs, simulator,
     ca_key = certs.dir / "ca.key"
     nameless, nameless_key = make_server_cert(certs.dir, "nameless", (certs.ca, ca_key), "email:ops@example.com")
     stderr = serve_fails(*certs.flags(cert=nameless, key=nameless_key), "--workers", "1", "--engine", simulator.url)
-    assert "names neither 127.0.0.1 nor any DNS name" in stderr
+    assert "names neither 127.0.0.1 nor any DNS name or IP address" in stderr
 
 
 def test_a_separate_worker_verifies_the_server_with_ca_file(server_factory, certs, simulator, tmp_path):
