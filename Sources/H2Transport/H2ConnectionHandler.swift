@@ -28,6 +28,20 @@ public struct H2Configuration: Sendable {
     /// connection is closed with GOAWAY ENHANCE_YOUR_CALM.
     public var serverResetBurst: Double = 1000
     public var serverResetsPerSecond: Double = 33
+    /// Most connections open at once on the listener, both protocols and TLS included; past
+    /// it, new connections are closed as soon as they are accepted.
+    public var maxConnections: Int = 1024
+    /// A connection must have sent its first request head (HTTP/1.1) or its preface and
+    /// SETTINGS (HTTP/2) this long after it was accepted (after the TLS handshake on a TLS port).
+    public var prefaceTimeout: TimeAmount = .seconds(10)
+    /// A request head, once begun, must be complete within this time (HTTP/1.1 header lines,
+    /// HTTP/2 HEADERS and its CONTINUATION frames).
+    public var headerTimeout: TimeAmount = .seconds(10)
+    /// A request body that is not finished may go this long without a byte arriving.
+    public var bodyProgressTimeout: TimeAmount = .seconds(30)
+    /// Output queued for a peer that reads nothing (TCP not writable, or an HTTP/2 window that
+    /// stays closed) may wait this long before the connection is closed.
+    public var sendProgressTimeout: TimeAmount = .seconds(30)
 
     public init() {}
 }
