@@ -150,6 +150,10 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
         for callback in lifecycle.takeDrainedCallbacks() { callback() }
     }
 
+    public func requestAbandoned(reason: String) {
+        endCall(GRPCStatus(.deadlineExceeded, reason))
+    }
+
     public func streamClosed(cleanly: Bool) {
         call = nil  // the ServerCall holds this stream: break the cycle once the exchange is over
         for callback in lifecycle.takeDeliveryCallbacks() { callback(cleanly) }

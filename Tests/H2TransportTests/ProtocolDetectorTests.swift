@@ -131,11 +131,12 @@ private struct EchoFactory: HTTPStreamHandlerFactory {
         #expect(!channel.isActive)
     }
 
-    @Test func afterTheHandshakeTheIdleTimeoutApplies() throws {
+    @Test func afterTheHandshakeThePrefaceTimeoutApplies() throws {
+        loop.advanceTime(by: configuration.tlsHandshakeTimeout - .milliseconds(1))
         handshake(alpn: nil)
-        loop.advanceTime(by: configuration.tlsHandshakeTimeout * 2)
+        loop.advanceTime(by: configuration.prefaceTimeout - .milliseconds(1))
         #expect(channel.isActive)
-        loop.advanceTime(by: configuration.idleTimeout)
+        loop.advanceTime(by: .milliseconds(1))
         #expect(!channel.isActive)
     }
 }
