@@ -5,9 +5,9 @@ import Darwin
 #endif
 
 /// The process's limit on open file descriptors, which bounds how many connections it can hold.
-enum FileDescriptorLimit {
+public enum FileDescriptorLimit {
     /// The soft RLIMIT_NOFILE; 1024 (the usual default) if it cannot be read or is unlimited.
-    static var current: Int {
+    public static var current: Int {
         var limit = rlimit()
         #if canImport(Glibc)
         let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
