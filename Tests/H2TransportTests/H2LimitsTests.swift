@@ -154,4 +154,23 @@ import Testing
         #expect(harness.client.goAwayErrorCode == 0x0b)
         #expect(!harness.channel.isActive)
     }
+
+    @Test func resetsAreCountedWhenQueuedEvenIfNeverWritten() throws {
+        let configuration = limits {
+            $0.maxHeaderListSize = 1024
+            $0.serverResetBurst = 3
+            $0.serverResetsPerSecond = 0
+        }
+        let harness = try H2Harness(router: router(), configuration: configuration)
+        try harness.exchange()
+        // A client that reads nothing: the server's resets stay queued.
+        harness.channel.isWritable = false
+        let oversized = [("x-big", String(repeating: "a", count: 2000))]
+        for _ in 0..<3 { harness.client.post(path: "/t.S/Echo", extraHeaders: oversized, body: H2Harness.framed([])) }
+        try harness.channel.writeInbound(harness.client.outbound())
+        #expect(harness.channel.isActive)
+        harness.client.post(path: "/t.S/Echo", extraHeaders: oversized, body: H2Harness.framed([]))
+        try harness.channel.writeInbound(harness.client.outbound())
+        #expect(!harness.channel.isActive)
+    }
 }
