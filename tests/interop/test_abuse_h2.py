@@ -89,6 +89,12 @@ def send_ignoring_reset(sock: socket.socket, data: bytes) -> bool:
         return False
 
 
+def assert_connection_serves_on(client: RawH2) -> None:
+    """The abused connection itself still answers a call."""
+    again = client.request(CREATE_TASK, framed(support.create_request()))
+    assert client.wait(again).grpc_status == 0
+
+
 def check_served(server, label: str) -> None:
     assert_normal_client_served(server)
     assert_rss_back(server, server.baseline, label, bound_mib=RSS_BOUND_MIB)
@@ -126,9 +132,7 @@ def test_slowloris_request_body(server):
     result = client.wait(sid, timeout=SLACK_S)
     assert result.grpc_status == 4  # DEADLINE_EXCEEDED, saying why
     assert "stalled" in result.trailers.get("grpc-message", "")
-    # The connection still serves.
-    again = client.request(CREATE_TASK, framed(support.create_request()))
-    assert client.wait(again).grpc_status == 0
+    assert_connection_serves_on(client)
     client.close()
     check_served(server, "slowloris on a request body")
 
@@ -264,8 +268,7 @@ def test_header_field_over_64_kib(server):
     client.send(sid, framed(support.create_request()), end_stream=True)
     client.wait_until(lambda: client.streams[sid].reset_code is not None, timeout=SLACK_S)
     assert client.streams[sid].reset_code == 2  # INTERNAL_ERROR: over the header list limit
-    again = client.request(CREATE_TASK, framed(support.create_request()))
-    assert client.wait(again).grpc_status == 0
+    assert_connection_serves_on(client)
     client.close()
     check_served(server, "a 70 KiB header field")
 
