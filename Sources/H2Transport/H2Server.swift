@@ -11,6 +11,9 @@ import RPCCore
 ///
 /// With `tls`, every connection starts with a TLS handshake (swift-nio-ssl) and the same
 /// protocols run inside it, chosen by ALPN; the port then serves TLS only.
+///
+/// At most `maxConnections` connections are open at once: one accepted past that is closed
+/// at once, before any byte is read or TLS begins, and open connections go on unaffected.
 public final class H2Server: Sendable {
     public let localAddress: SocketAddress
     private let serverChannel: any Channel
@@ -31,12 +34,17 @@ public final class H2Server: Sendable {
         tls: TLSCredentials? = nil, factory: any HTTPStreamHandlerFactory, logger: Logger
     ) async throws -> H2Server {
         let connections = ConnectionRegistry()
+        let refusals = RefusalLog(logger: logger, limit: configuration.maxConnections)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                connections.add(channel)
+                guard connections.admit(channel, limit: configuration.maxConnections) else {
+                    refusals.note()
+                    // A failed initializer makes NIO close the accepted socket.
+                    return channel.eventLoop.makeFailedFuture(ConnectionLimitReached())
+                }
                 return channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
                     if let tls {
@@ -73,18 +81,55 @@ public final class H2Server: Sendable {
     }
 }
 
-/// The accepted connections that are still open, for graceful shutdown.
+private struct ConnectionLimitReached: Error {}
+
+/// The accepted connections that are still open, for the connection limit and graceful
+/// shutdown.
 private final class ConnectionRegistry: Sendable {
     private let channels = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
 
-    func add(_ channel: any Channel) {
+    /// Registers `channel` unless `limit` connections are open already.
+    func admit(_ channel: any Channel, limit: Int) -> Bool {
         let key = ObjectIdentifier(channel)
-        channels.withLockedValue { $0[key] = channel }
+        let admitted = channels.withLockedValue { open in
+            guard open.count < limit else { return false }
+            open[key] = channel
+            return true
+        }
+        guard admitted else { return false }
         channel.closeFuture.whenComplete { [self] _ in
             channels.withLockedValue { _ = $0.removeValue(forKey: key) }
         }
+        return true
     }
 
     var all: [any Channel] { channels.withLockedValue { Array($0.values) } }
     var isEmpty: Bool { channels.withLockedValue { $0.isEmpty } }
+}
+
+/// Logs refused connections at most once per interval, with how many were refused since, so a
+/// connection flood cannot flood the log too.
+private final class RefusalLog: Sendable {
+    private static let interval = TimeAmount.seconds(10)
+    private let logger: Logger
+    private let limit: Int
+    private let state = NIOLockedValueBox<(loggedAt: NIODeadline?, unlogged: Int)>((nil, 0))
+
+    init(logger: Logger, limit: Int) {
+        self.logger = logger
+        self.limit = limit
+    }
+
+    func note() {
+        let now = NIODeadline.now()
+        let toLog: Int? = state.withLockedValue { state in
+            state.unlogged += 1
+            if let loggedAt = state.loggedAt, now - loggedAt < Self.interval { return nil }
+            defer { state = (now, 0) }
+            return state.unlogged
+        }
+        if let toLog {
+            logger.warning("refused \(toLog) connection(s): \(limit) connections are open (--max-connections)")
+        }
+    }
 }

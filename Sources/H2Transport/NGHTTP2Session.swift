@@ -14,15 +14,20 @@ struct NGHTTP2Error: Error, CustomStringConvertible {
 /// What the session reports to its owner. Called synchronously from inside `receive` and
 /// `drainOutput`, on the owner's event loop.
 protocol NGHTTP2SessionDelegate: AnyObject {
-    func sessionBeganRequest(streamID: Int32)
+    /// A header block began: a request head (`isRequest`) or a client's trailers. It is
+    /// complete when `sessionReceivedFrame` reports its HEADERS frame.
+    func sessionBeganHeaderBlock(streamID: Int32, isRequest: Bool)
     /// One request header; return `false` to reset the stream (e.g. header list too large).
     func sessionReceivedHeader(streamID: Int32, name: String, value: String) -> Bool
     func sessionReceivedRequestHead(streamID: Int32, endStream: Bool)
     func sessionReceivedData(streamID: Int32, bytes: ByteBuffer)
     func sessionReceivedEndStream(streamID: Int32)
+    /// Any complete frame from the peer (after the callbacks specific to it).
+    func sessionReceivedFrame(_ frame: NGHTTP2Session.ReceivedFrame)
     func sessionClosedStream(streamID: Int32, errorCode: UInt32)
-    /// The server sent RST_STREAM (its own reset or one nghttp2 sent for a client's stream error).
-    func sessionSentReset(streamID: Int32)
+    /// nghttp2 queued RST_STREAM for a stream error of the client (an invalid frame), or will
+    /// because a header callback refused a field.
+    func sessionQueuedReset(streamID: Int32)
     /// The next response body bytes of a stream, at most `maxLength`; see `BodyRead`.
     func sessionReadBody(streamID: Int32, maxLength: Int) -> NGHTTP2Session.BodyRead
 }
@@ -39,6 +44,16 @@ final class NGHTTP2Session {
         var initialWindowSize: UInt32
         var maxHeaderListSize: UInt32
         var maxFrameSize: UInt32 = 16_384
+    }
+
+    /// What the connection learns of each frame received.
+    struct ReceivedFrame {
+        enum Kind { case settings, headers, data, other }
+        var kind: Kind
+        var streamID: Int32
+        /// Frame payload length, padding included.
+        var length: Int
+        var endStream: Bool
     }
 
     /// Result of asking the delegate for response body bytes.
@@ -66,11 +81,21 @@ final class NGHTTP2Session {
         var option: OpaquePointer?
         try Self.check(nghttp2_option_new(&option))
         defer { nghttp2_option_del(option) }
-        // Rapid-reset (CVE-2023-44487) and CONTINUATION-flood (CVE-2024-28182) defences.
+        // Rapid reset (CVE-2023-44487): past a burst of 1000 client resets, 33 per second;
+        // then nghttp2 ends the session with GOAWAY ENHANCE_YOUR_CALM.
         nghttp2_option_set_stream_reset_rate_limit(option, 1000, 33)
+        // CONTINUATION flood (CVE-2024-28182): a header block of more than 8 CONTINUATION
+        // frames is a connection error.
         nghttp2_option_set_max_continuations(option, 8)
+        // At most 32 entries per SETTINGS frame (more is a connection error).
         nghttp2_option_set_max_settings(option, 32)
+        // SETTINGS and PING ACKs nghttp2 has queued for a peer that does not read them: past
+        // 1000, receiving fails with NGHTTP2_ERR_FLOODED and the connection is closed. A peer
+        // that reads its ACKs costs CPU only: the queue stays short.
         nghttp2_option_set_max_outbound_ack(option, 1000)
+        // Flow control windows reopen only when the connection has handed the bytes on
+        // (`consume`), not as soon as nghttp2 parsed them.
+        nghttp2_option_set_no_auto_window_update(option, 1)
 
         var created: OpaquePointer?
         let userData = Unmanaged.passUnretained(self).toOpaque()
@@ -133,6 +158,15 @@ final class NGHTTP2Session {
         try Self.check(result)
     }
 
+    /// Returns `length` request body bytes of `streamID` to the peer's send windows (stream
+    /// and connection), once the connection has handed them on.
+    func consume(streamID: Int32, length: Int) {
+        // Fails only for a stream already closed; the connection window is then returned alone.
+        if nghttp2_session_consume(session, streamID, length) != 0 {
+            _ = nghttp2_session_consume_connection(session, length)
+        }
+    }
+
     /// Wakes a stream whose body read was deferred.
     func resumeData(streamID: Int32) {
         // Fails only when the stream is gone or not deferred: nothing to wake then.
@@ -156,6 +190,9 @@ final class NGHTTP2Session {
         _ = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), lastStreamID, errorCode, nil, 0)
     }
 
+    static let noError = UInt32(NGHTTP2_NO_ERROR.rawValue)
+    static let internalError = UInt32(NGHTTP2_INTERNAL_ERROR.rawValue)
+    static let cancel = UInt32(NGHTTP2_CANCEL.rawValue)
     static let enhanceYourCalm = UInt32(NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
 
     // MARK: - Callbacks into the delegate
@@ -231,8 +268,9 @@ final class NGHTTP2Session {
     private static func install(_ callbacks: OpaquePointer?) {
         nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
             guard let frame, let userData else { return 0 }
-            if frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue), frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
-                NGHTTP2Session.from(userData).delegate.sessionBeganRequest(streamID: frame.pointee.hd.stream_id)
+            if frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) {
+                NGHTTP2Session.from(userData).delegate.sessionBeganHeaderBlock(
+                    streamID: frame.pointee.hd.stream_id, isRequest: frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST)
             }
             return 0
         }
@@ -240,25 +278,40 @@ final class NGHTTP2Session {
             guard let frame, let name, let value, let userData else { return 0 }
             // Trailers sent by a client carry nothing this server reads.
             guard frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST else { return 0 }
-            let accepted = NGHTTP2Session.from(userData).delegate.sessionReceivedHeader(
+            let delegate = NGHTTP2Session.from(userData).delegate
+            let accepted = delegate.sessionReceivedHeader(
                 streamID: frame.pointee.hd.stream_id,
                 name: String(decoding: UnsafeBufferPointer(start: name, count: nameLength), as: UTF8.self),
                 value: String(decoding: UnsafeBufferPointer(start: value, count: valueLength), as: UTF8.self))
-            return accepted ? 0 : Int32(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
+            if accepted { return 0 }
+            // nghttp2 answers TEMPORAL_CALLBACK_FAILURE with RST_STREAM INTERNAL_ERROR.
+            delegate.sessionQueuedReset(streamID: frame.pointee.hd.stream_id)
+            return Int32(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
             guard let frame, let userData else { return 0 }
             let delegate = NGHTTP2Session.from(userData).delegate
             let streamID = frame.pointee.hd.stream_id
             let endStream = frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+            let kind: ReceivedFrame.Kind
             switch UInt32(frame.pointee.hd.type) {
-            case NGHTTP2_HEADERS.rawValue where frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST:
-                delegate.sessionReceivedRequestHead(streamID: streamID, endStream: endStream)
-            case NGHTTP2_HEADERS.rawValue, NGHTTP2_DATA.rawValue:
+            case NGHTTP2_HEADERS.rawValue:
+                kind = .headers
+                if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
+                    delegate.sessionReceivedRequestHead(streamID: streamID, endStream: endStream)
+                } else if endStream {
+                    delegate.sessionReceivedEndStream(streamID: streamID)
+                }
+            case NGHTTP2_DATA.rawValue:
+                kind = .data
                 if endStream { delegate.sessionReceivedEndStream(streamID: streamID) }
+            case NGHTTP2_SETTINGS.rawValue where frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0:
+                kind = .settings
             default:
-                break
+                kind = .other
             }
+            delegate.sessionReceivedFrame(
+                ReceivedFrame(kind: kind, streamID: streamID, length: frame.pointee.hd.length, endStream: endStream))
             return 0
         }
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) { _, _, streamID, data, length, userData in
@@ -266,9 +319,11 @@ final class NGHTTP2Session {
             NGHTTP2Session.from(userData).receivedData(streamID: streamID, bytes: UnsafeRawBufferPointer(start: data, count: length))
             return 0
         }
-        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { _, frame, userData in
-            guard let frame, let userData, frame.pointee.hd.type == UInt8(NGHTTP2_RST_STREAM.rawValue) else { return 0 }
-            NGHTTP2Session.from(userData).delegate.sessionSentReset(streamID: frame.pointee.hd.stream_id)
+        nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks) { _, frame, _, userData in
+            // A stream error: nghttp2 queues RST_STREAM for it. (Connection errors, stream 0, end
+            // the session instead.)
+            guard let frame, let userData, frame.pointee.hd.stream_id != 0 else { return 0 }
+            NGHTTP2Session.from(userData).delegate.sessionQueuedReset(streamID: frame.pointee.hd.stream_id)
             return 0
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, errorCode, userData in

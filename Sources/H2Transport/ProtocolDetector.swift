@@ -16,8 +16,11 @@ import RPCCore
 /// client's preface arrives). With `http/1.1` or no ALPN the first bytes decide as without TLS:
 /// an HTTP/1.1 request is served as such either way, and a client that negotiated http/1.1 but
 /// sends the HTTP/2 preface (HAProxy's health checks over TLS with `proto h2`) is served HTTP/2
-/// rather than refused. Until the handshake completes, the shorter `tlsHandshakeTimeout`
-/// applies.
+/// rather than refused.
+///
+/// A connection that has not shown its protocol within `prefaceTimeout` (after the TLS
+/// handshake, which has `tlsHandshakeTimeout`) is closed; the installed handler then keeps its
+/// own timers (HTTP/2: SETTINGS within `prefaceTimeout` of its start).
 final class ProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -32,7 +35,7 @@ final class ProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
     private let factory: any HTTPStreamHandlerFactory
     private let logger: Logger
     private var received: ByteBuffer?
-    private var idleTimer: Scheduled<Void>?
+    private var timer: Scheduled<Void>?
     private var awaitingTLSHandshake: Bool
 
     /// `behindTLS`: a TLS handler sits in front, and its handshake has not completed yet.
@@ -44,21 +47,21 @@ final class ProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        // A connection that never says anything is closed like an idle one; one that never
-        // finishes its TLS handshake sooner.
-        armTimer(context: context, in: awaitingTLSHandshake ? configuration.tlsHandshakeTimeout : configuration.idleTimeout)
+        // A connection that never shows its protocol (slowloris) or never finishes its TLS
+        // handshake is closed.
+        armTimer(context: context, in: awaitingTLSHandshake ? configuration.tlsHandshakeTimeout : configuration.prefaceTimeout)
     }
 
     private func armTimer(context: ChannelHandlerContext, in delay: TimeAmount) {
-        idleTimer?.cancel()
-        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
+        timer?.cancel()
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
             context.close(promise: nil)
         }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        idleTimer?.cancel()
-        idleTimer = nil
+        timer?.cancel()
+        timer = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -96,7 +99,7 @@ final class ProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
             if negotiated == "h2" {
                 choose(.http2, context: context)
             } else {
-                armTimer(context: context, in: configuration.idleTimeout)
+                armTimer(context: context, in: configuration.prefaceTimeout)
             }
         } else {
             context.fireUserInboundEventTriggered(event)

@@ -60,6 +60,7 @@ final class ContentTypeDispatcher: HTTPStreamHandler {
     func receiveBody(_ bytes: ByteBuffer) { target?.receiveBody(bytes) }
     func receiveEnd() { target?.receiveEnd() }
     func bodyDrained() { target?.bodyDrained() }
+    func requestAbandoned(reason: String) { target?.requestAbandoned(reason: reason) }
 
     func streamClosed(cleanly: Bool) {
         let target = self.target

@@ -4,6 +4,11 @@ import NIOCore
 public struct GRPCServerConfiguration: Sendable {
     /// Largest request message accepted; larger ones get `RESOURCE_EXHAUSTED`.
     public var maxReceiveMessageSize: Int = 4 * 1024 * 1024
+    /// Longest a unary call may run: one without grpc-timeout, or with a longer one, ends
+    /// DEADLINE_EXCEEDED after this. Five minutes leaves room for ProcessSync's own two-minute
+    /// wait without a deadline and for FetchTask's long polls. Calls that stream responses
+    /// (`MethodDescriptor.streamsResponses`) are not bounded by it.
+    public var maxUnaryDeadline: TimeAmount = .seconds(300)
 
     public init(maxReceiveMessageSize: Int = 4 * 1024 * 1024) {
         self.maxReceiveMessageSize = maxReceiveMessageSize
@@ -30,6 +35,7 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
     }
 
     private let router: RPCRouter
+    private let maxUnaryDeadline: TimeAmount
     private let writer: any HTTPStreamWriter
     private var phase: Phase = .awaitingHead
     private var deframer: GRPCMessageDeframer
@@ -42,6 +48,7 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
 
     public init(router: RPCRouter, configuration: GRPCServerConfiguration, writer: any HTTPStreamWriter) {
         self.router = router
+        self.maxUnaryDeadline = configuration.maxUnaryDeadline
         self.writer = writer
         self.deframer = GRPCMessageDeframer(maxMessageSize: configuration.maxReceiveMessageSize)
     }
@@ -92,10 +99,17 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
             if endStream { receiveEnd() }
             return
         }
+        var serverLimit: TimeAmount?
+        if case .singleRequest = routed.handler, !routed.descriptor.streamsResponses {
+            timeLimit = timeLimit.map { min($0, maxUnaryDeadline) }
+            serverLimit = maxUnaryDeadline
+        }
+        // The handler sees the client's deadline (capped), not the server's maximum: without
+        // one it keeps its own default waits (ProcessSync's).
         let call = ServerCall(
             context: context, deadline: timeLimit.map { .now() + $0 }, sink: self, eventLoop: writer.eventLoop)
         self.call = call
-        if let timeLimit { armDeadline(after: timeLimit) }
+        if let limit = timeLimit ?? serverLimit { armDeadline(after: limit) }
         switch routed.handler {
         case .singleRequest(let body):
             phase = .collectingSingle(body, received: nil)
@@ -148,6 +162,10 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
     public func bodyDrained() {
         guard lifecycle.hasDrainedCallbacks, writer.queuedBodyBytes == 0 else { return }
         for callback in lifecycle.takeDrainedCallbacks() { callback() }
+    }
+
+    public func requestAbandoned(reason: String) {
+        endCall(GRPCStatus(.deadlineExceeded, reason))
     }
 
     public func streamClosed(cleanly: Bool) {

@@ -43,6 +43,15 @@ public protocol HTTPStreamHandler: AnyObject {
     /// The exchange is over. `cleanly` when the whole response was handed to the connection;
     /// `false` when the peer reset the stream or the connection closed first.
     func streamClosed(cleanly: Bool)
+    /// The transport gave up on the rest of the request (`reason` says why, e.g. no body bytes
+    /// for its body timeout). The handler may still end its response at once; the transport
+    /// then resets the stream, whether or not it did.
+    func requestAbandoned(reason: String)
+}
+
+extension HTTPStreamHandler {
+    /// Handlers with nothing better to say leave the answer to the transport: a reset.
+    public func requestAbandoned(reason: String) {}
 }
 
 /// Creates the handler for each new request on a connection.

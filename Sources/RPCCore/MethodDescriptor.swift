@@ -7,11 +7,15 @@ public struct MethodDescriptor: Sendable, Hashable, CustomStringConvertible {
     public let method: String
     /// `/service/method`, the HTTP/2 `:path` of a call.
     public let path: String
+    /// The server answers with a stream of messages (server or bidirectional streaming), so
+    /// the server's maximum deadline for unary calls does not apply.
+    public let streamsResponses: Bool
 
-    public init(service: String, method: String) {
+    public init(service: String, method: String, streamsResponses: Bool = false) {
         self.service = service
         self.method = method
         self.path = "/\(service)/\(method)"
+        self.streamsResponses = streamsResponses
     }
 
     public var description: String { path }
@@ -22,8 +26,8 @@ public struct MethodDescriptor: Sendable, Hashable, CustomStringConvertible {
 public struct RPCMethod<Request: RPCMessage, Response: RPCMessage>: Sendable {
     public let descriptor: MethodDescriptor
 
-    public init(service: String, method: String) {
-        self.descriptor = MethodDescriptor(service: service, method: method)
+    public init(service: String, method: String, streamsResponses: Bool = false) {
+        self.descriptor = MethodDescriptor(service: service, method: method, streamsResponses: streamsResponses)
     }
 
     public var path: String { descriptor.path }

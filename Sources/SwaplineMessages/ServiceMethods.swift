@@ -14,7 +14,7 @@ public enum Swapline_V1_TaskService {
     public static let getTask = RPCMethod<Swapline_V1_GetTaskRequest, Swapline_V1_Task>(service: name, method: "GetTask")
     public static let cancelTask = RPCMethod<Swapline_V1_CancelTaskRequest, Swapline_V1_Task>(service: name, method: "CancelTask")
     /// Server streaming: any number of `TaskEvent`s.
-    public static let watchTask = RPCMethod<Swapline_V1_WatchTaskRequest, Swapline_V1_TaskEvent>(service: name, method: "WatchTask")
+    public static let watchTask = RPCMethod<Swapline_V1_WatchTaskRequest, Swapline_V1_TaskEvent>(service: name, method: "WatchTask", streamsResponses: true)
 }
 
 /// swapline.v1.ConsumerService: what workers call.
@@ -32,7 +32,7 @@ public enum Grpc_Health_V1_Health {
         RPCMethod<Grpc_Health_V1_HealthCheckRequest, Grpc_Health_V1_HealthCheckResponse>(service: name, method: "Check")
     /// Server streaming.
     public static let watch =
-        RPCMethod<Grpc_Health_V1_HealthCheckRequest, Grpc_Health_V1_HealthCheckResponse>(service: name, method: "Watch")
+        RPCMethod<Grpc_Health_V1_HealthCheckRequest, Grpc_Health_V1_HealthCheckResponse>(service: name, method: "Watch", streamsResponses: true)
 }
 
 /// grpc.testing.TestService, gRPC's interop test service.
@@ -42,7 +42,7 @@ public enum Grpc_Testing_TestService {
     public static let unaryCall = RPCMethod<Grpc_Testing_SimpleRequest, Grpc_Testing_SimpleResponse>(service: name, method: "UnaryCall")
     /// Server streaming.
     public static let streamingOutputCall = RPCMethod<Grpc_Testing_StreamingOutputCallRequest, Grpc_Testing_StreamingOutputCallResponse>(
-        service: name, method: "StreamingOutputCall")
+        service: name, method: "StreamingOutputCall", streamsResponses: true)
     /// Bidirectional streaming: registered with a raw handler.
-    public static let fullDuplexCall = MethodDescriptor(service: name, method: "FullDuplexCall")
+    public static let fullDuplexCall = MethodDescriptor(service: name, method: "FullDuplexCall", streamsResponses: true)
 }

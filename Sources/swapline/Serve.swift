@@ -98,6 +98,8 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup(title: "URL policy") var urlPolicy: URLPolicyOptions
 
+    @OptionGroup(title: "Connection limits and timeouts") var transportLimits: TransportLimitOptions
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -142,6 +144,7 @@ struct Serve: AsyncParsableCommand {
         configuration.scheduler.urlPolicy = urlPolicy.policy
         urlPolicy.log(to: logger, role: workers > 0 ? "CreateTask and the in-process workers" : "CreateTask")
         configuration.grpc.maxReceiveMessageSize = maxMessageBytes
+        transportLimits.apply(to: &configuration)
         configuration.shutdownGrace = .milliseconds(shutdownGraceMs)
         configuration.enableInteropTesting = enableInteropTesting
         configuration.outputsDirectory = localOutputsDirectory

@@ -18,6 +18,8 @@ final class NGHTTP2TestClient {
     private var session: OpaquePointer!
     private(set) var responses: [Int32: Response] = [:]
     private var pendingBodies: [Int32: [UInt8]] = [:]
+    /// Streams whose request stays open after its body (no END_STREAM).
+    private var unendedStreams: Set<Int32> = []
     private(set) var receivedGoAway = false
     private(set) var goAwayErrorCode: UInt32?
 
@@ -67,9 +69,13 @@ final class NGHTTP2TestClient {
 
     deinit { nghttp2_session_del(session) }
 
-    /// Starts a POST with `headers` and `body`, sent with END_STREAM; returns the stream id.
+    /// Starts a POST with `headers` and `body`, sent with END_STREAM unless `endStream` is
+    /// false (the request then stays open, as from a client that stalls); returns the stream id.
     @discardableResult
-    func post(path: String, contentType: String = "application/grpc", extraHeaders: [(String, String)] = [], body: [UInt8]) -> Int32 {
+    func post(
+        path: String, contentType: String = "application/grpc", extraHeaders: [(String, String)] = [], body: [UInt8],
+        endStream: Bool = true
+    ) -> Int32 {
         let fields = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "test"), ("content-type", contentType), ("te", "trailers")]
             + extraHeaders
         var storage: [UInt8] = fields.flatMap { Array($0.0.utf8) + Array($0.1.utf8) }
@@ -80,7 +86,10 @@ final class NGHTTP2TestClient {
             let count = min(length, pending.count)
             pending.withUnsafeBufferPointer { buffer!.update(from: $0.baseAddress!, count: count) }
             client.pendingBodies[id] = Array(pending.dropFirst(count))
-            if client.pendingBodies[id]!.isEmpty { flags!.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue }
+            if client.pendingBodies[id]!.isEmpty {
+                if client.unendedStreams.contains(id) { return count > 0 ? count : Int(NGHTTP2_ERR_DEFERRED.rawValue) }
+                flags!.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+            }
             return count
         }
         // nghttp2 copies names and values inside submit_request, so the storage may go after.
@@ -94,6 +103,7 @@ final class NGHTTP2TestClient {
             return nghttp2_submit_request(session, nil, nva, nva.count, &provider, nil)
         }
         pendingBodies[id] = body
+        if !endStream { unendedStreams.insert(id) }
         return id
     }
 

@@ -51,6 +51,15 @@ private struct EchoFactory: HTTPStreamHandlerFactory {
         #expect(channel.isActive)
     }
 
+    @Test func aPartialPrefaceIsClosedAtThePrefaceTimeout() throws {
+        try channel.writeInbound(ByteBuffer(bytes: ProtocolDetector.http2Preface.prefix(10)))
+        let loop = channel.embeddedEventLoop
+        loop.advanceTime(by: H2Configuration().prefaceTimeout - .milliseconds(1))
+        #expect(channel.isActive)
+        loop.advanceTime(by: .milliseconds(1))
+        #expect(!channel.isActive)
+    }
+
     @Test func expectContinueGetsAnInterimResponse() throws {
         let interim = try send("POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
         #expect(interim == "HTTP/1.1 100 Continue\r\n\r\n")
@@ -131,11 +140,12 @@ private struct EchoFactory: HTTPStreamHandlerFactory {
         #expect(!channel.isActive)
     }
 
-    @Test func afterTheHandshakeTheIdleTimeoutApplies() throws {
+    @Test func afterTheHandshakeThePrefaceTimeoutApplies() throws {
+        loop.advanceTime(by: configuration.tlsHandshakeTimeout - .milliseconds(1))
         handshake(alpn: nil)
-        loop.advanceTime(by: configuration.tlsHandshakeTimeout * 2)
+        loop.advanceTime(by: configuration.prefaceTimeout - .milliseconds(1))
         #expect(channel.isActive)
-        loop.advanceTime(by: configuration.idleTimeout)
+        loop.advanceTime(by: .milliseconds(1))
         #expect(!channel.isActive)
     }
 }

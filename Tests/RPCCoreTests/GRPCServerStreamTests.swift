@@ -207,3 +207,53 @@ final class TestFlag: @unchecked Sendable {
 final class TestBox<T>: @unchecked Sendable {
     var value: T?
 }
+
+@Suite struct MaxUnaryDeadlineTests {
+    let loop = EmbeddedEventLoop()
+
+    /// A handler that never answers, registered as `method` (unary or streaming responses).
+    private func hangingCall(streamsResponses: Bool, grpcTimeout: String?) -> RecordingStreamWriter {
+        var router = RPCRouter()
+        router.register(MethodDescriptor(service: "t.S", method: "Wait", streamsResponses: streamsResponses), handler: .singleRequest { _, _ in })
+        var configuration = GRPCServerConfiguration()
+        configuration.maxUnaryDeadline = .seconds(5)
+        let writer = RecordingStreamWriter(loop: loop)
+        let stream = GRPCServerStream(router: router, configuration: configuration, writer: writer)
+        var fields = [HeaderField(":method", "POST"), HeaderField(":path", "/t.S/Wait"), HeaderField("content-type", "application/grpc")]
+        if let grpcTimeout { fields.append(HeaderField("grpc-timeout", grpcTimeout)) }
+        stream.receiveHead(fields, endStream: false)
+        stream.receiveRequestBody()
+        return writer
+    }
+
+    @Test(arguments: [nil, "60S"] as [String?])
+    func aUnaryCallWithoutOrWithALongerDeadlineEndsAtTheServerMaximum(grpcTimeout: String?) {
+        let writer = hangingCall(streamsResponses: false, grpcTimeout: grpcTimeout)
+        loop.advanceTime(by: .milliseconds(4999))
+        #expect(writer.statusFields["grpc-status"] == nil)
+        loop.advanceTime(by: .milliseconds(1))
+        #expect(writer.statusFields["grpc-status"] == "4")
+    }
+
+    @Test func aShorterClientDeadlineStillApplies() {
+        let writer = hangingCall(streamsResponses: false, grpcTimeout: "1S")
+        loop.advanceTime(by: .seconds(1))
+        #expect(writer.statusFields["grpc-status"] == "4")
+    }
+
+    @Test func aStreamingMethodIsNotBounded() {
+        let writer = hangingCall(streamsResponses: true, grpcTimeout: nil)
+        loop.advanceTime(by: .seconds(3600))
+        #expect(writer.statusFields["grpc-status"] == nil)
+    }
+}
+
+extension GRPCServerStream {
+    /// An empty request message and the end of the request.
+    fileprivate func receiveRequestBody() {
+        var buffer = ByteBuffer()
+        GRPCMessageFramer.frame(ByteBuffer(), into: &buffer)
+        receiveBody(buffer)
+        receiveEnd()
+    }
+}
