@@ -255,8 +255,28 @@ final class RESTExchange: HTTPStreamHandler {
             // Query values are percent-encoded, with '+' for a space.
             let value = GRPCMessageEncoding.decode(String(pair.dropFirst(name.count + 1).map { $0 == "+" ? " " : $0 }))
             switch name {
-            case "consumer_id": request.consumerID = value
-            case "workflow": request.workflows += value.split(separator: ",").map(String.init)
+            case "consumer_id":
+                guard value.utf8.count <= MessageLimits.idBytes else {
+                    return .failure(.validation([BodyReader.tooLong(
+                        [.string("query"), .string("consumer_id")], value, maxBytes: MessageLimits.idBytes)]))
+                }
+                request.consumerID = value
+            case "workflow":
+                for name in value.split(separator: ",") {
+                    // The same limits as FetchTaskRequest.workflows on the gRPC surface.
+                    guard name.utf8.count <= MessageLimits.nameBytes else {
+                        return .failure(.validation([BodyReader.tooLong(
+                            [.string("query"), .string("workflow")], String(name), maxBytes: MessageLimits.nameBytes)]))
+                    }
+                    guard request.workflows.count < MessageLimits.workflowsPerFetch else {
+                        let limit = MessageLimits.workflowsPerFetch
+                        return .failure(.validation([BodyReader.issue(
+                            "too_long", [.string("query"), .string("workflow")],
+                            "List should have at most \(limit) items after validation", .string(value),
+                            context: ["field_type": "List", "max_length": "\(limit)"])]))
+                    }
+                    request.workflows.append(String(name))
+                }
             case "wait_ms":
                 guard let waitMs = Int32(value) else {
                     return .failure(.validation([BodyReader.issue(
