@@ -79,9 +79,13 @@ public final class RunningServer: Sendable {
             sweeps.append(
                 group.next().scheduleRepeatedTask(initialDelay: .milliseconds(recheckMs), delay: .milliseconds(recheckMs)) { _ in
                     scheduler.recheck()
-                    health.refreshStoreReachability()
                 })
         }
+        // Health watchers hear of the store becoming unreachable (or unwritable) and back.
+        sweeps.append(
+            group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+                health.refreshStoreReachability()
+            })
         let retentionLoop = group.next()
         sweeps.append(
             retentionLoop.scheduleRepeatedTask(initialDelay: .zero, delay: configuration.retentionSweepInterval) { _ in
