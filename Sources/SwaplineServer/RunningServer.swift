@@ -45,8 +45,8 @@ public final class RunningServer: Sendable {
         if !configuration.accessTokens.isEmpty {
             router.interceptors.append(AccessControl(tokens: configuration.accessTokens))
         }
-        TaskService(scheduler: scheduler).register(in: &router)
-        ConsumerService(scheduler: scheduler).register(in: &router)
+        TaskService(scheduler: scheduler, limits: configuration.longPolls).register(in: &router)
+        ConsumerService(scheduler: scheduler, limits: configuration.longPolls).register(in: &router)
         if configuration.enableInteropTesting {
             InteropTestService().register(in: &router)
         }

@@ -98,6 +98,8 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup(title: "URL policy") var urlPolicy: URLPolicyOptions
 
+    @OptionGroup(title: "Long polls and watches") var longPollLimits: LongPollLimitOptions
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -148,6 +150,7 @@ struct Serve: AsyncParsableCommand {
         configuration.grpc.maxReceiveMessageSize = maxMessageBytes
         configuration.shutdownGrace = .milliseconds(shutdownGraceMs)
         configuration.enableInteropTesting = enableInteropTesting
+        configuration.longPolls = longPollLimits.limits
         configuration.outputsDirectory = localOutputsDirectory
         configuration.finishedTaskRetention = .milliseconds(Int64(retentionHours * 3_600_000))
         if let tlsCert, let tlsKey {

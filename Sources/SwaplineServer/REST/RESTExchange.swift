@@ -323,7 +323,8 @@ final class RESTExchange: HTTPStreamHandler {
             eventLoop: writer.eventLoop, queuedBytes: { [weak self] in self?.writer.queuedBodyBytes ?? 0 },
             onMessage: onMessage, onEnd: onEnd)
         self.call = call
-        call.start(router: factory.router, method: method, request: request, metadata: metadata)
+        call.start(
+            router: factory.router, method: method, request: request, metadata: metadata, connection: writer.connectionID)
     }
 
     private func unary<Request, Response>(
@@ -388,6 +389,10 @@ final class RESTExchange: HTTPStreamHandler {
         if case .methodNotAllowed(let allowed) = error { headers.append(HeaderField("allow", allowed.joined(separator: ", "))) }
         // RFC 6750: a 401 names the scheme the client should authenticate with.
         if case .status(let status) = error, status.code == .unauthenticated { headers.append(HeaderField("www-authenticate", "Bearer")) }
+        // A limit reached (429) or a store that cannot write (503) passes: worth a retry soon.
+        if case .status(let status) = error, status.code == .resourceExhausted || status.code == .unavailable {
+            headers.append(HeaderField("retry-after", "1"))
+        }
         guard withBody else { return writer.writeHead(status: error.httpStatus, headers: headers, endStream: true) }
         respond(error.httpStatus, .object([("detail", error.detail)]), headers: headers)
     }
