@@ -15,6 +15,7 @@ import time
 
 import grpc
 import httpx
+import pytest
 
 import support
 from abuse import assert_normal_client_served, assert_rss_back, server_rss
@@ -265,3 +266,17 @@ def test_health_is_not_serving_while_another_process_holds_the_sqlite_lock(serve
     support.wait_for(lambda: status() == hpb.HealthCheckResponse.SERVING, timeout=30, interval=0.5,
                      what="SERVING again once the lock is released")
     assert_normal_client_served(server)
+
+
+def test_interop_payload_sizes_are_clamped(server_factory):
+    if support.messages_pb2 is None:
+        pytest.skip("grpc.testing stubs not generated")
+    server = server_factory("--enable-interop-testing")
+    baseline = warmed_up_baseline(server)
+    channel = server.channel([("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+    stub = support.test_pb2_grpc.TestServiceStub(channel)
+    # Int32.max would be a 2 GiB allocation; the server sends its 4 MiB maximum instead.
+    answer = stub.UnaryCall(support.messages_pb2.SimpleRequest(response_size=2**31 - 1), timeout=30)
+    assert len(answer.payload.body) == 4 * 1024 * 1024
+    assert_normal_client_served(server)
+    assert_rss_back(server, baseline, "interop response_size Int32.max", bound_mib=32)
