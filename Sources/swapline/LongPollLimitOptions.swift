@@ -4,7 +4,7 @@ import SwaplineServer
 /// `serve`'s caps on calls that wait on the server (docs/security.md, "Message contents and
 /// long polls").
 struct LongPollLimitOptions: ParsableArguments {
-    @Option(help: "Open FetchTask calls (long polls) one HTTP/2 connection may have; more are refused RESOURCE_EXHAUSTED (REST: 429). A worker polls once per slot over one connection: keep this at least its --concurrency (or serve's --workers).")
+    @Option(help: "Open FetchTask calls (long polls) one HTTP/2 connection may have; more are refused RESOURCE_EXHAUSTED (REST: 429). A worker polls once per slot over one connection: keep this at least its --concurrency (it is raised to serve's own --workers).")
     var maxParkedFetchesPerConnection = LongPollLimits().maxParkedFetchesPerConnection
 
     @Option(help: "Open FetchTask calls on the whole server; more are refused RESOURCE_EXHAUSTED (REST: 429).")
@@ -26,9 +26,12 @@ struct LongPollLimitOptions: ParsableArguments {
         try FlagRange.check(maxWatches, "--max-watches", in: 1...Self.largest)
     }
 
-    var limits: LongPollLimits {
+    /// The limits, with the per-connection fetch cap raised to `inProcessWorkers` when that is
+    /// larger: serve's own workers poll once per slot over one connection and must never be
+    /// refused.
+    func limits(inProcessWorkers: Int) -> LongPollLimits {
         var limits = LongPollLimits()
-        limits.maxParkedFetchesPerConnection = maxParkedFetchesPerConnection
+        limits.maxParkedFetchesPerConnection = max(maxParkedFetchesPerConnection, inProcessWorkers)
         limits.maxParkedFetches = maxParkedFetches
         limits.maxWatchesPerConnection = maxWatchesPerConnection
         limits.maxWatches = maxWatches

@@ -150,7 +150,7 @@ struct Serve: AsyncParsableCommand {
         configuration.grpc.maxReceiveMessageSize = maxMessageBytes
         configuration.shutdownGrace = .milliseconds(shutdownGraceMs)
         configuration.enableInteropTesting = enableInteropTesting
-        configuration.longPolls = longPollLimits.limits
+        configuration.longPolls = longPollLimits.limits(inProcessWorkers: workers)
         configuration.outputsDirectory = localOutputsDirectory
         configuration.finishedTaskRetention = .milliseconds(Int64(retentionHours * 3_600_000))
         if let tlsCert, let tlsKey {
