@@ -111,6 +111,8 @@ final class H2ConnectionHandler: ChannelInboundHandler, NGHTTP2SessionDelegate {
     private var abuse: String?
 
     let eventLoop: any EventLoop
+    /// Given to every call of this connection (per-connection limits count by it).
+    let connectionID = ConnectionID.next()
 
     init(configuration: H2Configuration, factory: any HTTPStreamHandlerFactory, eventLoop: any EventLoop, logger: Logger) {
         self.configuration = configuration

@@ -42,12 +42,14 @@ final class H2Stream: HTTPStreamWriter {
     /// Kept here rather than read through `connection`, which may be gone when a handler
     /// still holds this stream after its connection closed.
     let eventLoop: any EventLoop
+    let connectionID: ConnectionID?
 
     init(streamID: Int32, connection: H2ConnectionHandler) {
         self.streamID = streamID
         self.connection = connection
         self.eventLoop = connection.eventLoop
         self.lastReceivedAt = connection.eventLoop.now
+        self.connectionID = connection.connectionID
     }
 
     func writeHead(status: Int, headers: [HeaderField], endStream: Bool) {

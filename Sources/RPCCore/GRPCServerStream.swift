@@ -93,7 +93,7 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
             endCall(status)
             return
         }
-        var context = ServerContext(method: routed.descriptor, metadata: metadata, surface: .grpc)
+        var context = ServerContext(method: routed.descriptor, metadata: metadata, surface: .grpc, connection: writer.connectionID)
         if let refusal = router.interceptors.run(&context) {
             phase = .refused(refusal)
             if endStream { receiveEnd() }

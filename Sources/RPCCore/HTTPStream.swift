@@ -29,6 +29,13 @@ public protocol HTTPStreamWriter: AnyObject {
     func writeEnd(trailers: [HeaderField])
     /// Abandons the exchange (HTTP/2: RST_STREAM with INTERNAL_ERROR).
     func reset()
+    /// The connection the exchange belongs to; `nil` when it is not one that can carry several
+    /// exchanges at once (HTTP/1.1, in-process and test writers).
+    var connectionID: ConnectionID? { get }
+}
+
+extension HTTPStreamWriter {
+    public var connectionID: ConnectionID? { nil }
 }
 
 /// The inbound half: what a transport reports about one request. Called on the event loop.

@@ -39,14 +39,14 @@ public final class InProcessCall: ServerCallSink {
     /// handler may answer before this returns, so the caller keeps the call before starting it.
     public func start<Request, Response>(
         router: RPCRouter, method: RPCMethod<Request, Response>, request: Request, metadata: Metadata,
-        surface: CallSurface = .rest
+        surface: CallSurface = .rest, connection: ConnectionID? = nil
     ) {
         let routed: RoutedMethod
         switch router.route(method.path) {
         case .success(let found): routed = found
         case .failure(let status): return endWithError(status)
         }
-        var context = ServerContext(method: routed.descriptor, metadata: metadata, surface: surface)
+        var context = ServerContext(method: routed.descriptor, metadata: metadata, surface: surface, connection: connection)
         if let refusal = router.interceptors.run(&context) { return endWithError(refusal) }
         let call = ServerCall(context: context, deadline: nil, sink: self, eventLoop: eventLoop)
         if let typed = routed.typed as? TypedHandler<Request> {

@@ -29,12 +29,19 @@ public struct ServerContext: Sendable {
     /// Set by the authenticating interceptor; `nil` when nobody authenticated the call
     /// (authentication is off, or the method is open).
     public var caller: CallerIdentity?
+    /// The HTTP/2 connection the call arrived on (also for REST over HTTP/2); `nil` for
+    /// HTTP/1.1, which carries one call at a time.
+    public let connection: ConnectionID?
 
-    public init(method: MethodDescriptor, metadata: Metadata, surface: CallSurface, caller: CallerIdentity? = nil) {
+    public init(
+        method: MethodDescriptor, metadata: Metadata, surface: CallSurface, caller: CallerIdentity? = nil,
+        connection: ConnectionID? = nil
+    ) {
         self.method = method
         self.metadata = metadata
         self.surface = surface
         self.caller = caller
+        self.connection = connection
     }
 }
 

@@ -63,7 +63,8 @@ public protocol TaskQueue: Sendable {
     /// change feed can miss a change (a dropped database connection); `nil` when it never does.
     var changeFeedRecheckIntervalMs: Int64? { get }
 
-    /// Whether the backend can currently reach its storage; health reports NOT_SERVING while not.
+    /// Whether the backend can currently reach its storage (for SQLite: whether its writes
+    /// succeed); health reports NOT_SERVING while not.
     var isReachable: Bool { get }
 
     /// Finishes pending work and releases the storage. Operations afterwards fail UNAVAILABLE.

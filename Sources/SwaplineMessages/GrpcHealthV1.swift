@@ -10,8 +10,8 @@ public struct Grpc_Health_V1_HealthCheckRequest: Sendable, Equatable {
 }
 
 extension Grpc_Health_V1_HealthCheckRequest: CBridged {
-    init(c: Grpc__Health__V1__HealthCheckRequest) throws(InvalidUTF8) {
-        self.init(service: try CField.string(c.service))
+    init(c: Grpc__Health__V1__HealthCheckRequest) throws(FieldDecodingError) {
+        self.init(service: try CField.string(c.service, field: "service", maxBytes: MessageLimits.nameBytes))
     }
 
     func fill(_ c: inout Grpc__Health__V1__HealthCheckRequest, arena: inout CArena) {
@@ -40,7 +40,7 @@ public struct Grpc_Health_V1_HealthCheckResponse: Sendable, Equatable {
 }
 
 extension Grpc_Health_V1_HealthCheckResponse: CBridged {
-    init(c: Grpc__Health__V1__HealthCheckResponse) throws(InvalidUTF8) {
+    init(c: Grpc__Health__V1__HealthCheckResponse) throws(FieldDecodingError) {
         self.init(status: CField.enum(c.status))
     }
 

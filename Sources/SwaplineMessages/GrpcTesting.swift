@@ -88,8 +88,8 @@ public struct Grpc_Testing_EchoStatus: Sendable, Equatable {
 }
 
 extension Grpc_Testing_EchoStatus: CBridged {
-    init(c: Grpc__Testing__EchoStatus) throws(InvalidUTF8) {
-        self.init(code: c.code, message: try CField.string(c.message))
+    init(c: Grpc__Testing__EchoStatus) throws(FieldDecodingError) {
+        self.init(code: c.code, message: try CField.string(c.message, field: "message"))
     }
 
     func fill(_ c: inout Grpc__Testing__EchoStatus, arena: inout CArena) {
@@ -131,12 +131,12 @@ public struct Grpc_Testing_SimpleRequest: Sendable, Equatable {
 }
 
 extension Grpc_Testing_SimpleRequest: CBridged {
-    init(c: Grpc__Testing__SimpleRequest) throws(InvalidUTF8) {
+    init(c: Grpc__Testing__SimpleRequest) throws(FieldDecodingError) {
         self.init(
             responseType: CField.enum(c.response_type), responseSize: c.response_size,
-            payload: try CField.message(c.payload), fillUsername: c.fill_username != 0,
+            payload: try CField.message(c.payload, field: "payload"), fillUsername: c.fill_username != 0,
             fillOauthScope: c.fill_oauth_scope != 0, responseCompressed: BoolValueMessage.read(c.response_compressed),
-            responseStatus: try CField.message(c.response_status),
+            responseStatus: try CField.message(c.response_status, field: "response_status"),
             expectCompressed: BoolValueMessage.read(c.expect_compressed), fillServerID: c.fill_server_id != 0,
             fillGrpclbRouteType: c.fill_grpclb_route_type != 0)
     }
@@ -178,11 +178,11 @@ public struct Grpc_Testing_SimpleResponse: Sendable, Equatable {
 }
 
 extension Grpc_Testing_SimpleResponse: CBridged {
-    init(c: Grpc__Testing__SimpleResponse) throws(InvalidUTF8) {
+    init(c: Grpc__Testing__SimpleResponse) throws(FieldDecodingError) {
         self.init(
-            payload: try CField.message(c.payload), username: try CField.string(c.username),
-            oauthScope: try CField.string(c.oauth_scope), serverID: try CField.string(c.server_id),
-            grpclbRouteType: CField.enum(c.grpclb_route_type), hostname: try CField.string(c.hostname))
+            payload: try CField.message(c.payload, field: "payload"), username: try CField.string(c.username, field: "username"),
+            oauthScope: try CField.string(c.oauth_scope, field: "oauth_scope"), serverID: try CField.string(c.server_id, field: "server_id"),
+            grpclbRouteType: CField.enum(c.grpclb_route_type), hostname: try CField.string(c.hostname, field: "hostname"))
     }
 
     func fill(_ c: inout Grpc__Testing__SimpleResponse, arena: inout CArena) {
@@ -207,8 +207,8 @@ public struct Grpc_Testing_StreamingInputCallRequest: Sendable, Equatable {
 }
 
 extension Grpc_Testing_StreamingInputCallRequest: CBridged {
-    init(c: Grpc__Testing__StreamingInputCallRequest) throws(InvalidUTF8) {
-        self.init(payload: try CField.message(c.payload), expectCompressed: BoolValueMessage.read(c.expect_compressed))
+    init(c: Grpc__Testing__StreamingInputCallRequest) throws(FieldDecodingError) {
+        self.init(payload: try CField.message(c.payload, field: "payload"), expectCompressed: BoolValueMessage.read(c.expect_compressed))
     }
 
     func fill(_ c: inout Grpc__Testing__StreamingInputCallRequest, arena: inout CArena) {
@@ -281,11 +281,13 @@ public struct Grpc_Testing_StreamingOutputCallRequest: Sendable, Equatable {
 }
 
 extension Grpc_Testing_StreamingOutputCallRequest: CBridged {
-    init(c: Grpc__Testing__StreamingOutputCallRequest) throws(InvalidUTF8) {
+    init(c: Grpc__Testing__StreamingOutputCallRequest) throws(FieldDecodingError) {
         self.init(
             responseType: CField.enum(c.response_type),
-            responseParameters: try CField.messages(c.n_response_parameters, c.response_parameters),
-            payload: try CField.message(c.payload), responseStatus: try CField.message(c.response_status))
+            responseParameters: try CField.messages(
+                c.n_response_parameters, c.response_parameters, field: "response_parameters",
+                maxCount: MessageLimits.interopResponseParameters),
+            payload: try CField.message(c.payload, field: "payload"), responseStatus: try CField.message(c.response_status, field: "response_status"))
     }
 
     func fill(_ c: inout Grpc__Testing__StreamingOutputCallRequest, arena: inout CArena) {
@@ -304,8 +306,8 @@ public struct Grpc_Testing_StreamingOutputCallResponse: Sendable, Equatable {
 }
 
 extension Grpc_Testing_StreamingOutputCallResponse: CBridged {
-    init(c: Grpc__Testing__StreamingOutputCallResponse) throws(InvalidUTF8) {
-        self.init(payload: try CField.message(c.payload))
+    init(c: Grpc__Testing__StreamingOutputCallResponse) throws(FieldDecodingError) {
+        self.init(payload: try CField.message(c.payload, field: "payload"))
     }
 
     func fill(_ c: inout Grpc__Testing__StreamingOutputCallResponse, arena: inout CArena) {

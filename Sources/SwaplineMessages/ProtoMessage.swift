@@ -8,16 +8,19 @@ public import RPCCore
 /// the protobuf-c code in `CSwaplineProto`. As `RPCMessage`s they are what methods take and
 /// answer: serialized on the gRPC surface, handed over as values in process.
 public protocol ProtoMessage: RPCMessage {
-    /// Decodes protobuf wire bytes. Throws ProtoDecodingError for malformed input, never crashes.
+    /// Decodes protobuf wire bytes. Throws ProtoDecodingError for malformed input or a field over
+    /// one of the `MessageLimits`, never crashes.
     init(protobufBytes bytes: ByteBuffer) throws(ProtoDecodingError)
     /// Appends the protobuf encoding of self to `buffer`.
     func encode(into buffer: inout ByteBuffer)
 }
 
 /// Protobuf bytes that do not decode as the expected message: truncated or malformed wire
-/// data, a wire type that does not match a known field, or a string field that is not UTF-8.
+/// data, a wire type that does not match a known field, a string field that is not UTF-8, or
+/// a field over one of the `MessageLimits`.
 public struct ProtoDecodingError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// What was wrong, e.g. "malformed swapline.v1.CreateTaskRequest".
+    /// What was wrong, e.g. "malformed swapline.v1.CreateTaskRequest" or
+    /// "swapline.v1.FetchTaskRequest.workflows has 40 entries; at most 32 are allowed".
     public var message: String
 
     public init(message: String) {

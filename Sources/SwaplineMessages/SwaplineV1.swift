@@ -36,11 +36,11 @@ public struct Swapline_V1_FaceSwapParams: Sendable, Equatable {
 }
 
 extension Swapline_V1_FaceSwapParams: CBridged {
-    init(c: Swapline__V1__FaceSwapParams) throws(InvalidUTF8) {
+    init(c: Swapline__V1__FaceSwapParams) throws(FieldDecodingError) {
         self.init(
-            sourceURL: try CField.string(c.source_url), targetURL: try CField.string(c.target_url),
-            resolution: try CField.string(c.resolution), model: try CField.string(c.model),
-            options: try CField.map(c.n_options, c.options))
+            sourceURL: try CField.string(c.source_url, field: "source_url", maxBytes: MessageLimits.urlBytes), targetURL: try CField.string(c.target_url, field: "target_url", maxBytes: MessageLimits.urlBytes),
+            resolution: try CField.string(c.resolution, field: "resolution", maxBytes: MessageLimits.nameBytes), model: try CField.string(c.model, field: "model", maxBytes: MessageLimits.nameBytes),
+            options: try CField.map(c.n_options, c.options, field: "options"))
     }
 
     func fill(_ c: inout Swapline__V1__FaceSwapParams, arena: inout CArena) {
@@ -74,11 +74,11 @@ public struct Swapline_V1_TaskResult: Sendable, Equatable {
 }
 
 extension Swapline_V1_TaskResult: CBridged {
-    init(c: Swapline__V1__TaskResult) throws(InvalidUTF8) {
+    init(c: Swapline__V1__TaskResult) throws(FieldDecodingError) {
         self.init(
-            outputURL: try CField.string(c.output_url), outputs: try CField.map(c.n_outputs, c.outputs),
-            processingTime: c.processing_time, jobID: try CField.string(c.job_id),
-            storageProvider: try CField.string(c.storage_provider))
+            outputURL: try CField.string(c.output_url, field: "output_url", maxBytes: MessageLimits.urlBytes), outputs: try CField.map(c.n_outputs, c.outputs, field: "outputs"),
+            processingTime: c.processing_time, jobID: try CField.string(c.job_id, field: "job_id", maxBytes: MessageLimits.nameBytes),
+            storageProvider: try CField.string(c.storage_provider, field: "storage_provider", maxBytes: MessageLimits.nameBytes))
     }
 
     func fill(_ c: inout Swapline__V1__TaskResult, arena: inout CArena) {
@@ -136,14 +136,14 @@ public struct Swapline_V1_Task: Sendable, Equatable {
 }
 
 extension Swapline_V1_Task: CBridged {
-    init(c: Swapline__V1__Task) throws(InvalidUTF8) {
+    init(c: Swapline__V1__Task) throws(FieldDecodingError) {
         self.init(
-            taskID: try CField.string(c.task_id), workflow: try CField.string(c.workflow),
-            environment: try CField.string(c.environment), targetPort: c.target_port,
-            params: try CField.message(c.params), status: CField.enum(c.status),
-            sourceChannel: try CField.string(c.source_channel), createdAtMs: c.created_at_ms,
-            updatedAtMs: c.updated_at_ms, progress: c.progress, error: try CField.string(c.error),
-            result: try CField.message(c.result), attempt: c.attempt, priority: c.priority)
+            taskID: try CField.string(c.task_id, field: "task_id", maxBytes: MessageLimits.idBytes), workflow: try CField.string(c.workflow, field: "workflow", maxBytes: MessageLimits.nameBytes),
+            environment: try CField.string(c.environment, field: "environment", maxBytes: MessageLimits.nameBytes), targetPort: c.target_port,
+            params: try CField.message(c.params, field: "params"), status: CField.enum(c.status),
+            sourceChannel: try CField.string(c.source_channel, field: "source_channel", maxBytes: MessageLimits.nameBytes), createdAtMs: c.created_at_ms,
+            updatedAtMs: c.updated_at_ms, progress: c.progress, error: try CField.string(c.error, field: "error", maxBytes: MessageLimits.textBytes),
+            result: try CField.message(c.result, field: "result"), attempt: c.attempt, priority: c.priority)
     }
 
     func fill(_ c: inout Swapline__V1__Task, arena: inout CArena) {
@@ -183,10 +183,10 @@ public struct Swapline_V1_CreateTaskRequest: Sendable, Equatable {
 }
 
 extension Swapline_V1_CreateTaskRequest: CBridged {
-    init(c: Swapline__V1__CreateTaskRequest) throws(InvalidUTF8) {
+    init(c: Swapline__V1__CreateTaskRequest) throws(FieldDecodingError) {
         self.init(
-            workflow: try CField.string(c.workflow), params: try CField.message(c.params),
-            idempotencyKey: try CField.string(c.idempotency_key), priority: c.priority)
+            workflow: try CField.string(c.workflow, field: "workflow", maxBytes: MessageLimits.nameBytes), params: try CField.message(c.params, field: "params"),
+            idempotencyKey: try CField.string(c.idempotency_key, field: "idempotency_key", maxBytes: MessageLimits.idBytes), priority: c.priority)
     }
 
     func fill(_ c: inout Swapline__V1__CreateTaskRequest, arena: inout CArena) {
@@ -205,7 +205,7 @@ public struct Swapline_V1_ProcessSyncRequest: Sendable, Equatable {
 }
 
 extension Swapline_V1_ProcessSyncRequest: CBridged {
-    init(c: Swapline__V1__ProcessSyncRequest) throws(InvalidUTF8) { self.init(params: try CField.message(c.params)) }
+    init(c: Swapline__V1__ProcessSyncRequest) throws(FieldDecodingError) { self.init(params: try CField.message(c.params, field: "params")) }
 
     func fill(_ c: inout Swapline__V1__ProcessSyncRequest, arena: inout CArena) { c.params = arena.message(params) }
 }
@@ -234,11 +234,11 @@ public struct Swapline_V1_FaceSwapResponse: Sendable, Equatable {
 }
 
 extension Swapline_V1_FaceSwapResponse: CBridged {
-    init(c: Swapline__V1__FaceSwapResponse) throws(InvalidUTF8) {
+    init(c: Swapline__V1__FaceSwapResponse) throws(FieldDecodingError) {
         self.init(
-            status: try CField.string(c.status), outputPath: try CField.string(c.output_path),
-            processingTime: c.processing_time, jobID: try CField.string(c.job_id),
-            metadata: try CField.map(c.n_metadata, c.metadata), taskID: try CField.string(c.task_id))
+            status: try CField.string(c.status, field: "status", maxBytes: MessageLimits.nameBytes), outputPath: try CField.string(c.output_path, field: "output_path", maxBytes: MessageLimits.urlBytes),
+            processingTime: c.processing_time, jobID: try CField.string(c.job_id, field: "job_id", maxBytes: MessageLimits.nameBytes),
+            metadata: try CField.map(c.n_metadata, c.metadata, field: "metadata"), taskID: try CField.string(c.task_id, field: "task_id", maxBytes: MessageLimits.idBytes))
     }
 
     func fill(_ c: inout Swapline__V1__FaceSwapResponse, arena: inout CArena) {
@@ -280,7 +280,7 @@ protocol CTaskIDMessage: CMessage {
 }
 
 extension TaskIDRequest {
-    init(c: CType) throws(InvalidUTF8) { self.init(taskID: try CField.string(c.task_id)) }
+    init(c: CType) throws(FieldDecodingError) { self.init(taskID: try CField.string(c.task_id, field: "task_id", maxBytes: MessageLimits.idBytes)) }
 
     func fill(_ c: inout CType, arena: inout CArena) { c.task_id = arena.cString(taskID) }
 }
@@ -301,8 +301,8 @@ public struct Swapline_V1_TaskEvent: Sendable, Equatable {
 }
 
 extension Swapline_V1_TaskEvent: CBridged {
-    init(c: Swapline__V1__TaskEvent) throws(InvalidUTF8) {
-        self.init(task: try CField.message(c.task), sequence: c.sequence)
+    init(c: Swapline__V1__TaskEvent) throws(FieldDecodingError) {
+        self.init(task: try CField.message(c.task, field: "task"), sequence: c.sequence)
     }
 
     func fill(_ c: inout Swapline__V1__TaskEvent, arena: inout CArena) {
@@ -326,10 +326,12 @@ public struct Swapline_V1_FetchTaskRequest: Sendable, Equatable {
 }
 
 extension Swapline_V1_FetchTaskRequest: CBridged {
-    init(c: Swapline__V1__FetchTaskRequest) throws(InvalidUTF8) {
+    init(c: Swapline__V1__FetchTaskRequest) throws(FieldDecodingError) {
         self.init(
-            consumerID: try CField.string(c.consumer_id),
-            workflows: try CField.strings(c.n_workflows, c.workflows), waitMs: c.wait_ms)
+            consumerID: try CField.string(c.consumer_id, field: "consumer_id", maxBytes: MessageLimits.idBytes),
+            workflows: try CField.strings(
+                c.n_workflows, c.workflows, field: "workflows", maxCount: MessageLimits.workflowsPerFetch,
+                maxBytes: MessageLimits.nameBytes), waitMs: c.wait_ms)
     }
 
     func fill(_ c: inout Swapline__V1__FetchTaskRequest, arena: inout CArena) {
@@ -354,9 +356,9 @@ public struct Swapline_V1_FetchTaskResponse: Sendable, Equatable {
 }
 
 extension Swapline_V1_FetchTaskResponse: CBridged {
-    init(c: Swapline__V1__FetchTaskResponse) throws(InvalidUTF8) {
+    init(c: Swapline__V1__FetchTaskResponse) throws(FieldDecodingError) {
         self.init(
-            task: try CField.message(c.task), leaseID: try CField.string(c.lease_id),
+            task: try CField.message(c.task, field: "task"), leaseID: try CField.string(c.lease_id, field: "lease_id", maxBytes: MessageLimits.idBytes),
             leaseExpiresAtMs: c.lease_expires_at_ms)
     }
 
@@ -393,11 +395,11 @@ public struct Swapline_V1_UpdateStatusRequest: Sendable, Equatable {
 }
 
 extension Swapline_V1_UpdateStatusRequest: CBridged {
-    init(c: Swapline__V1__UpdateStatusRequest) throws(InvalidUTF8) {
+    init(c: Swapline__V1__UpdateStatusRequest) throws(FieldDecodingError) {
         self.init(
-            taskID: try CField.string(c.task_id), leaseID: try CField.string(c.lease_id),
-            status: CField.enum(c.status), progress: c.progress, message: try CField.string(c.message),
-            result: try CField.message(c.result), error: try CField.string(c.error))
+            taskID: try CField.string(c.task_id, field: "task_id", maxBytes: MessageLimits.idBytes), leaseID: try CField.string(c.lease_id, field: "lease_id", maxBytes: MessageLimits.idBytes),
+            status: CField.enum(c.status), progress: c.progress, message: try CField.string(c.message, field: "message", maxBytes: MessageLimits.textBytes),
+            result: try CField.message(c.result, field: "result"), error: try CField.string(c.error, field: "error", maxBytes: MessageLimits.textBytes))
     }
 
     func fill(_ c: inout Swapline__V1__UpdateStatusRequest, arena: inout CArena) {

@@ -8,11 +8,14 @@ struct ConsumerService {
     static let name = Swapline_V1_ConsumerService.name
 
     let scheduler: TaskScheduler
+    var limits = LongPollLimits()
 
     func register(in router: inout RPCRouter) {
         let scheduler = self.scheduler
+        let fetches = LongPollGate(
+            what: "FetchTask calls", perConnection: limits.maxParkedFetchesPerConnection, total: limits.maxParkedFetches)
         router.register(Swapline_V1_ConsumerService.fetchTask) { request, call in
-            Self.fetch(request, scheduler: scheduler, call: call)
+            Self.fetch(request, scheduler: scheduler, gate: fetches, call: call)
         }
         router.register(Swapline_V1_ConsumerService.updateStatus) { request, call in
             guard !request.taskID.isEmpty else {
@@ -30,14 +33,23 @@ struct ConsumerService {
         }
     }
 
-    /// Long-polls for a task. A lease whose response cannot be written (the client left) is
-    /// handed back at once, so no task is lost between the scheduler and a consumer.
-    private static func fetch(_ request: Swapline_V1_FetchTaskRequest, scheduler: TaskScheduler, call: ServerCall) {
+    /// Long-polls for a task, if `gate` admits another open fetch. A lease whose response
+    /// cannot be written (the client left) is handed back at once, so no task is lost between
+    /// the scheduler and a consumer.
+    private static func fetch(
+        _ request: Swapline_V1_FetchTaskRequest, scheduler: TaskScheduler, gate: LongPollGate, call: ServerCall
+    ) {
         guard request.waitMs >= 0 else {
             return call.finish(GRPCStatus(.invalidArgument, "wait_ms must not be negative, got \(request.waitMs)"))
         }
+        let permit: LongPollPermit
+        switch gate.admit(call) {
+        case .success(let admitted): permit = admitted
+        case .failure(let refusal): return call.finish(refusal)
+        }
         let waitMs = min(Int64(request.waitMs), scheduler.configuration.maxFetchWaitMs)
         let token = scheduler.fetchTask(consumerID: request.consumerID, workflows: request.workflows, waitMs: waitMs) { result in
+            permit.release()
             switch result {
             case .success(let grant?):
                 let response = Swapline_V1_FetchTaskResponse(
@@ -53,7 +65,10 @@ struct ConsumerService {
         }
         guard let token else { return }
         let timer = call.eventLoop.scheduleTask(in: .milliseconds(waitMs)) {
-            if scheduler.cancelWait(token) { call.reply(Swapline_V1_FetchTaskResponse()) }
+            if scheduler.cancelWait(token) {
+                permit.release()
+                call.reply(Swapline_V1_FetchTaskResponse())
+            }
         }
         call.onCancel { _ in
             timer.cancel()

@@ -5,7 +5,8 @@ import SwaplineMessages
 /// grpc.health.v1.Health: SERVING for the server as a whole ("") and each of its services
 /// until shutdown begins, then NOT_SERVING, so load balancers drain the instance first.
 /// It also answers NOT_SERVING while the queue backend cannot reach its storage (a shared
-/// database that is down); `refreshStoreReachability` tells watchers when that changes.
+/// database that is down, an SQLite database whose writes fail); `refreshStoreReachability`
+/// tells watchers when that changes.
 final class HealthService: Sendable {
     static let name = Grpc_Health_V1_Health.name
 

@@ -45,8 +45,8 @@ public final class RunningServer: Sendable {
         if !configuration.accessTokens.isEmpty {
             router.interceptors.append(AccessControl(tokens: configuration.accessTokens))
         }
-        TaskService(scheduler: scheduler).register(in: &router)
-        ConsumerService(scheduler: scheduler).register(in: &router)
+        TaskService(scheduler: scheduler, limits: configuration.longPolls).register(in: &router)
+        ConsumerService(scheduler: scheduler, limits: configuration.longPolls).register(in: &router)
         if configuration.enableInteropTesting {
             InteropTestService().register(in: &router)
         }
@@ -79,9 +79,13 @@ public final class RunningServer: Sendable {
             sweeps.append(
                 group.next().scheduleRepeatedTask(initialDelay: .milliseconds(recheckMs), delay: .milliseconds(recheckMs)) { _ in
                     scheduler.recheck()
-                    health.refreshStoreReachability()
                 })
         }
+        // Health watchers hear of the store becoming unreachable (or unwritable) and back.
+        sweeps.append(
+            group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+                health.refreshStoreReachability()
+            })
         let retentionLoop = group.next()
         sweeps.append(
             retentionLoop.scheduleRepeatedTask(initialDelay: .zero, delay: configuration.retentionSweepInterval) { _ in

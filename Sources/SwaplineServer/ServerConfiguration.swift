@@ -36,6 +36,8 @@ public struct ServerConfiguration: Sendable {
     /// Serve without tokens on an address other than loopback (`--insecure`); otherwise such a
     /// server refuses to start.
     public var allowsOpenAccessOffLoopback = false
+    /// Caps on open FetchTask and WatchTask calls (`LongPollLimitOptions`).
+    public var longPolls = LongPollLimits()
 
     public init() {}
 }

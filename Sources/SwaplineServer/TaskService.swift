@@ -13,9 +13,12 @@ struct TaskService {
     static let processSyncPriority: Int32 = 1_000_000
 
     let scheduler: TaskScheduler
+    var limits = LongPollLimits()
 
     func register(in router: inout RPCRouter) {
         let scheduler = self.scheduler
+        let watches = LongPollGate(
+            what: "WatchTask streams", perConnection: limits.maxWatchesPerConnection, total: limits.maxWatches)
         router.register(Swapline_V1_TaskService.createTask) { request, call in
             let command = CreateTaskCommand(
                 workflow: request.workflow, params: TaskMessages.parameters(request.params),
@@ -40,7 +43,7 @@ struct TaskService {
         }
         router.register(Swapline_V1_TaskService.watchTask) { request, call in
             guard let id = Self.requireTaskID(request.taskID, call) else { return }
-            Self.watch(taskID: id, scheduler: scheduler, call: call)
+            Self.watch(taskID: id, scheduler: scheduler, gate: watches, call: call)
         }
         router.register(Swapline_V1_TaskService.processSync) { request, call in
             Self.processSync(request, scheduler: scheduler, call: call)
@@ -75,9 +78,16 @@ struct TaskService {
         return id
     }
 
-    private static func watch(taskID: String, scheduler: TaskScheduler, call: ServerCall) {
+    /// Streams the task's changes, if `gate` admits another open watch.
+    private static func watch(taskID: String, scheduler: TaskScheduler, gate: LongPollGate, call: ServerCall) {
+        let permit: LongPollPermit
+        switch gate.admit(call) {
+        case .success(let admitted): permit = admitted
+        case .failure(let refusal): return call.finish(refusal)
+        }
         let token = TokenBox()
         let pump = TaskEventPump(call: call) {
+            permit.release()
             if let value = token.value { scheduler.unwatch(taskID: taskID, token: value) }
         }
         let caller = call.caller

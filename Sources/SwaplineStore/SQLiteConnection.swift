@@ -4,10 +4,16 @@ import CSQLite
 /// opened in SQLite's multi-thread mode (no internal mutex), so its owner must serialize every
 /// use (`SQLiteTaskQueue` touches each of its connections from one serial queue only).
 final class SQLiteConnection {
+    /// How long a statement waits for another connection's (or process's) lock before it fails
+    /// with SQLITE_BUSY: long enough for any commit of ours, short enough that a lock held by
+    /// a stray process turns into errors (and NOT_SERVING health) instead of calls that hang.
+    static let busyTimeoutMs: Int32 = 5_000
+
     private let handle: OpaquePointer
     let path: String
 
-    /// Opens the database file at `path`: read-write, creating it when missing, or read-only.
+    /// Opens the database file at `path`: read-write, creating it when missing, or read-only;
+    /// with the busy timeout set.
     init(path: String, readOnly: Bool = false) throws(SQLiteError) {
         var opened: OpaquePointer?
         let access = readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
@@ -20,6 +26,8 @@ final class SQLiteConnection {
         }
         self.handle = opened
         self.path = path
+        let timeoutCode = sqlite3_busy_timeout(handle, Self.busyTimeoutMs)
+        guard timeoutCode == SQLITE_OK else { throw SQLiteError(code: timeoutCode, connection: handle) }
     }
 
     deinit {
@@ -55,11 +63,8 @@ final class SQLiteConnection {
         return try statement.step() ? statement.integer(at: 0) : 0
     }
 
-    /// Waits up to `milliseconds` for another connection's lock instead of failing at once.
-    func setBusyTimeout(milliseconds: Int32) throws(SQLiteError) {
-        let code = sqlite3_busy_timeout(handle, milliseconds)
-        guard code == SQLITE_OK else { throw SQLiteError(code: code, connection: handle) }
-    }
+    /// Rows inserted, changed or deleted through this connection since it opened.
+    var totalChanges: Int64 { sqlite3_total_changes64(handle) }
 
     /// Whether a transaction is open (after a failed statement SQLite may already have rolled back).
     var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }

@@ -26,6 +26,9 @@ public struct SQLiteError: Error, Sendable, CustomStringConvertible {
     /// A constraint of the schema refused one statement; the rest of the transaction is fine.
     public var isConstraintViolation: Bool { primaryCode == SQLITE_CONSTRAINT }
 
+    /// Another connection or process holds the lock we waited for (past the busy timeout).
+    public var isLockContention: Bool { primaryCode == SQLITE_BUSY || primaryCode == SQLITE_LOCKED }
+
     /// The file is damaged or is not a database at all.
     public var isCorruption: Bool { primaryCode == SQLITE_CORRUPT || primaryCode == SQLITE_NOTADB }
 

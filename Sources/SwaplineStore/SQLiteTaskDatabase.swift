@@ -196,6 +196,9 @@ final class SQLiteTaskDatabase {
 
     func commit() throws(SQLiteError) { try commitTransaction.run([]) }
 
+    /// Rows the writer connection has inserted, changed or deleted since it opened.
+    var totalChanges: Int64 { connection.totalChanges }
+
     /// Undoes the open transaction, if SQLite has not already done so after an I/O error.
     func rollback() {
         if connection.isInTransaction { try? connection.execute("ROLLBACK") }

@@ -43,6 +43,7 @@ public final class SQLiteTaskQueue: TaskTransfer {
     private let answerer = DispatchQueue(label: "swapline.sqlite-answers")
     private let reader = DispatchQueue(label: "swapline.sqlite-reader")
     private let transactions = Atomic<Int>(0)
+    private let writeHealth = SQLiteWriteHealth()
 
     /// Locks the data directory, then opens (or creates) the database, checks that it is ours
     /// and brings its schema up to date. Reads nothing proportional to the stored tasks.
@@ -73,6 +74,9 @@ public final class SQLiteTaskQueue: TaskTransfer {
             throw TaskStoreOpenError(error.isCorruption ? .corrupt : .inaccessible, path: path, reason: "\(error)")
         }
     }
+
+    /// False while every write fails (`SQLiteWriteHealth`): health then reports NOT_SERVING.
+    public var isReachable: Bool { writeHealth.isWritable }
 
     /// Transactions committed or attempted so far; with group commit, fewer than operations.
     public var transactionCount: Int { transactions.load(ordering: .relaxed) }
@@ -258,7 +262,7 @@ public final class SQLiteTaskQueue: TaskTransfer {
         while let batch = takeBatch() {
             let outcomes = database.withLock { database -> [Result<AppliedOperation, TaskError>] in
                 guard let database else { return Array(repeating: .failure(Self.closedError), count: batch.count) }
-                let outcomes = Self.commit(batch, in: database)
+                let outcomes = Self.commit(batch, in: database, health: writeHealth)
                 if batch.contains(where: \.deletes) {
                     // Best effort: pages that stay free now are reclaimed after a later deletion.
                     try? database.reclaimFreePages()
@@ -285,8 +289,11 @@ public final class SQLiteTaskQueue: TaskTransfer {
     /// run inside a savepoint of their own; updates of a stored row cannot break a constraint,
     /// so they skip the savepoint's two statements); any other error — out of space, I/O —
     /// fails them all, and nothing of the transaction is kept.
-    private static func commit(_ batch: [QueuedOperation], in database: SQLiteTaskDatabase) -> [Result<AppliedOperation, TaskError>] {
+    private static func commit(
+        _ batch: [QueuedOperation], in database: SQLiteTaskDatabase, health: SQLiteWriteHealth
+    ) -> [Result<AppliedOperation, TaskError>] {
         var outcomes: [Result<AppliedOperation, TaskError>] = []
+        let changesBefore = database.totalChanges
         do throws(SQLiteError) {
             try database.begin()
             for operation in batch {
@@ -300,9 +307,11 @@ public final class SQLiteTaskQueue: TaskTransfer {
                 }
             }
             try database.commit()
+            health.committed(wroteRows: database.totalChanges != changesBefore)
             return outcomes
         } catch {
             database.rollback()
+            health.failed(error)
             return Array(repeating: .failure(error.taskError), count: batch.count)
         }
     }

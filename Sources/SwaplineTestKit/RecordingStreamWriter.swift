@@ -15,8 +15,13 @@ public final class RecordingStreamWriter: HTTPStreamWriter {
     public let loop: EmbeddedEventLoop
     public private(set) var events: [Event] = []
     public var queuedBodyBytes = 0
+    /// The connection the exchange pretends to be on (per-connection limits count by it).
+    public var connectionID: ConnectionID?
 
-    public init(loop: EmbeddedEventLoop) { self.loop = loop }
+    public init(loop: EmbeddedEventLoop, connectionID: ConnectionID? = nil) {
+        self.loop = loop
+        self.connectionID = connectionID
+    }
 
     public var eventLoop: any EventLoop { loop }
     public func writeHead(status: Int, headers: [HeaderField], endStream: Bool) {

@@ -172,9 +172,21 @@ public struct FaceFusionClient: Sendable {
             jobID: (body["job_id"] as? String) ?? "", extraOutputs: extras)
     }
 
-    /// Retry-After in delta-seconds form (engines do not send HTTP dates).
+    /// The longest Retry-After honoured; a longer one (up to any number of digits) reads as
+    /// this. `RetryPolicy.maxDelay` caps the wait further.
+    static let maxRetryAfterSeconds = 3600
+
+    /// Retry-After in delta-seconds form (RFC 9110 §10.2.3: digits only), clamped to
+    /// `maxRetryAfterSeconds`. Anything else (an HTTP date, which engines do not send, a sign,
+    /// a fraction, `inf`, `nan`, `1e300`) is ignored and the computed backoff applies.
     static func retryAfter(_ value: String?) -> Duration? {
-        guard let value, let seconds = Double(value.trimmingCharacters(in: .whitespaces)), seconds >= 0 else { return nil }
-        return .milliseconds(Int64(seconds * 1000))
+        guard let digits = value?.trimmingCharacters(in: .whitespaces), !digits.isEmpty,
+            digits.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
+        else { return nil }
+        let significant = digits.drop { $0 == "0" }
+        // More digits than the limit has cannot be within it (and would overflow Int).
+        guard significant.count <= String(maxRetryAfterSeconds).count, let seconds = Int(significant.isEmpty ? "0" : significant)
+        else { return .seconds(maxRetryAfterSeconds) }
+        return .seconds(min(seconds, maxRetryAfterSeconds))
     }
 }

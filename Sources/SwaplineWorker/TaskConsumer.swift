@@ -153,7 +153,9 @@ public final class TaskConsumer: Sendable {
         // Heartbeat a third of the way into the lease, and at least every 2 s: the answer to a
         // heartbeat is how a cancellation (ABORTED) reaches a task stuck in a long engine call.
         // The watchdog also enforces the drain deadline.
-        let leaseLength = Duration.milliseconds(max(1000, lease.leaseExpiresAtMs - Int64(Date.nowMilliseconds)))
+        // The expiry comes from the network: any Int64, so the subtraction must not overflow.
+        let (remainingMs, overflow) = lease.leaseExpiresAtMs.subtractingReportingOverflow(Int64(Date.nowMilliseconds))
+        let leaseLength = Duration.milliseconds(overflow ? 1000 : max(1000, remainingMs))
         let heartbeatInterval = min(leaseLength / 3, .seconds(2))
         let watchdog = Task {
             while !Task.isCancelled {

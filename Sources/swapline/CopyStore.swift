@@ -37,7 +37,7 @@ struct CopyStore: AsyncParsableCommand {
     var batchSize = 500
 
     func validate() throws {
-        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        try FlagRange.check(batchSize, "--batch-size", in: 1...100_000)
         guard from != to else { throw ValidationError("--from and --to name the same store") }
     }
 

@@ -99,6 +99,7 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup(title: "URL policy") var urlPolicy: URLPolicyOptions
 
     @OptionGroup(title: "Connection limits and timeouts") var transportLimits: TransportLimitOptions
+    @OptionGroup(title: "Long polls and watches") var longPollLimits: LongPollLimitOptions
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
@@ -110,18 +111,22 @@ struct Serve: AsyncParsableCommand {
     var insecure = false
 
     func validate() throws {
-        guard workers >= 0, workers == 0 || !workerOptions.engines.isEmpty else {
+        try FlagRange.check(workers, "--workers", in: 0...FlagRange.maxThreadsOrSlots)
+        guard workers == 0 || !workerOptions.engines.isEmpty else {
             throw ValidationError("--workers needs at least one --engine")
         }
-        guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
-        guard leaseMs > 0 else { throw ValidationError("--lease-ms must be positive") }
-        guard maxAttempts > 0 else { throw ValidationError("--max-attempts must be positive") }
-        guard maxWaitMs >= 0 else { throw ValidationError("--max-wait-ms must not be negative") }
-        guard shutdownGraceMs >= 0 else { throw ValidationError("--shutdown-grace-ms must not be negative") }
-        guard threads > 0 else { throw ValidationError("--threads must be positive") }
-        guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be positive") }
-        guard retentionHours > 0, retentionHours.isFinite else { throw ValidationError("--retention-hours must be positive") }
-        guard postgresPoolSize > 0 else { throw ValidationError("--postgres-pool-size must be positive") }
+        try FlagRange.check(port, "--port", in: 0...65535)
+        try FlagRange.checkMilliseconds(leaseMs, "--lease-ms")
+        try FlagRange.check(maxAttempts, "--max-attempts", in: 1...Int32.max)
+        try FlagRange.checkMilliseconds(maxWaitMs, "--max-wait-ms", allowZero: true)
+        try FlagRange.checkMilliseconds(shutdownGraceMs, "--shutdown-grace-ms", allowZero: true)
+        try FlagRange.check(threads, "--threads", in: 1...FlagRange.maxThreadsOrSlots)
+        try FlagRange.check(maxMessageBytes, "--max-message-bytes", in: 1...FlagRange.maxMessageBytes)
+        // Written so that NaN, which compares false with everything, fails too.
+        guard retentionHours > 0, retentionHours <= FlagRange.maxRetentionHours else {
+            throw ValidationError("--retention-hours must be above 0 and at most \(FlagRange.maxRetentionHours), got \(retentionHours)")
+        }
+        try FlagRange.check(postgresPoolSize, "--postgres-pool-size", in: 1...FlagRange.maxThreadsOrSlots)
         guard (tlsCert == nil) == (tlsKey == nil) else {
             throw ValidationError("--tls-cert and --tls-key go together: give both, or neither for cleartext")
         }
@@ -147,6 +152,7 @@ struct Serve: AsyncParsableCommand {
         transportLimits.apply(to: &configuration)
         configuration.shutdownGrace = .milliseconds(shutdownGraceMs)
         configuration.enableInteropTesting = enableInteropTesting
+        configuration.longPolls = longPollLimits.limits(inProcessWorkers: workers)
         configuration.outputsDirectory = localOutputsDirectory
         configuration.finishedTaskRetention = .milliseconds(Int64(retentionHours * 3_600_000))
         if let tlsCert, let tlsKey {

@@ -107,8 +107,12 @@ struct Process: AsyncParsableCommand {
     @OptionGroup var connection: ServerOption
     @OptionGroup var input: FaceSwapInput
 
-    @Option(help: "How long to wait for the result, in seconds.")
+    @Option(help: "How long to wait for the result, in seconds (at most 30 days).")
     var timeout = 120
+
+    func validate() throws {
+        try FlagRange.check(timeout, "--timeout", in: 1...Int(FlagRange.maxMilliseconds / 1000))
+    }
 
     func run() async throws {
         let response = try await connection.client.processSync(
@@ -124,7 +128,9 @@ private func follow(_ taskID: String, client: SwaplineClient) async throws {
     var last: Swapline_V1_Task?
     for try await event in client.watchTask(id: taskID) {
         guard let task = event.task else { continue }
-        print("\(task.taskID) \(statusName(task.status)) \(Int((task.progress * 100).rounded()))%")
+        // The server keeps progress in 0...1; clamped anyway, as Int(_:) traps on NaN or infinity.
+        let percent = task.progress.isFinite ? Int((min(max(task.progress, 0), 1) * 100).rounded()) : 0
+        print("\(task.taskID) \(statusName(task.status)) \(percent)%")
         fflush(nil)  // progress shows as it happens, also through a pipe
         last = task
     }

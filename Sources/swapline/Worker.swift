@@ -40,9 +40,12 @@ struct WorkerOptions: ParsableArguments {
     var drainTimeoutMs: Int64 = 30_000
 
     func validate() throws {
-        guard engineTimeoutMs > 0, healthIntervalMs > 0, retryBaseMs >= 0, drainTimeoutMs >= 0, maxOutputBytes > 0, maxInputBytes > 0 else {
-            throw ValidationError("worker timeouts, intervals and limits must be positive")
-        }
+        try FlagRange.checkMilliseconds(engineTimeoutMs, "--engine-timeout-ms")
+        try FlagRange.checkMilliseconds(healthIntervalMs, "--health-interval-ms")
+        try FlagRange.checkMilliseconds(retryBaseMs, "--retry-base-ms", allowZero: true)
+        try FlagRange.checkMilliseconds(drainTimeoutMs, "--drain-timeout-ms", allowZero: true)
+        try FlagRange.check(maxOutputBytes, "--max-output-bytes", in: 1...Int.max)
+        try FlagRange.check(maxInputBytes, "--max-input-bytes", in: 1...Int.max)
     }
 
     /// A consumer of `serverURL` (an `https://` one verified against `caFile`, or the system's
@@ -113,7 +116,7 @@ struct Worker: AsyncParsableCommand {
     var logLevel: Logger.Level = .info
 
     func validate() throws {
-        guard concurrency > 0 else { throw ValidationError("--concurrency must be positive") }
+        try FlagRange.check(concurrency, "--concurrency", in: 1...FlagRange.maxThreadsOrSlots)
         guard !options.engines.isEmpty else { throw ValidationError("give at least one --engine") }
         try validateCAFile(caFile, server: server)
     }

@@ -163,10 +163,14 @@ let fullTask = Swapline_V1_Task(
     }
 
     @Test func largeMessagesSpillOutOfTheStackArena() throws {
+        // As large as MessageLimits allow: about 150 KiB, many heap chunks.
         var options: [String: String] = [:]
-        for index in 0..<2_000 { options["option-\(index)"] = String(repeating: "v", count: index % 97) + unicode }
+        for index in 0..<MessageLimits.mapEntries {
+            options["option-\(index)"] = String(repeating: "v", count: MessageLimits.mapValueBytes - 200 + index) + unicode
+        }
         let task = Swapline_V1_Task(
-            taskID: String(repeating: "t", count: 100_000), params: Swapline_V1_FaceSwapParams(options: options))
+            taskID: String(repeating: "t", count: MessageLimits.idBytes), params: Swapline_V1_FaceSwapParams(options: options),
+            error: String(repeating: "e", count: MessageLimits.textBytes))
         #expect(try roundTrip(task) == task)
     }
 

@@ -140,7 +140,7 @@ func expectMalformed<Message: ProtoMessage>(
             _ = try Swapline_V1_FetchTaskRequest(protobufBytes: [0x12, 0x01, 0x80])
             Issue.record("decoded invalid UTF-8")
         } catch {
-            #expect(error.message == "malformed swapline.v1.FetchTaskRequest: string field is not valid UTF-8")
+            #expect(error.message == "swapline.v1.FetchTaskRequest.workflows is not valid UTF-8")
         }
     }
 

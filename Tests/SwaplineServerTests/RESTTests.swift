@@ -41,6 +41,13 @@ import Testing
         }
     }
 
+    @Test func refusesTooManyItemsInOneContainer() {
+        let many = "[" + Array(repeating: "0", count: 1025).joined(separator: ",") + "]"
+        #expect(throws: JSONSyntaxError.self) { try JSONValue(parsing: Array(many.utf8)) }
+        let enough = "[" + Array(repeating: "0", count: 1024).joined(separator: ",") + "]"
+        #expect(throws: Never.self) { try JSONValue(parsing: Array(enough.utf8)) }
+    }
+
     @Test func refusesDeepNesting() {
         let deep = String(repeating: "[", count: 1000) + String(repeating: "]", count: 1000)
         #expect(throws: JSONSyntaxError.self) { try JSONValue(parsing: Array(deep.utf8)) }
@@ -82,6 +89,37 @@ import Testing
         #expect(found.map(\.1) == [
             ["body", "source_url"], ["body", "target_url"], ["body", "options", "k"], ["body", "priority"],
         ])
+    }
+
+    @Test func bodiesOverTheMessageLimitsAre422LikeOtherSchemaErrors() throws {
+        let options = (0...MessageLimits.mapEntries).map { #""k\#($0)":"v""# }.joined(separator: ",")
+        let longURL = String(repeating: "u", count: MessageLimits.urlBytes + 1)
+        let longKey = String(repeating: "k", count: MessageLimits.idBytes + 1)
+        let body = try JSONValue(parsing: Array(
+            #"{"source_url":"\#(longURL)","target_url":"t","idempotency_key":"\#(longKey)","options":{\#(options)}}"#.utf8))
+        guard case .failure(let errors) = LegacyJSON.createTaskRequest(body) else {
+            Issue.record("accepted")
+            return
+        }
+        #expect(errors.details.map { $0["type"]! } == ["string_too_long", "too_long", "string_too_long"])
+        #expect(errors.details.map { $0["loc"]! } == [["body", "source_url"], ["body", "options"], ["body", "idempotency_key"]])
+        #expect(errors.details[0]["msg"] == "String should have at most 2048 bytes")
+        #expect(errors.details[1]["msg"] == "Dictionary should have at most 64 items after validation, not 65")
+    }
+
+    @Test func fetchQueryOverTheLimitsIs422() {
+        let workflows = Array(repeating: "face_swap", count: MessageLimits.workflowsPerFetch + 1).joined(separator: ",")
+        guard case .failure(.validation(let details)) = RESTExchange.fetchRequest(query: "workflow=\(workflows)"[...]) else {
+            Issue.record("accepted")
+            return
+        }
+        #expect(details.first?["type"] == "too_long")
+        let consumer = String(repeating: "c", count: MessageLimits.idBytes + 1)
+        guard case .failure(.validation(let idDetails)) = RESTExchange.fetchRequest(query: "consumer_id=\(consumer)"[...]) else {
+            Issue.record("accepted")
+            return
+        }
+        #expect(idDetails.first?["loc"] == ["query", "consumer_id"])
     }
 
     @Test func nullIsAbsentForOptionalFields() throws {

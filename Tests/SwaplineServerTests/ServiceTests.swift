@@ -191,3 +191,77 @@ extension TaskScheduler {
 private final class GrantBox: @unchecked Sendable {
     var grant: LeaseGrant?
 }
+
+/// The caps on open FetchTask and WatchTask calls, per connection and in total.
+@Suite struct LongPollLimitTests {
+    let loop = EmbeddedEventLoop()
+    let scheduler: TaskScheduler
+    let router: RPCRouter
+
+    init() {
+        let configuration = SchedulerConfiguration()
+        scheduler = TaskScheduler(configuration: configuration, queue: InMemoryTaskQueue(rules: TaskRules(configuration)))
+        var limits = LongPollLimits()
+        limits.maxParkedFetchesPerConnection = 2
+        limits.maxParkedFetches = 3
+        limits.maxWatchesPerConnection = 1
+        limits.maxWatches = 2
+        var router = RPCRouter()
+        TaskService(scheduler: scheduler, limits: limits).register(in: &router)
+        ConsumerService(scheduler: scheduler, limits: limits).register(in: &router)
+        self.router = router
+    }
+
+    private func fetch(on connection: ConnectionID) -> (RecordingStreamWriter, GRPCServerStream) {
+        let writer = RecordingStreamWriter(loop: loop, connectionID: connection)
+        let request = Swapline_V1_FetchTaskRequest(waitMs: 20_000)
+        return (writer, sendRequest(request.serializedBuffer(), path: "/swapline.v1.ConsumerService/FetchTask", router: router, writer: writer))
+    }
+
+    @Test func fetchesBeyondEitherCapAreRefusedAndAFinishedOneFreesItsPlace() {
+        let first = ConnectionID.next(), second = ConnectionID.next()
+        let (_, parked) = fetch(on: first)
+        _ = fetch(on: first)
+        let (perConnection, _) = fetch(on: first)
+        loop.run()
+        #expect(perConnection.statusFields["grpc-status"] == "8")
+        #expect(perConnection.statusFields["grpc-message"]?.contains("limit per connection") == true)
+        _ = fetch(on: second)
+        let (total, _) = fetch(on: second)
+        loop.run()
+        #expect(total.statusFields["grpc-status"] == "8")
+        #expect(total.statusFields["grpc-message"]?.contains("the server has 3") == true)
+        // The client resets one parked poll: its place is free for anyone.
+        parked.streamClosed(cleanly: false)
+        loop.run()
+        let (admitted, _) = fetch(on: second)
+        loop.run()
+        #expect(admitted.statusFields.isEmpty)
+        // A poll that times out (answered empty) frees its place too.
+        loop.advanceTime(by: .seconds(31))
+        let (afterTimeout, _) = fetch(on: second)
+        loop.run()
+        #expect(afterTimeout.statusFields.isEmpty)
+    }
+
+    @Test func watchesBeyondTheCapsAreRefused() throws {
+        let connection = ConnectionID.next()
+        let created = RecordingStreamWriter(loop: loop)
+        let request = Swapline_V1_CreateTaskRequest(
+            params: Swapline_V1_FaceSwapParams(sourceURL: "https://example.com/a.jpg", targetURL: "https://example.com/b.jpg"))
+        sendRequest(request.serializedBuffer(), path: "/swapline.v1.TaskService/CreateTask", router: router, writer: created)
+        loop.run()
+        let task = try Swapline_V1_Task(protobufBytes: try #require(created.messages.first))
+        func watch(on connection: ConnectionID) -> RecordingStreamWriter {
+            let writer = RecordingStreamWriter(loop: loop, connectionID: connection)
+            let request = Swapline_V1_WatchTaskRequest(taskID: task.taskID)
+            sendRequest(request.serializedBuffer(), path: "/swapline.v1.TaskService/WatchTask", router: router, writer: writer)
+            loop.run()
+            return writer
+        }
+        #expect(watch(on: connection).statusFields.isEmpty)
+        #expect(watch(on: connection).statusFields["grpc-status"] == "8")
+        #expect(watch(on: ConnectionID.next()).statusFields.isEmpty)
+        #expect(watch(on: ConnectionID.next()).statusFields["grpc-status"] == "8")
+    }
+}

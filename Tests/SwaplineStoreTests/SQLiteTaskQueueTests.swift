@@ -91,6 +91,42 @@ import Testing
         }
     }
 
+    @Test func writesFailingOnAFullDiskMakeTheStoreUnreachableUntilAWriteSucceeds() async throws {
+        try await withDirectory { directory in
+            let queue = try SQLiteTaskQueue.open(in: directory)
+            #expect(queue.isReachable)
+            try await queue.limitSize(toPages: Int(try await queue.pageCount()))
+            #expect(await queue.create(pending(1, padding: 100_000)).error?.kind == .resourceExhausted)
+            #expect(!queue.isReachable)
+            // An empty transaction (the lease sweep's) commits, but proves nothing about space.
+            _ = await queue.expireLeases(limit: 10)
+            #expect(!queue.isReachable)
+            try await queue.limitSize(toPages: 1_000_000)
+            _ = try await queue.create(pending(2)).get()
+            #expect(queue.isReachable)
+            await queue.close()
+        }
+    }
+
+    @Test func aLockHeldByAnotherProcessMakesTheStoreUnreachableUntilItIsReleased() async throws {
+        try await withDirectory { directory in
+            let queue = try SQLiteTaskQueue.open(in: directory)
+            // Another process's connection, as `sqlite3 tasks.db 'BEGIN EXCLUSIVE'` would hold it.
+            let intruder = try SQLiteConnection(path: queue.databasePath)
+            try intruder.execute("BEGIN EXCLUSIVE")
+            // Fails after the busy timeout rather than at once or never.
+            let started = ContinuousClock.now
+            #expect(await queue.create(pending(1)).error?.kind == .unavailable)
+            #expect(ContinuousClock.now - started >= .milliseconds(Int64(SQLiteConnection.busyTimeoutMs) - 100))
+            #expect(!queue.isReachable)
+            try intruder.execute("ROLLBACK")
+            // Taking the write lock was what failed: an empty transaction is enough to recover.
+            _ = await queue.expireLeases(limit: 10)
+            #expect(queue.isReachable)
+            await queue.close()
+        }
+    }
+
     /// A failed commit takes everything of its transaction with it: a create and a claim that
     /// leased it in the same batch both fail, and the task never runs.
     @Test func aCreateWhoseCommitFailsNeverRunsAndItsKeyStaysFree() async throws {

@@ -30,6 +30,20 @@ private final class SleepRecorder: Sendable {
         #expect(FaceFusionClient.retryAfter("Wed, 21 Oct 2015 07:28:00 GMT") == nil)
     }
 
+    @Test(arguments: ["inf", "-inf", "nan", "1e300", "-1", "1.5", "0x10", "+3", "Fri, 31 Dec 9999 23:59:59 GMT", ""])
+    func hostileRetryAfterIsIgnored(value: String) {
+        #expect(FaceFusionClient.retryAfter(value) == nil)
+    }
+
+    @Test func hugeRetryAfterIsClampedToTheDocumentedMaximum() {
+        let maximum = Duration.seconds(FaceFusionClient.maxRetryAfterSeconds)
+        #expect(FaceFusionClient.retryAfter("3600") == maximum)
+        #expect(FaceFusionClient.retryAfter("3601") == maximum)
+        #expect(FaceFusionClient.retryAfter(String(repeating: "9", count: 400)) == maximum)
+        #expect(FaceFusionClient.retryAfter("000000000000000000000000000007") == .seconds(7))
+        #expect(policy.delay(afterAttempt: 1, retryAfter: FaceFusionClient.retryAfter("99999999999999999999"), jitter: 0.5) == policy.maxDelay)
+    }
+
     @Test func aServerErrorThatHealsWithinThreeTriesSucceeds() async throws {
         let recorder = SleepRecorder()
         let result = try await policy.run(sleep: { recorder.sleep($0) }, jitter: { 0 }) { attempt throws(EngineCallError) in

@@ -121,7 +121,8 @@ struct JSONSyntaxError: Error, Equatable {
 
 extension JSONValue {
     /// Parses a complete JSON text (RFC 8259; nesting limited so a hostile body cannot exhaust
-    /// the stack).
+    /// the stack, and items per array or object limited so a body of a million empty items does
+    /// not become a million values).
     init(parsing bytes: some Collection<UInt8>) throws(JSONSyntaxError) {
         var parser = JSONParser(bytes: Array(bytes))
         parser.skipWhitespace()
@@ -133,6 +134,9 @@ extension JSONValue {
 
 private struct JSONParser {
     static let maxDepth = 64
+    /// No request body has anywhere near this many items in one array or object (a map field
+    /// takes at most `MessageLimits.mapEntries`).
+    static let maxItems = 1024
     let bytes: [UInt8]
     var index = 0
 
@@ -204,7 +208,10 @@ private struct JSONParser {
             index += 1
             return
         }
+        var count = 0
         while true {
+            count += 1
+            guard count <= Self.maxItems else { throw error("More than \(Self.maxItems) items in one array or object") }
             skipWhitespace()
             try item(&self)
             skipWhitespace()

@@ -109,8 +109,9 @@ enum LegacyJSON {
     static func createTaskRequest(_ body: JSONValue) -> Result<Swapline_V1_CreateTaskRequest, BodyErrors> {
         BodyReader.read(body) { fields in
             Swapline_V1_CreateTaskRequest(
-                workflow: fields.string("workflow"), params: faceSwapParams(&fields),
-                idempotencyKey: fields.string("idempotency_key"), priority: fields.int32("priority"))
+                workflow: fields.string("workflow", maxBytes: MessageLimits.nameBytes), params: faceSwapParams(&fields),
+                idempotencyKey: fields.string("idempotency_key", maxBytes: MessageLimits.idBytes),
+                priority: fields.int32("priority"))
         }
     }
 
@@ -123,22 +124,27 @@ enum LegacyJSON {
     static func updateStatusRequest(_ body: JSONValue) -> Result<Swapline_V1_UpdateStatusRequest, BodyErrors> {
         BodyReader.read(body) { fields in
             Swapline_V1_UpdateStatusRequest(
-                taskID: fields.string("task_id", required: true), leaseID: fields.string("lease_id", required: true),
-                status: fields.status("status"), progress: fields.float("progress"), message: fields.string("message"),
+                taskID: fields.string("task_id", required: true, maxBytes: MessageLimits.idBytes),
+                leaseID: fields.string("lease_id", required: true, maxBytes: MessageLimits.idBytes),
+                status: fields.status("status"), progress: fields.float("progress"),
+                message: fields.string("message", maxBytes: MessageLimits.textBytes),
                 result: fields.object("result") { result in
                     Swapline_V1_TaskResult(
-                        outputURL: result.string("output_url"), outputs: result.stringMap("outputs"),
-                        processingTime: result.double("processing_time"), jobID: result.string("job_id"),
-                        storageProvider: result.string("storage_provider"))
+                        outputURL: result.string("output_url", maxBytes: MessageLimits.urlBytes),
+                        outputs: result.stringMap("outputs"), processingTime: result.double("processing_time"),
+                        jobID: result.string("job_id", maxBytes: MessageLimits.nameBytes),
+                        storageProvider: result.string("storage_provider", maxBytes: MessageLimits.nameBytes))
                 },
-                error: fields.string("error"))
+                error: fields.string("error", maxBytes: MessageLimits.textBytes))
         }
     }
 
     private static func faceSwapParams(_ fields: inout BodyReader) -> Swapline_V1_FaceSwapParams {
         Swapline_V1_FaceSwapParams(
-            sourceURL: fields.string("source_url", required: true), targetURL: fields.string("target_url", required: true),
-            resolution: fields.string("resolution"), model: fields.string("model"), options: fields.stringMap("options"))
+            sourceURL: fields.string("source_url", required: true, maxBytes: MessageLimits.urlBytes),
+            targetURL: fields.string("target_url", required: true, maxBytes: MessageLimits.urlBytes),
+            resolution: fields.string("resolution", maxBytes: MessageLimits.nameBytes),
+            model: fields.string("model", maxBytes: MessageLimits.nameBytes), options: fields.stringMap("options"))
     }
 }
 
@@ -172,8 +178,11 @@ struct BodyReader {
         return reader.details.isEmpty ? .success(message) : .failure(BodyErrors(details: reader.details))
     }
 
-    mutating func string(_ key: String, required: Bool = false) -> String {
+    /// A string of at most `maxBytes` UTF-8 bytes (one of `MessageLimits`, as on the gRPC surface).
+    mutating func string(_ key: String, required: Bool = false, maxBytes: Int) -> String {
         switch present(key, required: required) {
+        case .string(let value)? where value.utf8.count > maxBytes:
+            details.append(Self.tooLong(location + [.string(key)], value, maxBytes: maxBytes))
         case .string(let value)?: return value
         case let other?: fail("string_type", key, "Input should be a valid string", other)
         case nil: break
@@ -206,16 +215,34 @@ struct BodyReader {
         Float(double(key))
     }
 
+    /// A map of strings within `MessageLimits`' entry count and key and value lengths.
     mutating func stringMap(_ key: String) -> [String: String] {
         guard let value = present(key, required: false) else { return [:] }
         guard case .object(let entries) = value else {
             fail("dict_type", key, "Input should be a valid dictionary", value)
             return [:]
         }
+        guard entries.count <= MessageLimits.mapEntries else {
+            let limit = MessageLimits.mapEntries
+            details.append(Self.issue(
+                "too_long", location + [.string(key)],
+                "Dictionary should have at most \(limit) items after validation, not \(entries.count)", value,
+                context: ["field_type": "Dictionary", "max_length": "\(limit)", "actual_length": "\(entries.count)"]))
+            return [:]
+        }
         var map: [String: String] = [:]
         for (name, entry) in entries {
+            let entryLocation = location + [.string(key), .string(name)]
+            if name.utf8.count > MessageLimits.mapKeyBytes {
+                details.append(Self.tooLong(entryLocation + [.string("[key]")], name, maxBytes: MessageLimits.mapKeyBytes))
+                continue
+            }
             guard case .string(let text) = entry else {
-                details.append(Self.issue("string_type", location + [.string(key), .string(name)], "Input should be a valid string", entry))
+                details.append(Self.issue("string_type", entryLocation, "Input should be a valid string", entry))
+                continue
+            }
+            guard text.utf8.count <= MessageLimits.mapValueBytes else {
+                details.append(Self.tooLong(entryLocation, text, maxBytes: MessageLimits.mapValueBytes))
                 continue
             }
             map[name] = text
@@ -266,6 +293,14 @@ struct BodyReader {
 
     private mutating func fail(_ type: String, _ key: String, _ message: String, _ input: JSONValue) {
         details.append(Self.issue(type, location + [.string(key)], message, input))
+    }
+
+    /// pydantic's `string_too_long`, in UTF-8 bytes rather than characters (the limits are the
+    /// gRPC surface's, which counts bytes).
+    static func tooLong(_ location: [JSONValue], _ value: String, maxBytes: Int) -> JSONValue {
+        issue(
+            "string_too_long", location, "String should have at most \(maxBytes) bytes", .string(value),
+            context: ["max_length": "\(maxBytes)"])
     }
 
     static func issue(

@@ -255,8 +255,28 @@ final class RESTExchange: HTTPStreamHandler {
             // Query values are percent-encoded, with '+' for a space.
             let value = GRPCMessageEncoding.decode(String(pair.dropFirst(name.count + 1).map { $0 == "+" ? " " : $0 }))
             switch name {
-            case "consumer_id": request.consumerID = value
-            case "workflow": request.workflows += value.split(separator: ",").map(String.init)
+            case "consumer_id":
+                guard value.utf8.count <= MessageLimits.idBytes else {
+                    return .failure(.validation([BodyReader.tooLong(
+                        [.string("query"), .string("consumer_id")], value, maxBytes: MessageLimits.idBytes)]))
+                }
+                request.consumerID = value
+            case "workflow":
+                for name in value.split(separator: ",") {
+                    // The same limits as FetchTaskRequest.workflows on the gRPC surface.
+                    guard name.utf8.count <= MessageLimits.nameBytes else {
+                        return .failure(.validation([BodyReader.tooLong(
+                            [.string("query"), .string("workflow")], String(name), maxBytes: MessageLimits.nameBytes)]))
+                    }
+                    guard request.workflows.count < MessageLimits.workflowsPerFetch else {
+                        let limit = MessageLimits.workflowsPerFetch
+                        return .failure(.validation([BodyReader.issue(
+                            "too_long", [.string("query"), .string("workflow")],
+                            "List should have at most \(limit) items after validation", .string(value),
+                            context: ["field_type": "List", "max_length": "\(limit)"])]))
+                    }
+                    request.workflows.append(String(name))
+                }
             case "wait_ms":
                 guard let waitMs = Int32(value) else {
                     return .failure(.validation([BodyReader.issue(
@@ -303,7 +323,8 @@ final class RESTExchange: HTTPStreamHandler {
             eventLoop: writer.eventLoop, queuedBytes: { [weak self] in self?.writer.queuedBodyBytes ?? 0 },
             onMessage: onMessage, onEnd: onEnd)
         self.call = call
-        call.start(router: factory.router, method: method, request: request, metadata: metadata)
+        call.start(
+            router: factory.router, method: method, request: request, metadata: metadata, connection: writer.connectionID)
     }
 
     private func unary<Request, Response>(
@@ -368,6 +389,10 @@ final class RESTExchange: HTTPStreamHandler {
         if case .methodNotAllowed(let allowed) = error { headers.append(HeaderField("allow", allowed.joined(separator: ", "))) }
         // RFC 6750: a 401 names the scheme the client should authenticate with.
         if case .status(let status) = error, status.code == .unauthenticated { headers.append(HeaderField("www-authenticate", "Bearer")) }
+        // A limit reached (429) or a store that cannot write (503) passes: worth a retry soon.
+        if case .status(let status) = error, status.code == .resourceExhausted || status.code == .unavailable {
+            headers.append(HeaderField("retry-after", "1"))
+        }
         guard withBody else { return writer.writeHead(status: error.httpStatus, headers: headers, endStream: true) }
         respond(error.httpStatus, .object([("detail", error.detail)]), headers: headers)
     }

@@ -1,0 +1,31 @@
+/// The largest counts and sizes the decoder accepts in swapline.v1 messages. A 4 MiB message
+/// could otherwise carry about two million empty map or repeated entries, each of which would
+/// become a Swift value held for as long as the call lasts (a parked FetchTask waits up to a
+/// minute). They are checked on the decoded protobuf-c structs before any Swift value is built,
+/// and the REST shim checks the same limits on its JSON bodies; a request over a limit is
+/// refused (INVALID_ARGUMENT, HTTP 422) with a message naming the field and the limit.
+/// docs/security.md lists them.
+public enum MessageLimits {
+    /// task_id, lease_id, consumer_id and idempotency_key, in bytes. The server's own ids are
+    /// 26 characters.
+    public static let idBytes = 128
+    /// Short names: workflow, model, resolution, environment, source_channel, job_id,
+    /// storage_provider, the `status` of a FaceSwapResponse; in bytes.
+    public static let nameBytes = 128
+    /// source_url, target_url, output_url and output_path, in bytes (the URL policy's limit,
+    /// `URLPolicy.maxURLLength`).
+    public static let urlBytes = 2048
+    /// Free text: a task's error and an UpdateStatus message, in bytes.
+    public static let textBytes = 16 * 1024
+    /// Entries of a map (params.options, result.outputs, FaceSwapResponse.metadata).
+    public static let mapEntries = 64
+    /// A map key, in bytes.
+    public static let mapKeyBytes = 128
+    /// A map value, in bytes (room for a URL in result.outputs).
+    public static let mapValueBytes = 2048
+    /// Entries of FetchTaskRequest.workflows (the server serves a handful of workflows).
+    public static let workflowsPerFetch = 32
+    /// Entries of grpc.testing.StreamingOutputCallRequest.response_parameters (interop tests
+    /// ask for a few).
+    public static let interopResponseParameters = 1024
+}
