@@ -71,6 +71,8 @@ final class H2ConnectionHandler: ChannelInboundHandler, NGHTTP2SessionDelegate {
     private var exceededResetBudget = false
 
     let eventLoop: any EventLoop
+    /// The client's IP address, for its streams (`HTTPStreamWriter.peerAddress`).
+    private(set) var peerAddress: String?
 
     init(configuration: H2Configuration, factory: any HTTPStreamHandlerFactory, eventLoop: any EventLoop, logger: Logger) {
         self.configuration = configuration
@@ -83,6 +85,7 @@ final class H2ConnectionHandler: ChannelInboundHandler, NGHTTP2SessionDelegate {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        peerAddress = context.channel.remoteAddress?.ipAddress
         do {
             session = try NGHTTP2Session(
                 settings: .init(

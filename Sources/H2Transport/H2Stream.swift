@@ -28,11 +28,13 @@ final class H2Stream: HTTPStreamWriter {
     /// Kept here rather than read through `connection`, which may be gone when a handler
     /// still holds this stream after its connection closed.
     let eventLoop: any EventLoop
+    let peerAddress: String?
 
     init(streamID: Int32, connection: H2ConnectionHandler) {
         self.streamID = streamID
         self.connection = connection
         self.eventLoop = connection.eventLoop
+        self.peerAddress = connection.peerAddress
     }
 
     func writeHead(status: Int, headers: [HeaderField], endStream: Bool) {

@@ -86,7 +86,8 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
             endCall(status)
             return
         }
-        var context = ServerContext(method: routed.descriptor, metadata: metadata, surface: .grpc)
+        var context = ServerContext(
+            method: routed.descriptor, metadata: metadata, surface: .grpc, peerAddress: writer.peerAddress)
         if let refusal = router.interceptors.run(&context) {
             phase = .refused(refusal)
             if endStream { receiveEnd() }

@@ -29,6 +29,13 @@ public protocol HTTPStreamWriter: AnyObject {
     func writeEnd(trailers: [HeaderField])
     /// Abandons the exchange (HTTP/2: RST_STREAM with INTERNAL_ERROR).
     func reset()
+    /// The client's IP address, as the connection's peer: who a call is when it carries no
+    /// token (per-client rate limits). `nil` when the transport does not know it.
+    var peerAddress: String? { get }
+}
+
+extension HTTPStreamWriter {
+    public var peerAddress: String? { nil }
 }
 
 /// The inbound half: what a transport reports about one request. Called on the event loop.

@@ -29,12 +29,17 @@ public struct ServerContext: Sendable {
     /// Set by the authenticating interceptor; `nil` when nobody authenticated the call
     /// (authentication is off, or the method is open).
     public var caller: CallerIdentity?
+    /// The client's IP address (`HTTPStreamWriter.peerAddress`), when the transport knows it.
+    public let peerAddress: String?
 
-    public init(method: MethodDescriptor, metadata: Metadata, surface: CallSurface, caller: CallerIdentity? = nil) {
+    public init(
+        method: MethodDescriptor, metadata: Metadata, surface: CallSurface, caller: CallerIdentity? = nil, peerAddress: String? = nil
+    ) {
         self.method = method
         self.metadata = metadata
         self.surface = surface
         self.caller = caller
+        self.peerAddress = peerAddress
     }
 }
 

@@ -45,7 +45,8 @@ public final class RunningServer: Sendable {
         if !configuration.accessTokens.isEmpty {
             router.interceptors.append(AccessControl(tokens: configuration.accessTokens))
         }
-        TaskService(scheduler: scheduler).register(in: &router)
+        TaskService(scheduler: scheduler, createLimiter: configuration.createRateLimit.map { CreateRateLimiter(limit: $0) })
+            .register(in: &router)
         ConsumerService(scheduler: scheduler).register(in: &router)
         if configuration.enableInteropTesting {
             InteropTestService().register(in: &router)

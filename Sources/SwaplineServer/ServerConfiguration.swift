@@ -36,6 +36,8 @@ public struct ServerConfiguration: Sendable {
     /// Serve without tokens on an address other than loopback (`--insecure`); otherwise such a
     /// server refuses to start.
     public var allowsOpenAccessOffLoopback = false
+    /// Per-client pace of task creation (`--create-rate`, `--create-burst`); `nil` for none.
+    public var createRateLimit: CreateRateLimit?
 
     public init() {}
 }

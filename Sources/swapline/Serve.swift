@@ -98,6 +98,8 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup(title: "URL policy") var urlPolicy: URLPolicyOptions
 
+    @OptionGroup(title: "Quotas") var quotas: QuotaOptions
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -140,6 +142,7 @@ struct Serve: AsyncParsableCommand {
         configuration.scheduler.maxAttempts = maxAttempts
         configuration.scheduler.maxFetchWaitMs = maxWaitMs
         configuration.scheduler.urlPolicy = urlPolicy.policy
+        quotas.apply(to: &configuration)
         urlPolicy.log(to: logger, role: workers > 0 ? "CreateTask and the in-process workers" : "CreateTask")
         configuration.grpc.maxReceiveMessageSize = maxMessageBytes
         configuration.shutdownGrace = .milliseconds(shutdownGraceMs)
