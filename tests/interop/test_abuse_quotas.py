@@ -25,10 +25,15 @@ SC = grpc.StatusCode
 LEGACY_BODY = {"source_url": "https://example.com/face.jpg", "target_url": "https://example.com/photo.jpg",
                "resolution": "1024x1024", "model": "inswapper_128_fp16"}
 CLIENT, OTHER_CLIENT = "quota-client-1", "quota-client-2"
-TOKENS = f"client:{CLIENT},client:{OTHER_CLIENT},consumer:quota-consumer"
 # Refused creates are answered without storing anything: a flood of them may not leave the
 # server holding more than this.
 RSS_BOUND_MIB = 32
+
+
+def tokens_file(tmp_path) -> str:
+    path = tmp_path / "tokens"
+    path.write_text(f"client {CLIENT}\nclient {OTHER_CLIENT}\n")
+    return str(path)
 
 
 def md(token: str) -> list[tuple[str, str]]:
@@ -96,9 +101,9 @@ def test_a_client_over_its_create_rate_is_told_when_to_retry_and_others_go_on(se
     assert_rss_back(server, baseline, "create-rate flood", bound_mib=RSS_BOUND_MIB)
 
 
-def test_the_rate_limit_counts_per_token(server_factory):
+def test_the_rate_limit_counts_per_token(server_factory, tmp_path):
     server = server_factory("--store", "memory", "--create-rate", "0.5", "--create-burst", "3",
-                            env={"SWAPLINE_AUTH_TOKENS": TOKENS})
+                            "--auth-tokens-file", tokens_file(tmp_path))
     stubs = Stubs(server.channel())
     created, refusal = create_until_refused(stubs, 50, metadata=md(CLIENT))
     assert 3 <= created <= 4 and refusal.code() == SC.RESOURCE_EXHAUSTED, (created, refusal)
@@ -109,9 +114,9 @@ def test_the_rate_limit_counts_per_token(server_factory):
         assert same.post("/api/face-swap/create-task", json=LEGACY_BODY).status_code == 429
 
 
-def test_open_tasks_of_one_client_are_capped(server_factory):
+def test_open_tasks_of_one_client_are_capped(server_factory, tmp_path):
     server = server_factory("--store", "sqlite", "--max-open-tasks-per-client", "3",
-                            env={"SWAPLINE_AUTH_TOKENS": TOKENS})
+                            "--auth-tokens-file", tokens_file(tmp_path))
     stubs = Stubs(server.channel())
     ids = [stubs.tasks.CreateTask(create_request(), metadata=md(CLIENT), timeout=T).task_id for _ in range(3)]
     baseline = server_rss(server)
@@ -135,8 +140,10 @@ def test_a_full_queue_refuses_creates_until_workers_take_some(server_factory):
     stubs = Stubs(server.channel())
     for _ in range(5):
         stubs.tasks.CreateTask(create_request(), timeout=T)
-    created, refusal = create_until_refused(stubs, 1)
-    assert created == 0 and refusal.code() == SC.RESOURCE_EXHAUSTED, refusal
+    baseline = server_rss(server)
+    for _ in range(200):
+        created, refusal = create_until_refused(stubs, 1)
+        assert created == 0 and refusal.code() == SC.RESOURCE_EXHAUSTED, refusal
     assert "queue is full" in refusal.details() and trailer(refusal, "retry-after") == "30", refusal
     with rest(server) as client:
         answer = client.post("/api/face-swap/create-task", json=LEGACY_BODY)
@@ -148,6 +155,7 @@ def test_a_full_queue_refuses_creates_until_workers_take_some(server_factory):
     stubs.tasks.CreateTask(create_request(), timeout=T)
     with pytest.raises(grpc.RpcError):
         stubs.tasks.CreateTask(create_request(), timeout=T)
+    assert_rss_back(server, baseline, "full queue", bound_mib=RSS_BOUND_MIB)
 
 
 def test_a_task_pending_too_long_fails_and_its_watcher_sees_it(server_factory):
