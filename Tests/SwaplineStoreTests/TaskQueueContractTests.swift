@@ -407,6 +407,27 @@ struct SQLiteQueueHarness: QueueHarness {
         }
     }
 
+    private func isRefused(_ outcome: Result<CreateOutcome, TaskError>) -> Bool {
+        if case .failure(let error) = outcome { return error.kind == .resourceExhausted }
+        return false
+    }
+
+    @Test(arguments: QueueBackend.available) func aRestartKeepsWhatTheQuotasCount(_ backend: QueueBackend) async throws {
+        guard backend != .inMemory else { return }
+        var rules = rules
+        rules.quotas = TaskQuotas(maxOpenTasksPerOwner: 2, maxQueueLength: 2)
+        var harness = try await backend.makeHarness(rules: rules, clock: clock)
+        _ = try await harness.queue.create(pending(1, owner: "alice")).get()
+        _ = try await harness.queue.create(pending(2, owner: "alice")).get()
+        harness = try await harness.reopened()
+        #expect(await isRefused(harness.queue.create(pending(3, owner: "bob"))))
+        _ = try await harness.queue.claim(["face_swap"], consumer: "c1").get()
+        harness = try await harness.reopened()
+        #expect(await isRefused(harness.queue.create(pending(4, owner: "alice"))))
+        #expect(try await harness.queue.create(pending(5, owner: "bob")).get().task.taskID == "task_5")
+        await harness.tearDown()
+    }
+
     @Test(arguments: QueueBackend.available) func aRestartKeepsTasksAndLeases(_ backend: QueueBackend) async throws {
         guard backend != .inMemory else { return }
         var harness = try await backend.makeHarness(rules: rules, clock: clock)
