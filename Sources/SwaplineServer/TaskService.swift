@@ -53,7 +53,7 @@ struct TaskService {
     }
 
     /// Who a create counts against: the token's subject, or without tokens the peer's address.
-    static func rateLimitedClient(_ call: ServerCall) -> String {
+    private static func rateLimitedClient(_ call: ServerCall) -> String {
         if let caller = call.caller { return "token " + caller.subject }
         return "address " + (call.context.peerAddress ?? "unknown")
     }
