@@ -61,18 +61,18 @@ def trailer(error: grpc.RpcError, name: str) -> str | None:
 
 
 def test_a_client_over_its_create_rate_is_told_when_to_retry_and_others_go_on(server_factory):
-    # Slow enough that a slow machine cannot refill the bucket during the burst.
-    server = server_factory("--store", "memory", "--create-rate", "0.5", "--create-burst", "5")
+    # One token every 5 s: a slow machine refills little while the test runs.
+    server = server_factory("--store", "memory", "--create-rate", "0.2", "--create-burst", "5")
     stubs = Stubs(server.channel())
     with rest(server, local_address="127.0.0.2") as warm:
         assert warm.post("/api/face-swap/create-task", json=LEGACY_BODY).status_code == 200
     baseline = server_rss(server)
 
     created, refusal = create_until_refused(stubs, 50)
-    assert 5 <= created <= 6, created  # the burst, and at most one refilled token
+    assert 5 <= created <= 7, created  # the burst, and what refilled meanwhile
     assert refusal.code() == SC.RESOURCE_EXHAUSTED, refusal
     seconds = trailer(refusal, "retry-after")
-    assert seconds is not None and 1 <= int(seconds) <= 2, refusal.trailing_metadata()
+    assert seconds is not None and 1 <= int(seconds) <= 5, refusal.trailing_metadata()
     assert f"retry after {seconds} s" in refusal.details(), refusal.details()
     assert "address 127.0.0.1" in refusal.details(), refusal.details()
 
@@ -85,18 +85,24 @@ def test_a_client_over_its_create_rate_is_told_when_to_retry_and_others_go_on(se
     with rest(server) as same:
         answer = same.post("/api/face-swap/create-task", json=LEGACY_BODY)
         assert answer.status_code == 429, answer.text
-        assert 1 <= int(answer.headers["retry-after"]) <= 2, answer.headers
+        assert 1 <= int(answer.headers["retry-after"]) <= 5, answer.headers
         assert "retry after" in answer.json()["detail"]
     # Another address has a bucket of its own.
     with rest(server, local_address="127.0.0.2") as other:
         assert other.post("/api/face-swap/create-task", json=LEGACY_BODY).status_code == 200
 
-    # A flood of refused creates costs nothing lasting.
+    # A flood of refused creates costs nothing lasting, and gets no more than the rate.
+    started, passed = time.monotonic(), 0
     for _ in range(300):
-        with pytest.raises(grpc.RpcError):
+        try:
             stubs.tasks.CreateTask(create_request(), timeout=T)
-    # Waiting as told (the flood kept the bucket empty; one token takes 2 s) is enough.
-    time.sleep(2 * int(seconds) + 0.5)
+            passed += 1
+        except grpc.RpcError as error:
+            assert error.code() == SC.RESOURCE_EXHAUSTED, error
+            refusal = error
+    assert passed <= 1 + (time.monotonic() - started) * 0.2, passed
+    # Waiting as told is enough.
+    time.sleep(int(trailer(refusal, "retry-after")) + 0.5)
     assert_normal_client_served(server)
     assert_rss_back(server, baseline, "create-rate flood", bound_mib=RSS_BOUND_MIB)
 
@@ -106,7 +112,7 @@ def test_the_rate_limit_counts_per_token(server_factory, tmp_path):
                             "--auth-tokens-file", tokens_file(tmp_path))
     stubs = Stubs(server.channel())
     created, refusal = create_until_refused(stubs, 50, metadata=md(CLIENT))
-    assert 3 <= created <= 4 and refusal.code() == SC.RESOURCE_EXHAUSTED, (created, refusal)
+    assert 3 <= created <= 5 and refusal.code() == SC.RESOURCE_EXHAUSTED, (created, refusal)
     assert trailer(refusal, "retry-after") is not None
     # The same address with another token is another client.
     stubs.tasks.CreateTask(create_request(), metadata=md(OTHER_CLIENT), timeout=T)
