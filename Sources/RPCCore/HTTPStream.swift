@@ -34,10 +34,6 @@ public protocol HTTPStreamWriter: AnyObject {
     var peerAddress: String? { get }
 }
 
-extension HTTPStreamWriter {
-    public var peerAddress: String? { nil }
-}
-
 /// The inbound half: what a transport reports about one request. Called on the event loop.
 public protocol HTTPStreamHandler: AnyObject {
     /// The request head (pseudo-headers included); `endStream` when the request has no body.

@@ -15,6 +15,8 @@ public final class RecordingStreamWriter: HTTPStreamWriter {
     public let loop: EmbeddedEventLoop
     public private(set) var events: [Event] = []
     public var queuedBodyBytes = 0
+    /// The client address the transport reports; tests of per-address limits set it.
+    public var peerAddress: String?
 
     public init(loop: EmbeddedEventLoop) { self.loop = loop }
 
