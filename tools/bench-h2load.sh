@@ -94,7 +94,8 @@ create_task_body "$work/create.bin" "https://example.com/source.jpg" 0
 head -c 64 /dev/zero | tr '\0' 'x' > "$work/index.html"
 
 # --- swapline ------------------------------------------------------------------------------
-"${server_pin[@]}" "$SWAPLINE_BIN" serve --host 127.0.0.1 --port 0 \
+# h2load is one client: the per-client rate limit and the queue cap are off.
+"${server_pin[@]}" "$SWAPLINE_BIN" serve --host 127.0.0.1 --port 0 --create-rate 0 --max-queue-length 0 \
     --store "${BENCH_STORE:-memory}" --data "$work/data" \
     >"$work/swapline.out" 2>"$work/swapline.err" &
 pids+=($!)

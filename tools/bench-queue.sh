@@ -104,7 +104,9 @@ start_server() {
     local name="$1" data="$2" started line
     shift 2
     started="$(now_ms)"
+    # One load generator is one client: the per-client rate limit and the queue cap are off.
     "$SWAPLINE_BIN" serve --host 127.0.0.1 --port 0 --data "$data" --shutdown-grace-ms 2000 --log-level warning \
+        --create-rate 0 --max-queue-length 0 \
         "$@" >"$work/$name.out" 2>"$work/$name.err" &
     server_pid=$!
     pids+=("$server_pid")

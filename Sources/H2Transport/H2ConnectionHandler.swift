@@ -113,6 +113,8 @@ final class H2ConnectionHandler: ChannelInboundHandler, NGHTTP2SessionDelegate {
     let eventLoop: any EventLoop
     /// Given to every call of this connection (per-connection limits count by it).
     let connectionID = ConnectionID.next()
+    /// The client's IP address, for its streams (`HTTPStreamWriter.peerAddress`).
+    private(set) var peerAddress: String?
 
     init(configuration: H2Configuration, factory: any HTTPStreamHandlerFactory, eventLoop: any EventLoop, logger: Logger) {
         self.configuration = configuration
@@ -132,6 +134,7 @@ final class H2ConnectionHandler: ChannelInboundHandler, NGHTTP2SessionDelegate {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        peerAddress = context.channel.remoteAddress?.ipAddress
         do {
             session = try NGHTTP2Session(
                 settings: .init(

@@ -43,6 +43,7 @@ final class H2Stream: HTTPStreamWriter {
     /// still holds this stream after its connection closed.
     let eventLoop: any EventLoop
     let connectionID: ConnectionID?
+    let peerAddress: String?
 
     init(streamID: Int32, connection: H2ConnectionHandler) {
         self.streamID = streamID
@@ -50,6 +51,7 @@ final class H2Stream: HTTPStreamWriter {
         self.eventLoop = connection.eventLoop
         self.lastReceivedAt = connection.eventLoop.now
         self.connectionID = connection.connectionID
+        self.peerAddress = connection.peerAddress
     }
 
     func writeHead(status: Int, headers: [HeaderField], endStream: Bool) {

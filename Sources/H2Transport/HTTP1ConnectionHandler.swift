@@ -53,7 +53,8 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler {
         case .head(let head):
             idleTimer?.cancel()
             idleTimer = nil
-            let exchange = HTTP1Exchange(connection: self, head: head, eventLoop: context.eventLoop)
+            let exchange = HTTP1Exchange(
+                connection: self, head: head, eventLoop: context.eventLoop, peerAddress: context.channel.remoteAddress?.ipAddress)
             self.exchange = exchange
             let handler = factory.makeHandler(writer: exchange)
             exchange.handler = handler
@@ -195,10 +196,12 @@ final class HTTP1Exchange: HTTPStreamWriter {
     private var endRequested = false
     private var closed = false
     private(set) var queuedBodyBytes = 0
+    let peerAddress: String?
 
-    init(connection: HTTP1ConnectionHandler, head: HTTPRequestHead, eventLoop: any EventLoop) {
+    init(connection: HTTP1ConnectionHandler, head: HTTPRequestHead, eventLoop: any EventLoop, peerAddress: String?) {
         self.connection = connection
         self.eventLoop = eventLoop
+        self.peerAddress = peerAddress
         self.version = head.version
         self.isHeadRequest = head.method == .HEAD
         self.keepAlive = head.isKeepAlive

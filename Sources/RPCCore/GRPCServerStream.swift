@@ -93,7 +93,9 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
             endCall(status)
             return
         }
-        var context = ServerContext(method: routed.descriptor, metadata: metadata, surface: .grpc, connection: writer.connectionID)
+        var context = ServerContext(
+            method: routed.descriptor, metadata: metadata, surface: .grpc, connection: writer.connectionID,
+            peerAddress: writer.peerAddress)
         if let refusal = router.interceptors.run(&context) {
             phase = .refused(refusal)
             if endStream { receiveEnd() }

@@ -29,6 +29,9 @@ public protocol HTTPStreamWriter: AnyObject {
     func writeEnd(trailers: [HeaderField])
     /// Abandons the exchange (HTTP/2: RST_STREAM with INTERNAL_ERROR).
     func reset()
+    /// The client's IP address, as the connection's peer: who a call is when it carries no
+    /// token (per-client rate limits). `nil` when the transport does not know it.
+    var peerAddress: String? { get }
     /// The connection the exchange belongs to; `nil` when it is not one that can carry several
     /// exchanges at once (HTTP/1.1, in-process and test writers).
     var connectionID: ConnectionID? { get }

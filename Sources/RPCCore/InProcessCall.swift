@@ -16,7 +16,7 @@ public final class InProcessCall: ServerCallSink {
     public let eventLoop: any EventLoop
     private let queuedBytes: () -> Int
     private let onMessage: (any RPCMessage) -> Void
-    private let onEnd: (GRPCStatus) -> Void
+    private let onEnd: (GRPCStatus, Metadata) -> Void
     private var lifecycle = CallLifecycle()
 
     /// Prepares a call; `start` runs it.
@@ -24,10 +24,10 @@ public final class InProcessCall: ServerCallSink {
     /// - Parameters:
     ///   - queuedBytes: the caller's response bytes not yet handed to its connection.
     ///   - onMessage: each response message, as the handler sent it.
-    ///   - onEnd: the final status, once.
+    ///   - onEnd: the final status and its trailing metadata (e.g. `retry-after`), once.
     public init(
         eventLoop: any EventLoop, queuedBytes: @escaping () -> Int, onMessage: @escaping (any RPCMessage) -> Void,
-        onEnd: @escaping (GRPCStatus) -> Void
+        onEnd: @escaping (GRPCStatus, Metadata) -> Void
     ) {
         self.eventLoop = eventLoop
         self.queuedBytes = queuedBytes
@@ -39,14 +39,15 @@ public final class InProcessCall: ServerCallSink {
     /// handler may answer before this returns, so the caller keeps the call before starting it.
     public func start<Request, Response>(
         router: RPCRouter, method: RPCMethod<Request, Response>, request: Request, metadata: Metadata,
-        surface: CallSurface = .rest, connection: ConnectionID? = nil
+        surface: CallSurface = .rest, connection: ConnectionID? = nil, peerAddress: String? = nil
     ) {
         let routed: RoutedMethod
         switch router.route(method.path) {
         case .success(let found): routed = found
         case .failure(let status): return endWithError(status)
         }
-        var context = ServerContext(method: routed.descriptor, metadata: metadata, surface: surface, connection: connection)
+        var context = ServerContext(
+            method: routed.descriptor, metadata: metadata, surface: surface, connection: connection, peerAddress: peerAddress)
         if let refusal = router.interceptors.run(&context) { return endWithError(refusal) }
         let call = ServerCall(context: context, deadline: nil, sink: self, eventLoop: eventLoop)
         if let typed = routed.typed as? TypedHandler<Request> {
@@ -83,7 +84,7 @@ public final class InProcessCall: ServerCallSink {
 
     private func endWithError(_ status: GRPCStatus) {
         guard let callbacks = lifecycle.endWithError(status) else { return }
-        onEnd(status)
+        onEnd(status, Metadata())
         for callback in callbacks { callback(status) }
     }
 
@@ -98,9 +99,9 @@ public final class InProcessCall: ServerCallSink {
             guard !lifecycle.responseEnded else { return false }
             onMessage(message)
             return true
-        case .status(let status, _):
+        case .status(let status, let trailers):
             guard lifecycle.endResponse() else { return false }
-            onEnd(status)
+            onEnd(status, trailers)
             return true
         }
     }

@@ -32,16 +32,19 @@ public struct ServerContext: Sendable {
     /// The HTTP/2 connection the call arrived on (also for REST over HTTP/2); `nil` for
     /// HTTP/1.1, which carries one call at a time.
     public let connection: ConnectionID?
+    /// The client's IP address (`HTTPStreamWriter.peerAddress`), when the transport knows it.
+    public let peerAddress: String?
 
     public init(
         method: MethodDescriptor, metadata: Metadata, surface: CallSurface, caller: CallerIdentity? = nil,
-        connection: ConnectionID? = nil
+        connection: ConnectionID? = nil, peerAddress: String? = nil
     ) {
         self.method = method
         self.metadata = metadata
         self.surface = surface
         self.caller = caller
         self.connection = connection
+        self.peerAddress = peerAddress
     }
 }
 

@@ -6,12 +6,13 @@ import Synchronization
 public final class InMemoryTaskQueue: TaskQueue {
     private let rules: TaskRules
     private let clock: WallClock
-    private let state = Mutex(InMemoryQueueState())
+    private let state: Mutex<InMemoryQueueState>
     private let feed = ChangeFeed()
 
     public init(rules: TaskRules, clock: WallClock = .system) {
         self.rules = rules
         self.clock = clock
+        state = Mutex(InMemoryQueueState(tracksPendingAge: rules.quotas.maxPendingAgeMs != nil))
     }
 
     public func setChangeHandler(_ handler: @escaping @Sendable (TaskRecord) -> Void) {
@@ -19,17 +20,21 @@ public final class InMemoryTaskQueue: TaskQueue {
     }
 
     public func create(_ task: TaskRecord, completion: @escaping Completion<CreateOutcome>) {
-        let outcome: CreateOutcome = state.withLock { state in
+        let outcome: Result<CreateOutcome, TaskError> = state.withLock { state in
             if let key = task.idempotencyKey, let id = state.idempotency[InMemoryQueueState.OwnedKey(owner: task.owner, key: key)],
                 let earlier = state.tasks[id]
             {
-                return .existing(earlier)
+                return .success(.existing(earlier))
+            }
+            let openTasks = state.openTasksByOwner[task.owner] ?? 0
+            if let refusal = rules.admit(task, openTasksOfOwner: openTasks, queuedTasks: state.pendingCount) {
+                return .failure(refusal)
             }
             commit(&state, task)
-            return .created(task)
+            return .success(.created(task))
         }
         feed.deliver()
-        completion(.success(outcome))
+        completion(outcome)
     }
 
     public func claim(workflows: Set<String>, consumerID: String, completion: @escaping Completion<LeaseGrant?>) {
@@ -84,6 +89,16 @@ public final class InMemoryTaskQueue: TaskQueue {
                 else { continue }
                 commit(&state, new)
                 changed.append(new)
+            }
+            if let maxAgeMs = rules.quotas.maxPendingAgeMs {
+                while changed.count < limit, let entry = state.pendingByAge.top, entry.updatedAtMs <= now - maxAgeMs {
+                    state.pendingByAge.pop()
+                    guard let old = state.tasks[entry.taskID], old.version == entry.version,
+                        let new = rules.expirePending(old, now: now)
+                    else { continue }
+                    commit(&state, new)
+                    changed.append(new)
+                }
             }
             return changed
         }
@@ -151,6 +166,12 @@ struct InMemoryQueueState {
         var leaseID: String
     }
 
+    struct PendingAgeEntry {
+        var updatedAtMs: Int64
+        var taskID: String
+        var version: Int64
+    }
+
     struct FinishedEntry {
         var updatedAtMs: Int64
         var taskID: String
@@ -167,17 +188,29 @@ struct InMemoryQueueState {
     /// PENDING tasks per workflow, in fetch order.
     var pending: [String: PriorityHeap<PendingEntry>] = [:]
     var leaseExpiries = PriorityHeap<LeaseEntry> { $0.expiresAtMs < $1.expiresAtMs }
+    /// PENDING tasks, longest waiting first, for the PENDING age limit (kept only with one).
+    /// Its stale entries surface only once as old as the limit, so it is compacted when they
+    /// outnumber the PENDING tasks.
+    let tracksPendingAge: Bool
+    var pendingByAge = PriorityHeap<PendingAgeEntry> { $0.updatedAtMs < $1.updatedAtMs }
+    /// The quotas' counts, kept exact by `store` and `forget`: open (PENDING or PROCESSING)
+    /// tasks per owner, and PENDING tasks.
+    var openTasksByOwner: [String: Int] = [:]
+    var pendingCount = 0
     /// Finished tasks, least recently changed first, for retention.
     var finishedByAge = PriorityHeap<FinishedEntry> { $0.updatedAtMs < $1.updatedAtMs }
 
     /// Stores `task` and adds it to the index its state belongs in.
     mutating func store(_ task: TaskRecord) {
+        if let old = tasks[task.taskID] { uncount(old) }
+        count(task)
         tasks[task.taskID] = task
         if let key = task.idempotencyKey { idempotency[OwnedKey(owner: task.owner, key: key)] = task.taskID }
         switch task.state {
         case .pending:
             pending[task.workflow, default: PriorityHeap { TaskRules.precedes($0.key, $1.key) }].push(
                 PendingEntry(key: (task.priority, task.createdAtMs, task.taskID), version: task.version))
+            if tracksPendingAge { trackPendingAge(of: task) }
         case .processing:
             if let lease = task.lease {
                 leaseExpiries.push(LeaseEntry(expiresAtMs: lease.expiresAtMs, taskID: task.taskID, leaseID: lease.id))
@@ -188,10 +221,32 @@ struct InMemoryQueueState {
     }
 
     mutating func forget(_ task: TaskRecord) {
+        uncount(task)
         tasks[task.taskID] = nil
         if let key = task.idempotencyKey, idempotency[OwnedKey(owner: task.owner, key: key)] == task.taskID {
             idempotency[OwnedKey(owner: task.owner, key: key)] = nil
         }
+    }
+
+    private mutating func trackPendingAge(of task: TaskRecord) {
+        pendingByAge.push(PendingAgeEntry(updatedAtMs: task.updatedAtMs, taskID: task.taskID, version: task.version))
+        guard pendingByAge.count > 2 * pendingCount + 1_024 else { return }
+        pendingByAge.removeAll { entry in
+            guard let task = tasks[entry.taskID] else { return true }
+            return task.state != .pending || task.version != entry.version
+        }
+    }
+
+    private mutating func count(_ task: TaskRecord) {
+        if task.state == .pending { pendingCount += 1 }
+        if !task.state.isTerminal { openTasksByOwner[task.owner, default: 0] += 1 }
+    }
+
+    private mutating func uncount(_ task: TaskRecord) {
+        if task.state == .pending { pendingCount -= 1 }
+        guard !task.state.isTerminal else { return }
+        openTasksByOwner[task.owner]! -= 1
+        if openTasksByOwner[task.owner] == 0 { openTasksByOwner[task.owner] = nil }
     }
 
     /// The first PENDING task of `workflows` in fetch order.

@@ -10,6 +10,15 @@ struct PriorityHeap<Element> {
 
     var top: Element? { storage.first }
 
+    var count: Int { storage.count }
+
+    /// Drops every entry `isStale` picks, in one pass (a sorted array is a valid heap): for an
+    /// index whose stale entries would otherwise wait long to surface.
+    mutating func removeAll(where isStale: (Element) -> Bool) {
+        storage.removeAll(where: isStale)
+        storage.sort(by: areInIncreasingOrder)
+    }
+
     mutating func push(_ element: Element) {
         storage.append(element)
         var child = storage.count - 1

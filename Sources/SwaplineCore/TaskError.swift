@@ -15,10 +15,14 @@ public struct TaskError: Error, Sendable, Hashable, CustomStringConvertible {
 
     public var kind: Kind
     public var message: String
+    /// For a refusal that passes with time (a full queue): seconds after which a retry may
+    /// succeed; gRPC sends it as the `retry-after` trailer, REST as `Retry-After`.
+    public var retryAfterSeconds: Int?
 
-    public init(_ kind: Kind, _ message: String) {
+    public init(_ kind: Kind, _ message: String, retryAfterSeconds: Int? = nil) {
         self.kind = kind
         self.message = message
+        self.retryAfterSeconds = retryAfterSeconds
     }
 
     public var description: String { message }

@@ -27,7 +27,8 @@ public protocol TaskQueue: Sendable {
 
     /// Stores `task` (PENDING, version 1), unless its idempotency key names a stored task of
     /// the same owner: that one is answered and `task` is dropped. Keys of different owners
-    /// never meet.
+    /// never meet. A new task the quotas do not admit (`TaskRules.admit`, counted in the same
+    /// atomic step) is refused with RESOURCE_EXHAUSTED.
     func create(_ task: TaskRecord, completion: @escaping Completion<CreateOutcome>)
 
     /// Leases the first PENDING task of `workflows` (never empty) in fetch order
@@ -44,8 +45,9 @@ public protocol TaskQueue: Sendable {
     /// Returns an undelivered lease (`TaskRules.handBack`); `nil` when it was no longer current.
     func handBack(taskID: String, leaseID: String, completion: @escaping Completion<TaskRecord?>)
 
-    /// Requeues or fails up to `limit` tasks whose lease ran out (`TaskRules.expire`) and
-    /// reports how many. Safe to run on every server at once.
+    /// Requeues or fails tasks whose lease ran out (`TaskRules.expire`), then fails tasks
+    /// PENDING for too long (`TaskRules.expirePending`), longest waiting first: up to `limit`
+    /// changes in all. Reports how many. Safe to run on every server at once.
     func expireLeases(limit: Int, completion: @escaping Completion<Int>)
 
     /// Deletes up to `limit` finished tasks unchanged since `cutoffMs`

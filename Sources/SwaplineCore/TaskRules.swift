@@ -11,14 +11,17 @@ public struct TaskRules: Sendable {
     public var leaseDurationMs: Int64
     /// Deliveries before an abandoned task is failed instead of requeued (`--max-attempts`).
     public var maxAttempts: Int32
+    /// What a new task may not push past; counted by the backend in the create's atomic step.
+    public var quotas: TaskQuotas
 
-    public init(leaseDurationMs: Int64 = 30_000, maxAttempts: Int32 = 3) {
+    public init(leaseDurationMs: Int64 = 30_000, maxAttempts: Int32 = 3, quotas: TaskQuotas = TaskQuotas()) {
         self.leaseDurationMs = leaseDurationMs
         self.maxAttempts = maxAttempts
+        self.quotas = quotas
     }
 
     public init(_ configuration: SchedulerConfiguration) {
-        self.init(leaseDurationMs: configuration.leaseDurationMs, maxAttempts: configuration.maxAttempts)
+        self.init(leaseDurationMs: configuration.leaseDurationMs, maxAttempts: configuration.maxAttempts, quotas: configuration.quotas)
     }
 
     // MARK: - Fetch order
@@ -133,6 +136,34 @@ public struct TaskRules: Sendable {
         } else {
             new.state = .pending
         }
+        return new
+    }
+
+    /// Whether `task` (PENDING, not stored yet) may be stored, given the open tasks of its owner
+    /// and the PENDING tasks of the whole queue; a backend may stop counting at a cap. Tasks
+    /// without an owner (a server that checks no tokens) are bounded by the queue length alone.
+    public func admit(_ task: TaskRecord, openTasksOfOwner: Int, queuedTasks: Int) -> TaskError? {
+        if let cap = quotas.maxQueueLength, queuedTasks >= cap {
+            return TaskError(
+                .resourceExhausted, "the queue is full: \(cap) tasks are waiting, the most this server queues; retry later",
+                retryAfterSeconds: TaskQuotas.queueFullRetryAfterSeconds)
+        }
+        if let cap = quotas.maxOpenTasksPerOwner, !task.owner.isEmpty, openTasksOfOwner >= cap {
+            return TaskError(
+                .resourceExhausted,
+                "client '\(task.owner)' already has \(cap) open (PENDING or PROCESSING) tasks, the most allowed; wait for some to finish or cancel them")
+        }
+        return nil
+    }
+
+    /// A task PENDING for longer than `quotas.maxPendingAgeMs` (since it last became PENDING):
+    /// FAILED, its error naming the queue stage and the age. `nil` while it may still wait.
+    public func expirePending(_ task: TaskRecord, now: Int64) -> TaskRecord? {
+        guard task.state == .pending, let maxAge = quotas.maxPendingAgeMs, now - task.updatedAtMs >= maxAge else { return nil }
+        var new = Self.touched(task, now: now)
+        new.state = .failed
+        new.error =
+            "expired in stage queue: PENDING for \(now - task.updatedAtMs) ms, longer than the limit of \(maxAge) ms; no consumer took the task in time"
         return new
     }
 

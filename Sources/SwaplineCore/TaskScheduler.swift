@@ -13,6 +13,8 @@ public struct SchedulerConfiguration: Sendable {
     /// Which source and target URLs CreateTask and ProcessSync accept (`--allow-private-urls`,
     /// `--url-allow-host`, `--url-deny-host`); the worker checks them again when it connects.
     public var urlPolicy = URLPolicy()
+    /// Caps on open tasks per client, on the queue's length and on time spent PENDING.
+    public var quotas = TaskQuotas()
 
     public init() {}
 }
@@ -215,7 +217,8 @@ public final class TaskScheduler: Sendable {
 
     // MARK: - Sweeps (the server runs them periodically)
 
-    /// Requeues (or, after `maxAttempts` deliveries, fails) tasks whose lease has run out.
+    /// Requeues (or, after `maxAttempts` deliveries, fails) tasks whose lease has run out, and
+    /// fails tasks PENDING for longer than `quotas.maxPendingAgeMs`.
     public func expireLeases() {
         // On a failed write the leases stay expired and the next sweep tries again.
         queue.expireLeases(limit: Self.expiryBatch) { _ in }

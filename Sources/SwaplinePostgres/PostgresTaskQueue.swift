@@ -138,21 +138,60 @@ public final class PostgresTaskQueue: TaskTransfer {
     // MARK: - Operations
 
     public func create(_ task: TaskRecord, completion: @escaping Completion<CreateOutcome>) {
-        submit(completion) { [logger] connection in
+        submit(completion) { [rules, logger] connection in
+            if let key = task.idempotencyKey, let existing = try await Self.first(Self.task(owner: task.owner, key: key, on: connection, logger: logger)) {
+                return .success(.existing(existing))
+            }
+            if let refusal = try await Self.quotaRefusal(for: task, rules: rules, on: connection, logger: logger) {
+                return .failure(refusal)
+            }
             if try await connection.query(PostgresTaskRows.insertNew(task), logger: logger).collect().count == 1 {
                 return .success(.created(task))
             }
-            if let key = task.idempotencyKey,
-                let existing = try await Self.first(
-                    connection.query(
-                        "SELECT row_to_json(t)::text FROM swapline_tasks t WHERE owner = \(task.owner) AND idempotency_key = \(key)",
-                        logger: logger))
-            {
+            // Another transaction stored the same key meanwhile.
+            if let key = task.idempotencyKey, let existing = try await Self.first(Self.task(owner: task.owner, key: key, on: connection, logger: logger)) {
                 return .success(.existing(existing))
             }
             // Task ids are unique by construction; reaching this means a copy was imported under it.
             return .failure(TaskError(.unavailable, "task id '\(task.taskID)' is already taken in the store; retry"))
         }
+    }
+
+    private static func task(owner: String, key: String, on connection: PostgresConnection, logger: Logger) async throws -> PostgresRowSequence {
+        try await connection.query(
+            "SELECT row_to_json(t)::text FROM swapline_tasks t WHERE owner = \(owner) AND idempotency_key = \(key)", logger: logger)
+    }
+
+    /// Counts what the quotas need, each only up to its cap, and asks the rules. The counts see
+    /// committed tasks and this transaction's own: creates in transactions committing at the
+    /// same moment (at most `concurrentBatches` per server, each up to `maxBatchSize` creates)
+    /// do not see each other, which is how far a cap can be overshot.
+    private static func quotaRefusal(
+        for task: TaskRecord, rules: TaskRules, on connection: PostgresConnection, logger: Logger
+    ) async throws -> TaskError? {
+        var openTasks = 0
+        if let cap = rules.quotas.maxOpenTasksPerOwner, !task.owner.isEmpty {
+            openTasks = try await count(
+                connection.query(
+                    """
+                    SELECT count(*) FROM (SELECT 1 FROM swapline_tasks WHERE owner = \(task.owner)
+                        AND state IN ('PENDING', 'PROCESSING') LIMIT \(cap)) AS open
+                    """, logger: logger))
+        }
+        var queued = 0
+        if let cap = rules.quotas.maxQueueLength {
+            queued = try await count(
+                connection.query(
+                    "SELECT count(*) FROM (SELECT 1 FROM swapline_tasks WHERE state = 'PENDING' LIMIT \(cap)) AS queued",
+                    logger: logger))
+        }
+        return rules.admit(task, openTasksOfOwner: openTasks, queuedTasks: queued)
+    }
+
+    private static func count(_ rows: PostgresRowSequence) async throws -> Int {
+        var counted = 0
+        for try await value in rows.decode(Int64.self) { counted = Int(value) }
+        return counted
     }
 
     public func claim(workflows: Set<String>, consumerID: String, completion: @escaping Completion<LeaseGrant?>) {
@@ -209,7 +248,17 @@ public final class PostgresTaskQueue: TaskTransfer {
                     WHERE state = 'PROCESSING' AND lease_expires_at <= \(now)
                     ORDER BY lease_expires_at LIMIT \(limit) FOR UPDATE SKIP LOCKED
                     """, logger: logger))
-            let changed = expired.compactMap { rules.expire($0, now: now) }
+            var changed = expired.compactMap { rules.expire($0, now: now) }
+            if let maxAgeMs = rules.quotas.maxPendingAgeMs, changed.count < limit {
+                let waiting = try await PostgresTaskRows.records(
+                    connection.query(
+                        """
+                        SELECT row_to_json(t)::text FROM swapline_tasks t
+                        WHERE state = 'PENDING' AND updated_at <= \(now - maxAgeMs)
+                        ORDER BY updated_at LIMIT \(limit - changed.count) FOR UPDATE SKIP LOCKED
+                        """, logger: logger))
+                changed += waiting.compactMap { rules.expirePending($0, now: now) }
+            }
             for task in changed { try await connection.query(PostgresTaskRows.update(task), logger: logger) }
             return .success(changed.count)
         }

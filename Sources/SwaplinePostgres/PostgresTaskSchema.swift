@@ -99,6 +99,12 @@ enum PostgresTaskSchema {
                 WHERE idempotency_key IS NOT NULL
             """,
         ],
+        // Quotas: a create counts its owner's open tasks, and the PENDING tasks, off an index,
+        // stopping at the cap; the PENDING age sweep reads the longest waiting first.
+        [
+            "CREATE INDEX swapline_tasks_open_by_owner ON swapline_tasks (owner) WHERE state IN ('PENDING', 'PROCESSING')",
+            "CREATE INDEX swapline_tasks_pending_by_age ON swapline_tasks (updated_at) WHERE state = 'PENDING'",
+        ],
     ]
 
     /// Brings the database's schema up to date; refuses a schema newer than this build.

@@ -45,7 +45,10 @@ public final class RunningServer: Sendable {
         if !configuration.accessTokens.isEmpty {
             router.interceptors.append(AccessControl(tokens: configuration.accessTokens))
         }
-        TaskService(scheduler: scheduler, limits: configuration.longPolls).register(in: &router)
+        TaskService(
+            scheduler: scheduler, limits: configuration.longPolls,
+            createLimiter: configuration.createRateLimit.map { CreateRateLimiter(limit: $0) }
+        ).register(in: &router)
         ConsumerService(scheduler: scheduler, limits: configuration.longPolls).register(in: &router)
         if configuration.enableInteropTesting {
             InteropTestService().register(in: &router)

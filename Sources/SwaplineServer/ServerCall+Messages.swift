@@ -14,9 +14,12 @@ extension ServerCall {
         respond(message, trailers: trailers, onComplete: onComplete)
     }
 
-    /// Ends the call with the status that matches a scheduler refusal.
+    /// Ends the call with the status that matches a scheduler refusal, and its retry hint as
+    /// the `retry-after` trailer (whole seconds, as HTTP's Retry-After).
     func fail(_ error: TaskError) {
-        finish(GRPCStatus(error))
+        var trailers = Metadata()
+        if let seconds = error.retryAfterSeconds { trailers.append("retry-after", String(seconds)) }
+        finish(GRPCStatus(error), trailers: trailers)
     }
 }
 

@@ -38,6 +38,8 @@ public struct ServerConfiguration: Sendable {
     public var allowsOpenAccessOffLoopback = false
     /// Caps on open FetchTask and WatchTask calls (`LongPollLimitOptions`).
     public var longPolls = LongPollLimits()
+    /// Per-client pace of task creation (`--create-rate`, `--create-burst`); `nil` for none.
+    public var createRateLimit: CreateRateLimit?
 
     public init() {}
 }

@@ -14,12 +14,16 @@ struct TaskService {
 
     let scheduler: TaskScheduler
     var limits = LongPollLimits()
+    /// Per-client pace of CreateTask and ProcessSync; `nil` for none.
+    var createLimiter: CreateRateLimiter?
 
     func register(in router: inout RPCRouter) {
         let scheduler = self.scheduler
+        let createLimiter = self.createLimiter
         let watches = LongPollGate(
             what: "WatchTask streams", perConnection: limits.maxWatchesPerConnection, total: limits.maxWatches)
         router.register(Swapline_V1_TaskService.createTask) { request, call in
+            if let refusal = Self.rateRefusal(createLimiter, call) { return call.fail(refusal) }
             let command = CreateTaskCommand(
                 workflow: request.workflow, params: TaskMessages.parameters(request.params),
                 idempotencyKey: request.idempotencyKey, priority: request.priority, owner: call.caller?.subject ?? "")
@@ -46,8 +50,24 @@ struct TaskService {
             Self.watch(taskID: id, scheduler: scheduler, gate: watches, call: call)
         }
         router.register(Swapline_V1_TaskService.processSync) { request, call in
+            if let refusal = Self.rateRefusal(createLimiter, call) { return call.fail(refusal) }
             Self.processSync(request, scheduler: scheduler, call: call)
         }
+    }
+
+    /// Who a create counts against: the token's subject, or without tokens the peer's address.
+    private static func rateLimitedClient(_ call: ServerCall) -> String {
+        if let caller = call.caller { return "token " + caller.subject }
+        return "address " + (call.context.peerAddress ?? "unknown")
+    }
+
+    private static func rateRefusal(_ limiter: CreateRateLimiter?, _ call: ServerCall) -> TaskError? {
+        guard let limiter else { return nil }
+        let client = rateLimitedClient(call)
+        guard let seconds = limiter.acquire(for: client) else { return nil }
+        return TaskError(
+            .resourceExhausted, "\(client) creates tasks faster than this server allows (\(limiter.limit)); retry after \(seconds) s",
+            retryAfterSeconds: seconds)
     }
 
     /// Tenancy: a client token sees only the tasks it created, an admin token every task, and

@@ -75,6 +75,20 @@ final class SQLiteTaskDatabase {
         CREATE UNIQUE INDEX tasks_by_owner_and_idempotency_key ON tasks (owner, idempotency_key)
             WHERE idempotency_key IS NOT NULL;
         """,
+        // Quotas: a create counts its owner's open tasks off an index, stopping at the cap, and
+        // reads the queue's length from one row that triggers keep exact in every transaction.
+        """
+        CREATE INDEX tasks_by_owner_and_state ON tasks (owner, state);
+        CREATE TABLE queue_length (pending INTEGER NOT NULL) STRICT;
+        INSERT INTO queue_length SELECT count(*) FROM tasks WHERE state = 'PENDING';
+        CREATE TRIGGER queue_length_on_insert AFTER INSERT ON tasks WHEN NEW.state = 'PENDING'
+        BEGIN UPDATE queue_length SET pending = pending + 1; END;
+        CREATE TRIGGER queue_length_on_delete AFTER DELETE ON tasks WHEN OLD.state = 'PENDING'
+        BEGIN UPDATE queue_length SET pending = pending - 1; END;
+        CREATE TRIGGER queue_length_on_update AFTER UPDATE OF state ON tasks
+            WHEN (OLD.state = 'PENDING') != (NEW.state = 'PENDING')
+        BEGIN UPDATE queue_length SET pending = pending + (NEW.state = 'PENDING') - (OLD.state = 'PENDING'); END;
+        """,
     ]
 
     static let columns = [

@@ -88,9 +88,18 @@ public final class SQLiteTaskQueue: TaskTransfer {
     // MARK: - Operations
 
     public func create(_ task: TaskRecord, completion: @escaping Completion<CreateOutcome>) {
-        enqueue(completion, inserts: true) { database throws(SQLiteError) in
+        enqueue(completion, inserts: true) { [rules] database throws(SQLiteError) in
             if let key = task.idempotencyKey, let existing = try database.reads.task(owner: task.owner, idempotencyKey: key) {
                 return (.success(.existing(existing)), [])
+            }
+            // The one writer runs creates one after another, so the counts are exact.
+            var openTasks = 0
+            if let cap = rules.quotas.maxOpenTasksPerOwner, !task.owner.isEmpty {
+                openTasks = try database.reads.openTaskCount(owner: task.owner, limit: cap)
+            }
+            let queued = rules.quotas.maxQueueLength == nil ? 0 : try database.reads.pendingTaskCount()
+            if let refusal = rules.admit(task, openTasksOfOwner: openTasks, queuedTasks: queued) {
+                return (.failure(refusal), [])
             }
             try database.save(task)
             return (.success(.created(task)), [task])
@@ -138,7 +147,11 @@ public final class SQLiteTaskQueue: TaskTransfer {
     public func expireLeases(limit: Int, completion: @escaping Completion<Int>) {
         enqueue(completion) { [rules, clock] database throws(SQLiteError) in
             let now = clock.nowMs()
-            let changed = try database.reads.expiredLeases(nowMs: now, limit: limit).compactMap { rules.expire($0, now: now) }
+            var changed = try database.reads.expiredLeases(nowMs: now, limit: limit).compactMap { rules.expire($0, now: now) }
+            if let maxAgeMs = rules.quotas.maxPendingAgeMs, changed.count < limit {
+                changed += try database.reads.pending(changedBeforeMs: now - maxAgeMs + 1, limit: limit - changed.count)
+                    .compactMap { rules.expirePending($0, now: now) }
+            }
             for task in changed { try database.update(task) }
             return (.success(changed.count), changed)
         }

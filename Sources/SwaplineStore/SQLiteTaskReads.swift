@@ -7,22 +7,29 @@ final class SQLiteTaskReads {
     private let byIdempotencyKey: SQLiteStatement
     private let firstPending: SQLiteStatement
     private let expiredLeases: SQLiteStatement
-    private let finishedByAge: SQLiteStatement
+    private let byStateAndAge: SQLiteStatement
     private let inIDOrder: SQLiteStatement
+    private let openTasksOfOwner: SQLiteStatement
+    private let pendingTasks: SQLiteStatement
 
     private static let select = "SELECT \(SQLiteTaskDatabase.columns.joined(separator: ", ")) FROM tasks"
 
     /// Every query, each answered from one index (a test checks the query plans; INDEXED BY
     /// keeps the planner from preferring a shorter equality match and sorting): none costs
     /// more as the stored history grows. The ordered ones walk their index in order and stop
-    /// at the limit (tasks_in_fetch_order, tasks_by_lease_expiry, tasks_by_age).
+    /// at the limit (tasks_in_fetch_order, tasks_by_lease_expiry, tasks_by_age); the count of
+    /// an owner's open tasks stops at its limit (tasks_by_owner_and_state). The queue's length
+    /// is one row, kept by triggers (`pendingTasks`, not an index).
     static let queries = (
         byID: "\(select) WHERE task_id = ?1",
         byIdempotencyKey: "\(select) WHERE owner = ?1 AND idempotency_key = ?2",
         firstPending: "\(select) INDEXED BY tasks_in_fetch_order WHERE workflow = ?1 AND state = 'PENDING' ORDER BY priority DESC, created_at, task_id LIMIT 1",
         expiredLeases: "\(select) INDEXED BY tasks_by_lease_expiry WHERE state = 'PROCESSING' AND lease_expires_at <= ?1 ORDER BY lease_expires_at LIMIT ?2",
-        finishedByAge: "\(select) INDEXED BY tasks_by_age WHERE state = ?1 AND updated_at < ?2 ORDER BY updated_at LIMIT ?3",
-        inIDOrder: "\(select) WHERE task_id > ?1 ORDER BY task_id LIMIT ?2"
+        byStateAndAge: "\(select) INDEXED BY tasks_by_age WHERE state = ?1 AND updated_at < ?2 ORDER BY updated_at LIMIT ?3",
+        inIDOrder: "\(select) WHERE task_id > ?1 ORDER BY task_id LIMIT ?2",
+        openTasksOfOwner:
+            "SELECT count(*) FROM (SELECT 1 FROM tasks INDEXED BY tasks_by_owner_and_state WHERE owner = ?1 AND state IN ('PENDING', 'PROCESSING') LIMIT ?2)",
+        pendingTasks: "SELECT pending FROM queue_length"
     )
 
     init(connection: SQLiteConnection) throws(SQLiteError) {
@@ -30,8 +37,10 @@ final class SQLiteTaskReads {
         byIdempotencyKey = try connection.prepare(Self.queries.byIdempotencyKey)
         firstPending = try connection.prepare(Self.queries.firstPending)
         expiredLeases = try connection.prepare(Self.queries.expiredLeases)
-        finishedByAge = try connection.prepare(Self.queries.finishedByAge)
+        byStateAndAge = try connection.prepare(Self.queries.byStateAndAge)
         inIDOrder = try connection.prepare(Self.queries.inIDOrder)
+        openTasksOfOwner = try connection.prepare(Self.queries.openTasksOfOwner)
+        pendingTasks = try connection.prepare(Self.queries.pendingTasks)
     }
 
     func task(id: String) throws(SQLiteError) -> TaskRecord? {
@@ -57,14 +66,36 @@ final class SQLiteTaskReads {
     func finished(changedBeforeMs cutoffMs: Int64, limit: Int) throws(SQLiteError) -> [TaskRecord] {
         var found: [TaskRecord] = []
         for state in TaskState.allCases where state.isTerminal {
-            found += try rows(finishedByAge, [.text(state.rawValue), .integer(cutoffMs), .integer(Int64(limit))])
+            found += try rows(byStateAndAge, [.text(state.rawValue), .integer(cutoffMs), .integer(Int64(limit))])
         }
         return Array(found.sorted { $0.updatedAtMs < $1.updatedAtMs }.prefix(limit))
+    }
+
+    /// Up to `limit` PENDING tasks unchanged since `cutoffMs`, longest waiting first.
+    func pending(changedBeforeMs cutoffMs: Int64, limit: Int) throws(SQLiteError) -> [TaskRecord] {
+        try rows(byStateAndAge, [.text(TaskState.pending.rawValue), .integer(cutoffMs), .integer(Int64(limit))])
+    }
+
+    /// The open (PENDING or PROCESSING) tasks of `owner`, counted up to `limit`.
+    func openTaskCount(owner: String, limit: Int) throws(SQLiteError) -> Int {
+        try count(openTasksOfOwner, [.text(owner), .integer(Int64(limit))])
+    }
+
+    /// The PENDING tasks.
+    func pendingTaskCount() throws(SQLiteError) -> Int {
+        try count(pendingTasks, [])
     }
 
     /// Up to `limit` tasks whose ids sort after `afterTaskID`, in id order (an export's pages).
     func tasks(after afterTaskID: String, limit: Int) throws(SQLiteError) -> [TaskRecord] {
         try rows(inIDOrder, [.text(afterTaskID), .integer(Int64(limit))])
+    }
+
+    private func count(_ statement: SQLiteStatement, _ values: [SQLiteValue]) throws(SQLiteError) -> Int {
+        try statement.bind(values)
+        defer { statement.reset() }
+        _ = try statement.step()
+        return Int(statement.integer(at: 0))
     }
 
     private func rows(_ statement: SQLiteStatement, _ values: [SQLiteValue]) throws(SQLiteError) -> [TaskRecord] {

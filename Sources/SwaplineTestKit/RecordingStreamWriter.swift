@@ -17,6 +17,8 @@ public final class RecordingStreamWriter: HTTPStreamWriter {
     public var queuedBodyBytes = 0
     /// The connection the exchange pretends to be on (per-connection limits count by it).
     public var connectionID: ConnectionID?
+    /// The client address the transport reports; tests of per-address limits set it.
+    public var peerAddress: String?
 
     public init(loop: EmbeddedEventLoop, connectionID: ConnectionID? = nil) {
         self.loop = loop

@@ -100,6 +100,7 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup(title: "Connection limits and timeouts") var transportLimits: TransportLimitOptions
     @OptionGroup(title: "Long polls and watches") var longPollLimits: LongPollLimitOptions
+    @OptionGroup(title: "Quotas") var quotas: QuotaOptions
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
@@ -147,6 +148,7 @@ struct Serve: AsyncParsableCommand {
         configuration.scheduler.maxAttempts = maxAttempts
         configuration.scheduler.maxFetchWaitMs = maxWaitMs
         configuration.scheduler.urlPolicy = urlPolicy.policy
+        quotas.apply(to: &configuration)
         urlPolicy.log(to: logger, role: workers > 0 ? "CreateTask and the in-process workers" : "CreateTask")
         configuration.grpc.maxReceiveMessageSize = maxMessageBytes
         transportLimits.apply(to: &configuration)

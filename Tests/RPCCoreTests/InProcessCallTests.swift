@@ -38,7 +38,7 @@ import Testing
         let outcome = Outcome()
         let call = InProcessCall(
             eventLoop: loop, queuedBytes: queued,
-            onMessage: { outcome.messages.append(String(buffer: ($0 as! SerializedMessage).bytes)) }, onEnd: { outcome.status = $0 })
+            onMessage: { outcome.messages.append(String(buffer: ($0 as! SerializedMessage).bytes)) }, onEnd: { status, _ in outcome.status = status })
         call.start(
             router: router, method: RPCMethod<SerializedMessage, SerializedMessage>(service: "t.S", method: method),
             request: SerializedMessage(ByteBuffer(string: "hi")), metadata: metadata)
@@ -123,7 +123,7 @@ import Testing
         var answer: CountedMessage?
         var status: GRPCStatus?
         let call = InProcessCall(
-            eventLoop: loop, queuedBytes: { 0 }, onMessage: { answer = $0 as? CountedMessage }, onEnd: { status = $0 })
+            eventLoop: loop, queuedBytes: { 0 }, onMessage: { answer = $0 as? CountedMessage }, onEnd: { ended, _ in status = ended })
         call.start(router: router, method: method, request: CountedMessage(token: 21), metadata: Metadata())
         loop.run()
         #expect(status == .ok && answer?.token == 42)

@@ -50,6 +50,27 @@ import Testing
         #expect(task.workflow == "face_swap" && task.environment == "face_swap")
     }
 
+    @Test func createsOverTheRateAreRefusedWithARetryHintPerAddress() {
+        var router = RPCRouter()
+        let limiter = CreateRateLimiter(limit: CreateRateLimit(perSecond: 0.01, burst: 1))
+        TaskService(scheduler: scheduler, createLimiter: limiter).register(in: &router)
+        func create(from address: String) -> RecordingStreamWriter {
+            let writer = RecordingStreamWriter(loop: loop)
+            writer.peerAddress = address
+            sendRequest(
+                Swapline_V1_CreateTaskRequest(params: params).serializedBuffer(), path: "/swapline.v1.TaskService/CreateTask",
+                router: router, writer: writer)
+            return writer
+        }
+        #expect(create(from: "192.0.2.1").messages.count == 1)
+        let refused = create(from: "192.0.2.1")
+        #expect(refused.messages.isEmpty && refused.statusFields["grpc-status"] == "8")
+        #expect(refused.statusFields["retry-after"] == "100")
+        #expect(refused.statusFields["grpc-message"]?.contains("address 192.0.2.1") == true)
+        #expect(refused.statusFields["grpc-message"]?.contains("retry after 100 s") == true)
+        #expect(create(from: "192.0.2.2").messages.count == 1)
+    }
+
     @Test func invalidInputIsInvalidArgumentNamingTheField() {
         var bad = params
         bad.targetURL = "not a url"

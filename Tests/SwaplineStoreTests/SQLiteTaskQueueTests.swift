@@ -218,6 +218,29 @@ import Testing
         }
     }
 
+    @Test func theQuotaMigrationCountsTheTasksAlreadyQueued() async throws {
+        try await withDirectory { directory in
+            let queue = try SQLiteTaskQueue.open(in: directory)
+            for number in 1...3 { _ = try await queue.create(pending(number)).get() }
+            _ = try await queue.claim(["face_swap"], consumer: "c1").get()
+            await queue.close()
+            // Back to the schema before the quotas, as a database of an older Swapline.
+            try SQLiteConnection(path: directory.file(SQLiteTaskQueue.databaseFileName)).execute(
+                """
+                DROP TRIGGER queue_length_on_insert; DROP TRIGGER queue_length_on_delete; DROP TRIGGER queue_length_on_update;
+                DROP TABLE queue_length; DROP INDEX tasks_by_owner_and_state; PRAGMA user_version = 3
+                """)
+            let migrated = try SQLiteTaskQueue.open(in: directory, rules: TaskRules(quotas: TaskQuotas(maxQueueLength: 3)))
+            _ = try await migrated.create(pending(4)).get()
+            guard case .failure(let refusal) = await migrated.create(pending(5)) else {
+                Issue.record("the queue took a fourth PENDING task")
+                return await migrated.close()
+            }
+            #expect(refusal.message.contains("queue is full"))
+            await migrated.close()
+        }
+    }
+
     // MARK: - Cost that does not grow with the history
 
     @Test func everyQueryIsAnsweredFromAnIndexInOrder() async throws {
@@ -225,7 +248,9 @@ import Testing
             await try SQLiteTaskQueue.open(in: directory).close()
             let connection = try SQLiteConnection(path: directory.file(SQLiteTaskQueue.databaseFileName))
             let queries = SQLiteTaskReads.queries
-            for query in [queries.byID, queries.byIdempotencyKey, queries.firstPending, queries.expiredLeases, queries.finishedByAge] {
+            for query in [queries.byID, queries.byIdempotencyKey, queries.firstPending, queries.expiredLeases, queries.byStateAndAge,
+                queries.openTasksOfOwner,
+            ] {
                 let plan = try connection.textColumnAt(3, "EXPLAIN QUERY PLAN \(query)").joined(separator: "; ")
                 #expect(plan.contains("USING") && plan.contains("INDEX"), "\(query): \(plan)")
                 #expect(!plan.contains("SCAN tasks") && !plan.contains("TEMP B-TREE"), "\(query): \(plan)")

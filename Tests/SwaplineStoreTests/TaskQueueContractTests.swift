@@ -74,7 +74,11 @@ struct SQLiteQueueHarness: QueueHarness {
     let clock = SteppedClock()
     let rules = TaskRules(leaseDurationMs: 1_000, maxAttempts: 2)
 
-    private func withQueue(_ backend: QueueBackend, _ body: (any TaskQueue, ChangeLog) async throws -> Void) async throws {
+    private func withQueue(
+        _ backend: QueueBackend, quotas: TaskQuotas = TaskQuotas(), _ body: (any TaskQueue, ChangeLog) async throws -> Void
+    ) async throws {
+        var rules = rules
+        rules.quotas = quotas
         let harness = try await backend.makeHarness(rules: rules, clock: clock)
         let changes = ChangeLog()
         harness.queue.setChangeHandler { changes.append($0) }
@@ -330,6 +334,98 @@ struct SQLiteQueueHarness: QueueHarness {
         #expect(try await to.claim(["face_swap"], consumer: "c3").get()?.task.taskID == "task_3")
         await source.tearDown()
         await target.tearDown()
+    }
+
+    // MARK: - Quotas
+
+    private func pending(_ number: Int, owner: String, key: String? = nil) -> TaskRecord {
+        var task = pending(number, key: key)
+        task.owner = owner
+        return task
+    }
+
+    @Test(arguments: QueueBackend.available) func openTasksPerOwnerAreCapped(_ backend: QueueBackend) async throws {
+        try await withQueue(backend, quotas: TaskQuotas(maxOpenTasksPerOwner: 2)) { queue, _ in
+            let first = pending(1, owner: "alice", key: "k")
+            _ = try await queue.create(first).get()
+            _ = try await queue.create(pending(2, owner: "alice")).get()
+            let refusal = await queue.create(pending(3, owner: "alice"))
+            guard case .failure(let error) = refusal else { Issue.record("a third open task was stored: \(refusal)"); return }
+            #expect(error.kind == .resourceExhausted && error.message.contains("'alice' already has 2 open"))
+            #expect(try await queue.task(id: "task_3").get() == nil)
+            // A repeated create of a stored task is answered, not refused.
+            #expect(try await queue.create(pending(4, owner: "alice", key: "k")).get() == .existing(first))
+            // Other owners, and tasks of no owner (no tokens), are not alice's.
+            _ = try await queue.create(pending(5, owner: "bob")).get()
+            for number in 6...8 { _ = try await queue.create(pending(number, owner: "")).get() }
+            // A claimed task is still open; a cancelled one is not.
+            _ = try await queue.claim(["face_swap"], consumer: "c1").get()
+            #expect(await queue.create(pending(9, owner: "alice")).map(\.task.taskID) == .failure(error))
+            _ = try await queue.cancel("task_1").get()
+            #expect(try await queue.create(pending(10, owner: "alice")).get().task.taskID == "task_10")
+        }
+    }
+
+    @Test(arguments: QueueBackend.available) func theQueueLengthIsCapped(_ backend: QueueBackend) async throws {
+        try await withQueue(backend, quotas: TaskQuotas(maxQueueLength: 2)) { queue, _ in
+            _ = try await queue.create(pending(1)).get()
+            _ = try await queue.create(pending(2)).get()
+            let refusal = await queue.create(pending(3))
+            guard case .failure(let error) = refusal else { Issue.record("a third PENDING task was stored: \(refusal)"); return }
+            #expect(error.kind == .resourceExhausted && error.message.contains("queue is full"))
+            #expect(error.retryAfterSeconds == TaskQuotas.queueFullRetryAfterSeconds)
+            // A claimed task has left the queue.
+            _ = try await queue.claim(["face_swap"], consumer: "c1").get()
+            _ = try await queue.create(pending(4)).get()
+            #expect(await queue.create(pending(5)).map(\.task.taskID) == .failure(error))
+            // Back in the queue after its lease ran out: the queue is over its cap until it drains.
+            clock.advance(ms: 1_000)
+            #expect(try await queue.expireLeases(limit: 10).get() == 1)
+            _ = try await queue.claim(["face_swap"], consumer: "c2").get()
+            _ = try await queue.claim(["face_swap"], consumer: "c2").get()
+            #expect(try await queue.create(pending(6)).get().task.taskID == "task_6")
+        }
+    }
+
+    @Test(arguments: QueueBackend.available) func tasksPendingTooLongFailAsExpired(_ backend: QueueBackend) async throws {
+        try await withQueue(backend, quotas: TaskQuotas(maxPendingAgeMs: 5_000)) { queue, changes in
+            // pending(n) was last changed at now + n.
+            for number in 1...3 { _ = try await queue.create(pending(number)).get() }
+            _ = try await queue.cancel("task_3").get()
+            clock.advance(ms: 5_001)
+            #expect(try await queue.expireLeases(limit: 10).get() == 1)
+            let failed = try #require(try await queue.task(id: "task_1").get())
+            #expect(failed.state == .failed && failed.error.contains("stage queue") && failed.error.contains("5000 ms"))
+            #expect(try await queue.task(id: "task_2").get()?.state == .pending)
+            try await eventually { changes.all.contains(failed) }
+            clock.advance(ms: 1)
+            #expect(try await queue.expireLeases(limit: 10).get() == 1)
+            #expect(try await queue.task(id: "task_2").get()?.state == .failed)
+            clock.advance(ms: 60_000)
+            #expect(try await queue.expireLeases(limit: 10).get() == 0)
+            #expect(try await queue.task(id: "task_3").get()?.state == .cancelled)
+        }
+    }
+
+    private func isRefused(_ outcome: Result<CreateOutcome, TaskError>) -> Bool {
+        if case .failure(let error) = outcome { return error.kind == .resourceExhausted }
+        return false
+    }
+
+    @Test(arguments: QueueBackend.available) func aRestartKeepsWhatTheQuotasCount(_ backend: QueueBackend) async throws {
+        guard backend != .inMemory else { return }
+        var rules = rules
+        rules.quotas = TaskQuotas(maxOpenTasksPerOwner: 2, maxQueueLength: 2)
+        var harness = try await backend.makeHarness(rules: rules, clock: clock)
+        _ = try await harness.queue.create(pending(1, owner: "alice")).get()
+        _ = try await harness.queue.create(pending(2, owner: "alice")).get()
+        harness = try await harness.reopened()
+        #expect(await isRefused(harness.queue.create(pending(3, owner: "bob"))))
+        _ = try await harness.queue.claim(["face_swap"], consumer: "c1").get()
+        harness = try await harness.reopened()
+        #expect(await isRefused(harness.queue.create(pending(4, owner: "alice"))))
+        #expect(try await harness.queue.create(pending(5, owner: "bob")).get().task.taskID == "task_5")
+        await harness.tearDown()
     }
 
     @Test(arguments: QueueBackend.available) func aRestartKeepsTasksAndLeases(_ backend: QueueBackend) async throws {

@@ -155,7 +155,8 @@ def small_disk():
 
 def test_a_full_disk_refuses_changes_and_recovers_when_space_returns(small_disk, server_factory):
     data_dir = small_disk / "data"
-    server = start(server_factory, str(data_dir))
+    # Creates until the disk is full: faster and more than the per-client rate allows.
+    server = start(server_factory, str(data_dir), "--create-rate", "0")
     stubs = Stubs(server.channel())
     acknowledged = [stubs.tasks.CreateTask(create_request(), timeout=T).task_id for _ in range(20)]
 

@@ -87,8 +87,9 @@ def run_h2load(port: int, body_path, *args: str, timeout: float = 60) -> dict:
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_h2load_then_still_correct(server_factory, tmp_path):
-    # A lease longer than the test, so draining the queue never sees a redelivery.
-    server = server_factory("--lease-ms", "600000")
+    # A lease longer than the test, so draining the queue never sees a redelivery; h2load is
+    # one client creating as fast as it can, beyond the default rate limit and queue length.
+    server = server_factory("--lease-ms", "600000", "--create-rate", "0", "--max-queue-length", "0")
     stubs = Stubs(server.channel())
     bulk_url = "https://example.com/h2load-bulk.jpg"
     body = tmp_path / "create.bin"

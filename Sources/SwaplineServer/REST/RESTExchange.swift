@@ -317,23 +317,24 @@ final class RESTExchange: HTTPStreamHandler {
     /// request and the response messages stay Swift values.
     private func start<Request, Response>(
         _ method: RPCMethod<Request, Response>, _ request: Request, onMessage: @escaping (any RPCMessage) -> Void,
-        onEnd: @escaping (GRPCStatus) -> Void
+        onEnd: @escaping (GRPCStatus, Metadata) -> Void
     ) {
         let call = InProcessCall(
             eventLoop: writer.eventLoop, queuedBytes: { [weak self] in self?.writer.queuedBodyBytes ?? 0 },
             onMessage: onMessage, onEnd: onEnd)
         self.call = call
         call.start(
-            router: factory.router, method: method, request: request, metadata: metadata, connection: writer.connectionID)
+            router: factory.router, method: method, request: request, metadata: metadata, connection: writer.connectionID,
+            peerAddress: writer.peerAddress)
     }
 
     private func unary<Request, Response>(
         _ method: RPCMethod<Request, Response>, _ request: Request, _ answer: @escaping (Response) -> Void
     ) {
         var reply: Response?
-        start(method, request, onMessage: { reply = $0 as? Response }) { [weak self] status in
+        start(method, request, onMessage: { reply = $0 as? Response }) { [weak self] status, trailers in
             guard let self else { return }
-            guard status.code == .ok else { return self.fail(.status(status)) }
+            guard status.code == .ok else { return self.fail(.status(status), retryAfter: trailers["retry-after"]) }
             guard let reply else {
                 return self.fail(.status(GRPCStatus(.internal, "\(method.descriptor.method) answered without a message")))
             }
@@ -357,7 +358,7 @@ final class RESTExchange: HTTPStreamHandler {
             text += String(decoding: JSONValue.object(LegacyJSON.task(task)).serialized(), as: UTF8.self)
             text += "\n\n"
             writer.writeBody(ByteBuffer(string: text))
-        }) { [weak self] status in
+        }) { [weak self] status, _ in
             guard let self else { return }
             if eventStreamStarted {
                 writer.writeEnd(trailers: [])
@@ -383,14 +384,18 @@ final class RESTExchange: HTTPStreamHandler {
         writer.writeEnd(trailers: [])
     }
 
-    private func fail(_ error: RESTError, withBody: Bool = true) {
+    /// Answers `error`; `retryAfter` is the failed RPC's `retry-after` trailer (seconds), sent
+    /// as `Retry-After`.
+    private func fail(_ error: RESTError, withBody: Bool = true, retryAfter: String? = nil) {
         answered = true
         var headers: [HeaderField] = []
         if case .methodNotAllowed(let allowed) = error { headers.append(HeaderField("allow", allowed.joined(separator: ", "))) }
         // RFC 6750: a 401 names the scheme the client should authenticate with.
         if case .status(let status) = error, status.code == .unauthenticated { headers.append(HeaderField("www-authenticate", "Bearer")) }
-        // A limit reached (429) or a store that cannot write (503) passes: worth a retry soon.
-        if case .status(let status) = error, status.code == .resourceExhausted || status.code == .unavailable {
+        if let retryAfter {
+            headers.append(HeaderField("retry-after", retryAfter))
+        } else if case .status(let status) = error, status.code == .resourceExhausted || status.code == .unavailable {
+            // A limit reached (429) or a store that cannot write (503) passes: worth a retry soon.
             headers.append(HeaderField("retry-after", "1"))
         }
         guard withBody else { return writer.writeHead(status: error.httpStatus, headers: headers, endStream: true) }
