@@ -98,6 +98,8 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup(title: "URL policy") var urlPolicy: URLPolicyOptions
 
+    @OptionGroup(title: "HTTP access") var httpAccess: HTTPAccessOptions
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -145,6 +147,7 @@ struct Serve: AsyncParsableCommand {
         configuration.shutdownGrace = .milliseconds(shutdownGraceMs)
         configuration.enableInteropTesting = enableInteropTesting
         configuration.outputsDirectory = localOutputsDirectory
+        httpAccess.apply(to: &configuration)
         configuration.finishedTaskRetention = .milliseconds(Int64(retentionHours * 3_600_000))
         if let tlsCert, let tlsKey {
             configuration.tls = try loadTLS(certificateFile: tlsCert, privateKeyFile: tlsKey, logger: logger)
