@@ -198,8 +198,10 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    /// Writes a short plain-text answer with `connection: close` and closes once it is out;
-    /// the exchange under way, if any, is told its connection is lost.
+    /// Writes a short plain-text answer with `connection: close`, flushes it and closes: at
+    /// once, since the parser must not go on to the bytes behind a refused head (NIOHTTP1 would
+    /// answer its own 400 to those). The exchange under way, if any, is told its connection is
+    /// lost.
     private func answerAndClose(_ status: HTTPResponseStatus, _ message: String, version: HTTPVersion) {
         closing = true
         bodyTimer?.cancel()
@@ -211,11 +213,11 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler {
         let headers = HTTPHeaders([
             ("content-type", "text/plain; charset=utf-8"), ("content-length", String(body.readableBytes)), ("connection", "close"),
         ])
-        write(.head(HTTPResponseHead(version: version, status: status, headers: headers)), promise: nil)
-        write(.body(.byteBuffer(body)), promise: nil)
-        let written = context?.eventLoop.makePromise(of: Void.self)
-        written?.futureResult.assumeIsolated().whenComplete { [self] _ in close() }
-        write(.end(nil), promise: written)
+        guard let context else { return }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        context.close(promise: nil)
     }
 
     private func armBodyTimer() {
@@ -262,7 +264,7 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler {
         }
         let hosts = head.headers["host"].count
         if head.version.major == 1, head.version.minor >= 1, hosts == 0 {
-            return "an HTTP/1.1 request needs a Host header"
+            return "Host header missing (required since HTTP/1.1)"
         }
         if hosts > 1 { return "more than one Host header" }
         return nil

@@ -53,11 +53,15 @@ import Testing
         "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
         "GET /a HTTP/1.1\r\n\r\n",
         "GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+        "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n",
     ])
     func smugglingFormsGet400AndTheConnectionCloses(request: String) throws {
         let answer = try send(request)
         #expect(answer.hasPrefix("HTTP/1.1 400 Bad Request\r\n"), "\(request.debugDescription) got \(answer.debugDescription)")
-        #expect(!answer.contains("200 OK"))
+        // The request behind a refused head is not served. (After a refusal of this handler,
+        // NIOHTTP1 may write its own 400 for the rest of the buffer onto the closed channel:
+        // EmbeddedChannel records it, a socket drops it; test_abuse_http1.py checks the wire.)
+        #expect(!answer.contains("200 OK"), "\(answer.debugDescription)")
         #expect(!channel.isActive)
     }
 

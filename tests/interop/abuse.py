@@ -41,8 +41,8 @@ def assert_normal_client_served(server: SwaplineServer, timeout: float = 5.0) ->
         started = time.monotonic()
         created = stubs.tasks.CreateTask(support.create_request(), timeout=timeout)
         got = stubs.tasks.GetTask(
-            support.tasks_pb2.GetTaskRequest(task_id=created.task.task_id), timeout=timeout)
-        assert got.task.task_id == created.task.task_id
+            support.tasks_pb2.GetTaskRequest(task_id=created.task_id), timeout=timeout)
+        assert got.task_id == created.task_id
         elapsed = time.monotonic() - started
         assert elapsed < timeout, f"a normal client waited {elapsed:.2f}s"
     finally:
