@@ -67,7 +67,9 @@ public final class RunningServer: Sendable {
                     grpc: GRPCStreamHandlerFactory(router: router, configuration: configuration.grpc),
                     http: RESTHandlerFactory(
                         router: router, outputFiles: configuration.outputsDirectory.map { OutputFiles(directory: $0, threadPool: fileThreads) },
-                        allowedHosts: AllowedHosts(listeningOn: configuration.host, extra: configuration.allowedHosts))),
+                        allowedHosts: AllowedHosts(
+                            listeningOn: configuration.host, extra: configuration.allowedHosts,
+                            certificateNames: configuration.tls?.dnsNames ?? []))),
                 logger: logger)
         } catch {
             try? await fileThreads.shutdownGracefully()

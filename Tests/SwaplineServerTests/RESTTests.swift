@@ -375,6 +375,10 @@ import Testing
         let named = AllowedHosts(listeningOn: "192.0.2.1", extra: ["tasks.example"])
         #expect(named.allows(authority: "tasks.example:8443") && named.allows(authority: "localhost"))
         #expect(!named.allows(authority: "anything.example"))
+        // The certificate's names are answered, and do not turn the check on elsewhere.
+        let tls = AllowedHosts(listeningOn: "127.0.0.1", extra: [], certificateNames: ["swapline.test"])
+        #expect(tls.allows(authority: "swapline.test:443") && !tls.allows(authority: "evil.example"))
+        #expect(AllowedHosts(listeningOn: "192.0.2.1", extra: [], certificateNames: ["swapline.test"]).allows(authority: "evil.example"))
     }
 
     @Test func statusMappingFollowsTheIssue() {

@@ -4,10 +4,11 @@
 /// carries the page's name, which is not a loopback name.
 ///
 /// A server listening on a loopback address answers loopback names (`localhost`,
-/// `127.0.0.0/8`, `[::1]`, with any port) and the names given with `--allowed-host`; one
-/// listening elsewhere answers any name unless `--allowed-host` is given, then only those
-/// and the loopback names. A request without a name (HTTP/1.0, an HTTP/2 client that sends no
-/// `:authority`) is not a browser's and is answered.
+/// `127.0.0.0/8`, `[::1]`, with any port), the names given with `--allowed-host` and the DNS
+/// names of its TLS certificate (a rebinding page cannot pass a TLS handshake for those); one
+/// listening elsewhere answers any name unless `--allowed-host` is given, then only those,
+/// the certificate's and the loopback names. A request without a name (HTTP/1.0, an HTTP/2
+/// client that sends no `:authority`) is not a browser's and is answered.
 public struct AllowedHosts: Sendable, Equatable {
     /// Lower-cased, without a port.
     let names: Set<String>
@@ -17,10 +18,11 @@ public struct AllowedHosts: Sendable, Equatable {
     /// Any name is answered.
     public static let any = AllowedHosts(names: [], isChecked: false)
 
-    /// The names answered by a server listening on `listeningHost`, with `extra` names.
-    public init(listeningOn listeningHost: String, extra: [String]) {
+    /// The names answered by a server listening on `listeningHost`, with `extra` names
+    /// (`--allowed-host`) and its certificate's `certificateNames`.
+    public init(listeningOn listeningHost: String, extra: [String], certificateNames: [String] = []) {
         self.init(
-            names: Set(extra.map { Self.hostName(of: $0) }),
+            names: Set((extra + certificateNames).map { Self.hostName(of: $0) }),
             isChecked: RunningServer.isLoopback(listeningHost) || !extra.isEmpty)
     }
 
