@@ -128,4 +128,45 @@ import Testing
         #expect(!(try output()).contains("408"))
         #expect(!channel.isActive)
     }
+
+    @Test func aResponseThePeerDoesNotTakeClosesTheConnectionAfterTheSendTimeout() throws {
+        let peer = StalledPeer()
+        try channel.pipeline.syncOperations.addHandler(peer, position: .first)
+        try channel.writeInbound(ByteBuffer(string: "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"))
+        loop.run()
+        #expect(!peer.held.isEmpty)
+        loop.advanceTime(by: configuration.sendProgressTimeout - .milliseconds(1))
+        #expect(channel.isActive)
+        // Any write the socket takes is progress: the wait starts again.
+        peer.release()
+        try channel.writeInbound(ByteBuffer(string: "GET /b HTTP/1.1\r\nHost: x\r\n\r\n"))
+        loop.run()
+        loop.advanceTime(by: configuration.sendProgressTimeout - .milliseconds(1))
+        #expect(channel.isActive)
+        loop.advanceTime(by: .milliseconds(1))
+        #expect(!channel.isActive)
+    }
+}
+
+/// A peer that reads nothing: writes reach it but are never taken, until `release`.
+private final class StalledPeer: ChannelOutboundHandler {
+    typealias OutboundIn = NIOAny
+    var held: [EventLoopPromise<Void>] = []
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if let promise { held.append(promise) }
+    }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        let held = self.held
+        self.held = []
+        for promise in held { promise.fail(ChannelError.ioOnClosedChannel) }
+        context.close(mode: mode, promise: promise)
+    }
+
+    func release() {
+        let held = self.held
+        self.held = []
+        for promise in held { promise.succeed() }
+    }
 }
