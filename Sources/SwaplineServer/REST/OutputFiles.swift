@@ -44,6 +44,11 @@ public struct OutputFiles: Sendable {
         }
         return OpenedFile(handle: handle, size: size)
     }
+
+    /// Closes `file` on the pool.
+    func close(_ file: OpenedFile) {
+        threadPool.submit { _ in try? file.handle.close() }
+    }
 }
 
 /// Streams one opened output file into a response: the next piece is read (on the pool) while
@@ -121,7 +126,6 @@ final class OutputFileSender {
     }
 
     private func closeFile() {
-        let handle = file.handle
-        files.threadPool.submit { _ in try? handle.close() }
+        files.close(file)
     }
 }

@@ -65,8 +65,9 @@ enum RESTError: Error, Equatable {
         switch self {
         case .badRequest(let message), .crossSite(let message): return .string(message)
         case .hostNotAllowed(let host):
+            let shown = host.count > 100 ? host.prefix(100) + "…" : host
             return .string(
-                "Host '\(host)' is not served here: this server answers loopback names and those given with --allowed-host (DNS rebinding protection)")
+                "Host '\(shown)' is not served here: this server answers loopback names, its certificate's and those given with --allowed-host (DNS rebinding protection)")
         case .notFound: return .string("Not Found")
         case .methodNotAllowed: return .string("Method Not Allowed")
         case .unsupportedMediaType(let type):
@@ -287,10 +288,7 @@ final class RESTExchange: HTTPStreamHandler {
         files.threadPool.runIfActive(eventLoop: writer.eventLoop) { files.open(components) }
             .assumeIsolated().whenComplete { [self] result in
                 guard case .success(let opened?) = result else { return fail(.notFound) }
-                guard !isClosed else {
-                    files.threadPool.submit { _ in try? opened.handle.close() }
-                    return
-                }
+                guard !isClosed else { return files.close(opened) }
                 writer.writeHead(
                     status: 200,
                     headers: [
