@@ -375,6 +375,9 @@ import Testing
         let named = AllowedHosts(listeningOn: "192.0.2.1", extra: ["tasks.example"])
         #expect(named.allows(authority: "tasks.example:8443") && named.allows(authority: "localhost"))
         #expect(!named.allows(authority: "anything.example"))
+        let v6 = AllowedHosts(listeningOn: "127.0.0.1", extra: ["2001:db8::1", "[2001:db8::2]"])
+        #expect(v6.allows(authority: "[2001:db8::1]:8080") && v6.allows(authority: "[2001:DB8::2]"))
+        #expect(!v6.allows(authority: "[2001:db8::3]"))
         // The certificate's names are answered, and do not turn the check on elsewhere.
         let tls = AllowedHosts(listeningOn: "127.0.0.1", extra: [], certificateNames: ["swapline.test"])
         #expect(tls.allows(authority: "swapline.test:443") && !tls.allows(authority: "evil.example"))

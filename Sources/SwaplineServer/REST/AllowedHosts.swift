@@ -39,12 +39,15 @@ public struct AllowedHosts: Sendable, Equatable {
     }
 
     /// The host of `authority`, lower-cased, without its port or a trailing dot; an IPv6
-    /// address keeps its brackets.
+    /// address in brackets (added when a bare one is given, as `--allowed-host ::1` may be).
     static func hostName(of authority: String) -> String {
         var host = Substring(authority.lowercased())
+        let colons = host.filter { $0 == ":" }.count
         if host.hasPrefix("[") {
             if let end = host.firstIndex(of: "]") { host = host[...end] }
-        } else if host.filter({ $0 == ":" }).count == 1, let colon = host.firstIndex(of: ":") {
+        } else if colons > 1 {
+            return "[\(host)]"
+        } else if colons == 1, let colon = host.firstIndex(of: ":") {
             host = host[..<colon]
         }
         if host.hasSuffix(".") { host = host.dropLast() }
