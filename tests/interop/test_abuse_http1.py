@@ -27,8 +27,8 @@ LEGACY_BODY = {"source_url": "https://example.com/face.jpg", "target_url": "http
 # The HTTP/1.1 timeouts come from H2Configuration, whose `serve` flags the h2limits part adds;
 # the tests that need short ones skip while the binary does not know these flags.
 HEADER_TIMEOUT_FLAG = "--header-timeout-ms"
-BODY_TIMEOUT_FLAG = "--body-progress-timeout-ms"
-SEND_TIMEOUT_FLAG = "--send-progress-timeout-ms"
+BODY_TIMEOUT_FLAG = "--body-timeout-ms"
+SEND_TIMEOUT_FLAG = "--send-timeout-ms"
 
 
 def connect(server) -> socket.socket:
