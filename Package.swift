@@ -145,7 +145,7 @@ let testTargets: [Target] = [
     .testTarget(
         name: "SwaplineServerTests",
         dependencies: [
-            "SwaplineServer", "SwaplineCore", "SwaplineMessages", "RPCCore", "SwaplineTestKit", "H2Transport", nioCore, logging,
+            "SwaplineServer", "SwaplineCore", "SwaplineMessages", "RPCCore", "SwaplineTestKit", "H2Transport", nioCore, nioPosix, logging,
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ],
         swiftSettings: swiftSettings),

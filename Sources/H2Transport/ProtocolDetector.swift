@@ -129,9 +129,7 @@ final class ProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
                 H2ConnectionHandler(
                     configuration: configuration, factory: factory, eventLoop: context.eventLoop, logger: logger))
         case .http1:
-            try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
-            try pipeline.addHandler(
-                HTTP1ConnectionHandler(idleTimeout: configuration.idleTimeout, factory: factory, logger: logger))
+            try HTTP1ConnectionHandler.install(on: pipeline, configuration: configuration, factory: factory, logger: logger)
         }
     }
 }

@@ -15,12 +15,14 @@ public final class RunningServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let health: HealthService
     private let sweeps: [RepeatedTask]
+    /// Reads `/outputs/` files off the event loops; its threads bound the reads at once.
+    private let fileThreads: NIOThreadPool
     private let configuration: ServerConfiguration
     private let logger: Logger
 
     private init(
         port: Int, scheduler: TaskScheduler, server: H2Server, group: MultiThreadedEventLoopGroup, health: HealthService,
-        sweeps: [RepeatedTask], configuration: ServerConfiguration, logger: Logger
+        sweeps: [RepeatedTask], fileThreads: NIOThreadPool, configuration: ServerConfiguration, logger: Logger
     ) {
         self.port = port
         self.scheduler = scheduler
@@ -28,6 +30,7 @@ public final class RunningServer: Sendable {
         self.group = group
         self.health = health
         self.sweeps = sweeps
+        self.fileThreads = fileThreads
         self.configuration = configuration
         self.logger = logger
     }
@@ -57,15 +60,22 @@ public final class RunningServer: Sendable {
         health.register(in: &router)
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoopThreads))
+        let fileThreads = NIOThreadPool(numberOfThreads: 2)
+        fileThreads.start()
         let server: H2Server
         do {
             server = try await H2Server.bind(
                 host: configuration.host, port: configuration.port, group: group, configuration: configuration.http2,
                 tls: configuration.tls, factory: ContentTypeRouter(
                     grpc: GRPCStreamHandlerFactory(router: router, configuration: configuration.grpc),
-                    http: RESTHandlerFactory(router: router, outputsDirectory: configuration.outputsDirectory)),
+                    http: RESTHandlerFactory(
+                        router: router, outputFiles: configuration.outputsDirectory.map { OutputFiles(directory: $0, threadPool: fileThreads) },
+                        allowedHosts: AllowedHosts(
+                            listeningOn: configuration.host, extra: configuration.allowedHosts,
+                            certificateNames: configuration.tls?.dnsNames ?? []))),
                 logger: logger)
         } catch {
+            try? await fileThreads.shutdownGracefully()
             try? await group.shutdownGracefully()
             await queue.close()
             throw error
@@ -96,7 +106,7 @@ public final class RunningServer: Sendable {
             })
         return RunningServer(
             port: port, scheduler: scheduler, server: server, group: group, health: health, sweeps: sweeps,
-            configuration: configuration, logger: logger)
+            fileThreads: fileThreads, configuration: configuration, logger: logger)
     }
 
     /// Deletes one batch of finished tasks past their retention, and goes on with the next
@@ -131,6 +141,7 @@ public final class RunningServer: Sendable {
         await server.shutdown(grace: configuration.shutdownGrace)
         for sweep in sweeps { sweep.cancel() }
         try? await group.shutdownGracefully()
+        try? await fileThreads.shutdownGracefully()
         await scheduler.queue.close()
     }
 

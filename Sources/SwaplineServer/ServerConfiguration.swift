@@ -25,6 +25,9 @@ public struct ServerConfiguration: Sendable {
     /// Directory of the local result storage, served read-only at `/outputs/{task_id}/{key}/{file}`;
     /// nil serves nothing there.
     public var outputsDirectory: String?
+    /// Names the REST routes and `/outputs/` answer besides the loopback ones and those of
+    /// the TLS certificate (`--allowed-host`, see `AllowedHosts`).
+    public var allowedHosts: [String] = []
     /// Finished tasks unchanged for this long are deleted (`--retention-hours`, 7 days).
     public var finishedTaskRetention: TimeAmount = .hours(168)
     /// How often retention looks for such tasks; each run deletes them in batches of

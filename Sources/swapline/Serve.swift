@@ -101,6 +101,7 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup(title: "Connection limits and timeouts") var transportLimits: TransportLimitOptions
     @OptionGroup(title: "Long polls and watches") var longPollLimits: LongPollLimitOptions
     @OptionGroup(title: "Quotas") var quotas: QuotaOptions
+    @OptionGroup(title: "HTTP access") var httpAccess: HTTPAccessOptions
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
@@ -156,6 +157,7 @@ struct Serve: AsyncParsableCommand {
         configuration.enableInteropTesting = enableInteropTesting
         configuration.longPolls = longPollLimits.limits(inProcessWorkers: workers)
         configuration.outputsDirectory = localOutputsDirectory
+        httpAccess.apply(to: &configuration)
         configuration.finishedTaskRetention = .milliseconds(Int64(retentionHours * 3_600_000))
         if let tlsCert, let tlsKey {
             configuration.tls = try loadTLS(certificateFile: tlsCert, privateKeyFile: tlsKey, logger: logger)

@@ -7,7 +7,7 @@ import Testing
 @testable import H2Transport
 
 /// Answers every request `200` with `<method> <path> <body bytes received>`.
-private struct EchoFactory: HTTPStreamHandlerFactory {
+struct EchoFactory: HTTPStreamHandlerFactory {
     final class Handler: HTTPStreamHandler {
         let writer: any HTTPStreamWriter
         var head = ""
@@ -152,7 +152,7 @@ private struct EchoFactory: HTTPStreamHandlerFactory {
 
 extension EmbeddedChannel {
     /// Feeds `bytes` in, runs the loop, and returns everything written out since, as text.
-    fileprivate func exchange(_ bytes: ByteBuffer) throws -> String {
+    func exchange(_ bytes: ByteBuffer) throws -> String {
         try writeInbound(bytes)
         (eventLoop as! EmbeddedEventLoop).run()
         var out = ""

@@ -148,7 +148,8 @@ enum LegacyJSON {
     }
 }
 
-/// FastAPI's 422 `detail` list: one entry per field that does not fit the schema.
+/// FastAPI's 422 `detail` list: one entry per field that does not fit the schema, at most
+/// `BodyReader.maxIssues` of them.
 struct BodyErrors: Error {
     var details: [JSONValue]
 }
@@ -158,10 +159,26 @@ struct BodyErrors: Error {
 /// optional field), unknown fields ignored. Problems are collected, not thrown, so the client
 /// hears of all of them at once. Whether a value makes sense (a URL, a model name) is the RPC
 /// handler's business, not this reader's.
+///
+/// Unlike FastAPI, the answer is bounded whatever the body (it is built on the event loop,
+/// and FastAPI's echoes of the whole body in each issue make it many times the request's
+/// size): at most `maxIssues` issues are reported, and each echoed `input` (and `loc`) is cut
+/// down by `bounded(_:)`.
 struct BodyReader {
+    /// Issues reported in one 422; the rest are dropped (fix these and ask again).
+    static let maxIssues = 20
+    /// Echoed strings keep this many characters, followed by "…".
+    static let maxEchoedStringLength = 64
+    /// Echoed arrays and objects keep this many elements, and containers nested deeper than
+    /// `maxEchoedDepth` are echoed as "…".
+    static let maxEchoedElements = 5
+    static let maxEchoedDepth = 2
+
     private let members: JSONValue
     private let location: [JSONValue]
-    private(set) var details: [JSONValue] = []
+    private(set) var details: [JSONValue] = [] {
+        didSet { if details.count > Self.maxIssues { details.removeLast(details.count - Self.maxIssues) } }
+    }
 
     private init(members: JSONValue, location: [JSONValue]) {
         self.members = members
@@ -238,6 +255,7 @@ struct BodyReader {
                 continue
             }
             guard case .string(let text) = entry else {
+                guard details.count < Self.maxIssues else { continue }
                 details.append(Self.issue("string_type", entryLocation, "Input should be a valid string", entry))
                 continue
             }
@@ -307,9 +325,29 @@ struct BodyReader {
         _ type: String, _ location: [JSONValue], _ message: String, _ input: JSONValue, context: [String: String] = [:]
     ) -> JSONValue {
         var members: [(String, JSONValue)] = [
-            ("type", .string(type)), ("loc", .array(location)), ("msg", .string(message)), ("input", input),
+            ("type", .string(type)), ("loc", .array(location.map { bounded($0) })), ("msg", .string(message)),
+            ("input", bounded(input)),
         ]
         if !context.isEmpty { members.append(("ctx", .object(context.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }))) }
         return .object(members)
+    }
+
+    /// `value` cut down for echoing: long strings (keys too) shortened, containers shortened
+    /// to their first elements, and nesting below `maxEchoedDepth` replaced by "…".
+    static func bounded(_ value: JSONValue, depth: Int = 0) -> JSONValue {
+        switch value {
+        case .string(let text): return .string(boundedString(text))
+        case .array(let items):
+            guard depth < maxEchoedDepth else { return .string("…") }
+            return .array(items.prefix(maxEchoedElements).map { bounded($0, depth: depth + 1) })
+        case .object(let entries):
+            guard depth < maxEchoedDepth else { return .string("…") }
+            return .object(entries.prefix(maxEchoedElements).map { (boundedString($0.0), bounded($0.1, depth: depth + 1)) })
+        case .null, .bool, .integer, .number: return value
+        }
+    }
+
+    private static func boundedString(_ text: String) -> String {
+        text.count > maxEchoedStringLength ? text.prefix(maxEchoedStringLength) + "…" : text
     }
 }

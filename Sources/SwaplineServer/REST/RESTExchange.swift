@@ -15,11 +15,14 @@ struct RESTHandlerFactory: HTTPStreamHandlerFactory {
     /// The OpenAPI document served at `/openapi.json`, serialized once.
     let openAPIDocument: ByteBuffer
     /// Local result storage served at `/outputs/`, if any.
-    let outputsDirectory: String?
+    let outputFiles: OutputFiles?
+    /// The `Host` / `:authority` names answered (DNS rebinding).
+    let allowedHosts: AllowedHosts
 
-    init(router: RPCRouter, outputsDirectory: String? = nil) {
+    init(router: RPCRouter, outputFiles: OutputFiles? = nil, allowedHosts: AllowedHosts = .any) {
         self.router = router
-        self.outputsDirectory = outputsDirectory
+        self.outputFiles = outputFiles
+        self.allowedHosts = allowedHosts
         self.openAPIDocument = ByteBuffer(bytes: OpenAPIDocument.serialized())
     }
 
@@ -31,6 +34,11 @@ struct RESTHandlerFactory: HTTPStreamHandlerFactory {
 /// An answer the REST shim gives without calling an RPC, or an RPC's error status, as
 /// FastAPI would have said it.
 enum RESTError: Error, Equatable {
+    case badRequest(String)
+    /// The request names a host this server does not answer for (DNS rebinding).
+    case hostNotAllowed(String)
+    /// A browser request from another site to a route that changes state.
+    case crossSite(String)
     case notFound
     case methodNotAllowed(allowed: [String])
     case unsupportedMediaType(String)
@@ -41,6 +49,9 @@ enum RESTError: Error, Equatable {
 
     var httpStatus: Int {
         switch self {
+        case .badRequest: return 400
+        case .hostNotAllowed: return 421
+        case .crossSite: return 403
         case .notFound: return 404
         case .methodNotAllowed: return 405
         case .unsupportedMediaType: return 415
@@ -52,10 +63,15 @@ enum RESTError: Error, Equatable {
 
     var detail: JSONValue {
         switch self {
+        case .badRequest(let message), .crossSite(let message): return .string(message)
+        case .hostNotAllowed(let host):
+            let shown = host.count > 100 ? host.prefix(100) + "…" : host
+            return .string(
+                "Host '\(shown)' is not served here: this server answers loopback names, its certificate's and those given with --allowed-host (DNS rebinding protection)")
         case .notFound: return .string("Not Found")
         case .methodNotAllowed: return .string("Method Not Allowed")
         case .unsupportedMediaType(let type):
-            return .string("Unsupported media type '\(type)': the body must be application/json")
+            return .string("Unsupported media type '\(type)': this route takes Content-Type: application/json")
         case .bodyTooLarge(let limit): return .string("Request body exceeds the limit of \(limit) bytes")
         case .validation(let details): return .array(details)
         case .status(let status): return .string(status.message.isEmpty ? "\(status.code)" : status.message)
@@ -98,6 +114,8 @@ final class RESTExchange: HTTPStreamHandler {
     private var answered = false
     private var call: InProcessCall?
     private var eventStreamStarted = false
+    private var outputSender: OutputFileSender?
+    private var isClosed = false
 
     init(factory: RESTHandlerFactory, writer: any HTTPStreamWriter) {
         self.factory = factory
@@ -107,36 +125,70 @@ final class RESTExchange: HTTPStreamHandler {
     // MARK: - HTTPStreamHandler
 
     func receiveHead(_ fields: [HeaderField], endStream: Bool) {
-        var method = "", target = "", contentType = "", contentLength: Int?
+        var method = "", target = "", contentType: String?, contentLength: Int?
+        var authority: String?, origin: String?, fetchSite: String?
         for field in fields {
             switch field.name {
             case ":method": method = field.value
             case ":path": target = field.value
+            case ":authority": authority = field.value
             case "content-type": contentType = field.value
             case "content-length": contentLength = Int(field.value)
+            case "origin": origin = field.value
+            case "sec-fetch-site": fetchSite = field.value.lowercased()
             default:
                 if Metadata.isApplicationMetadata(field.name) { metadata.append(field.name, field.value) }
             }
         }
+        // HEAD gets the status without a body: a body would break HTTP/1.1 framing.
+        let withBody = method != "HEAD"
+        if let authority, !factory.allowedHosts.allows(authority: authority) {
+            return fail(.hostNotAllowed(authority), withBody: withBody)
+        }
         let path = target.prefix { $0 != "?" }
         query = target.dropFirst(path.count + 1)
+        let route: RESTRoute
         switch RESTRoute.match(method: method, path: path) {
-        case .failure(let error):
-            // HEAD gets the status without a body: a body would break HTTP/1.1 framing.
-            return fail(error, withBody: method != "HEAD")
-        case .success(let route):
-            self.route = route
+        case .failure(let error): return fail(error, withBody: withBody)
+        case .success(let matched): route = matched
         }
-        if route?.takesBody == true {
-            let mediaType = String(contentType.prefix { $0 != ";" }.filter { $0 != " " }).lowercased()
-            guard mediaType.isEmpty || mediaType == "application/json" || mediaType.hasSuffix("+json") else {
-                return fail(.unsupportedMediaType(String(mediaType)))
-            }
-            if let contentLength, contentLength > factory.maxBodyBytes {
-                return fail(.bodyTooLarge(limit: factory.maxBodyBytes))
-            }
+        self.route = route
+        if route.changesState, let refusal = Self.crossSiteRefusal(authority: authority, origin: origin, fetchSite: fetchSite) {
+            return fail(.crossSite(refusal))
+        }
+        // A body route needs the JSON content type, so that a browser cannot send it
+        // cross-site without a CORS preflight (which this server never grants); a POST
+        // without a body (cancel) may omit it.
+        if route.takesBody || contentType != nil, method == "POST", !Self.isJSON(contentType ?? "") {
+            return fail(.unsupportedMediaType(contentType ?? "none"))
+        }
+        if route.takesBody, let contentLength, contentLength > factory.maxBodyBytes {
+            return fail(.bodyTooLarge(limit: factory.maxBodyBytes))
         }
         if endStream { receiveEnd() }
+    }
+
+    /// `application/json`, alone or with `charset=utf-8`.
+    static func isJSON(_ contentType: String) -> Bool {
+        let parts = contentType.lowercased().split(separator: ";").map { $0.filter { $0 != " " && $0 != "\t" } }
+        guard parts.first == "application/json" else { return false }
+        return parts.dropFirst().allSatisfy { $0 == "charset=utf-8" || $0 == "charset=\"utf-8\"" }
+    }
+
+    /// Why a request to a state-changing route is refused as coming from a browser page of
+    /// another site, or `nil`: `Sec-Fetch-Site` says cross-site or same-site, or `Origin`
+    /// names another origin than the one the request is addressed to.
+    static func crossSiteRefusal(authority: String?, origin: String?, fetchSite: String?) -> String? {
+        if let fetchSite, fetchSite == "cross-site" || fetchSite == "same-site" {
+            return "Cross-site requests are refused (Sec-Fetch-Site: \(fetchSite))"
+        }
+        if let origin {
+            let originAuthority = origin.range(of: "://").map { origin[$0.upperBound...].lowercased() }
+            guard let authority, originAuthority == authority.lowercased() else {
+                return "Requests from another origin are refused (Origin: \(origin))"
+            }
+        }
+        return nil
     }
 
     func receiveBody(_ bytes: ByteBuffer) {
@@ -157,10 +209,14 @@ final class RESTExchange: HTTPStreamHandler {
 
     func bodyDrained() {
         call?.drained()
+        outputSender?.drained()
     }
 
     func streamClosed(cleanly: Bool) {
         answered = true
+        isClosed = true
+        outputSender?.cancel()
+        outputSender = nil
         let call = self.call
         self.call = nil
         call?.close(delivered: cleanly)
@@ -224,27 +280,26 @@ final class RESTExchange: HTTPStreamHandler {
         }
     }
 
-    /// Answers with a stored result file, read on a Dispatch thread: disk I/O never blocks the
-    /// event loop.
+    /// Answers with a stored result file, opened and streamed by `OutputFiles` off the event
+    /// loop. `nosniff`: a browser must not run a stored file as anything but its own type.
     private func serveOutput(_ components: [String]) {
-        guard let directory = factory.outputsDirectory, let file = components.last else { return fail(.notFound) }
-        let path = ([directory] + components).joined(separator: "/")
+        guard let files = factory.outputFiles, let file = components.last else { return fail(.notFound) }
         let contentType = MediaType.forFileExtension(String(file.split(separator: ".").last ?? ""))
-        let loop = writer.eventLoop
-        let exchange = NIOLoopBound(self, eventLoop: loop)
-        DispatchQueue.global().async {
-            let contents = FileManager.default.contents(atPath: path)
-            loop.execute {
-                guard let contents else { return exchange.value.fail(.notFound) }
-                let writer = exchange.value.writer
+        files.threadPool.runIfActive(eventLoop: writer.eventLoop) { files.open(components) }
+            .assumeIsolated().whenComplete { [self] result in
+                guard case .success(let opened?) = result else { return fail(.notFound) }
+                guard !isClosed else { return files.close(opened) }
                 writer.writeHead(
                     status: 200,
-                    headers: [HeaderField("content-type", contentType), HeaderField("content-length", String(contents.count))],
+                    headers: [
+                        HeaderField("content-type", contentType), HeaderField("content-length", String(opened.size)),
+                        HeaderField("x-content-type-options", "nosniff"),
+                    ],
                     endStream: false)
-                writer.writeBody(ByteBuffer(bytes: contents))
-                writer.writeEnd(trailers: [])
+                let sender = OutputFileSender(file: opened, files: files, writer: writer)
+                outputSender = sender
+                sender.start()
             }
-        }
     }
 
     /// `?consumer_id=&workflow=&wait_ms=`; `workflow` may repeat or list names with commas.

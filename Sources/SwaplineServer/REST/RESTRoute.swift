@@ -16,6 +16,15 @@ enum RESTRoute: Equatable, Sendable {
     /// where results stored before the unguessable key stay), as path components.
     case output(path: [String])
 
+    /// Routes that change the queue's state (fetch leases a task although it is a GET): they
+    /// refuse cross-site browser requests.
+    var changesState: Bool {
+        switch self {
+        case .createTask, .processSync, .cancelTask, .fetchTask, .updateStatus: return true
+        case .getTask, .watchTask, .health, .openAPI, .output: return false
+        }
+    }
+
     /// Routes that read a JSON body.
     var takesBody: Bool {
         switch self {
@@ -59,6 +68,9 @@ enum RESTRoute: Equatable, Sendable {
         if parts.count == 3 || parts.count == 4, parts[0] == "outputs" {
             // Names never climb out of the storage directory.
             let names = parts.dropFirst().map { GRPCMessageEncoding.decode(String($0)) }
+            guard !names.contains(where: { $0.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F } }) else {
+                return .failure(.badRequest("Control characters (such as %00) are not allowed in an output path"))
+            }
             guard names.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." && !$0.contains("/") }) else { return .failure(.notFound) }
             return method == "GET" ? .success(.output(path: names)) : .failure(.methodNotAllowed(allowed: ["GET"]))
         }
