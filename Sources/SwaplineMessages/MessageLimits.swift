@@ -12,9 +12,10 @@ public enum MessageLimits {
     /// Short names: workflow, model, resolution, environment, source_channel, job_id,
     /// storage_provider, the `status` of a FaceSwapResponse; in bytes.
     public static let nameBytes = 128
-    /// source_url, target_url, output_url and output_path, in bytes (the URL policy's limit,
-    /// `URLPolicy.maxURLLength`).
-    public static let urlBytes = 2048
+    /// source_url, target_url, output_url and output_path, in bytes: twice the URL policy's
+    /// 2048 (`URLPolicy.maxURLLength`), so that a URL just over the policy's limit gets the
+    /// policy's own answer (naming the field and the reason) and only a larger one this limit.
+    public static let urlBytes = 4096
     /// Free text: a task's error and an UpdateStatus message, in bytes.
     public static let textBytes = 16 * 1024
     /// Entries of a map (params.options, result.outputs, FaceSwapResponse.metadata).

@@ -80,7 +80,7 @@ import Testing
         let url = [UInt8](repeating: UInt8(ascii: "u"), count: MessageLimits.urlBytes + 1)
         #expect(
             decodingError(Swapline_V1_CreateTaskRequest.self, field(2, field(1, url)))
-                == "swapline.v1.CreateTaskRequest.params.source_url is 2049 bytes long; at most 2048 are allowed")
+                == "swapline.v1.CreateTaskRequest.params.source_url is 4097 bytes long; at most 4096 are allowed")
         let id = [UInt8](repeating: UInt8(ascii: "i"), count: MessageLimits.idBytes + 1)
         #expect(
             decodingError(Swapline_V1_CreateTaskRequest.self, field(3, id))

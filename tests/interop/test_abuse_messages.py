@@ -118,7 +118,7 @@ def test_huge_options_maps_and_long_strings_are_refused_naming_the_limit(server_
     assert huge_map.grpc_status == INVALID_ARGUMENT
     assert "params.options has 500000 entries; at most 64 are allowed" in huge_map.grpc_message
     assert long_url.grpc_status == INVALID_ARGUMENT
-    assert "params.source_url is 5020 bytes long; at most 2048 are allowed" in long_url.grpc_message
+    assert "params.source_url is 5020 bytes long; at most 4096 are allowed" in long_url.grpc_message
 
     # The REST shim applies the same limits, as FastAPI-style 422s, and bounds JSON containers.
     options = {f"k{i}": "v" for i in range(65)}
