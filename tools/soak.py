@@ -168,103 +168,100 @@ def h2_connection(port: int, window: int = 65535) -> socket.socket | None:
     return sock
 
 
-def stalled_body(port: int, stop: threading.Event) -> None:
+def on_fresh_h2_connections(port: int, stop: threading.Event, attack, window: int = 65535) -> None:
+    """Runs `attack(sock, stop)` on one new HTTP/2 connection after another until `stop`;
+    the server closing the connection on it ends that round, not the case."""
     while not stop.is_set():
-        sock = h2_connection(port)
+        sock = h2_connection(port, window)
         if sock is None:
             stop.wait(0.1)
             continue
         try:
-            for sid in range(1, 200, 2):
-                sock.sendall(headers_block("/swapline.v1.TaskService/CreateTask", False, sid)
-                             + frame(0, 0, sid, b"\x00\x00\x00"))
+            attack(sock, stop)
         except OSError:
             pass
-        stop.wait(5)
         sock.close()
+
+
+def stalled_body(port: int, stop: threading.Event) -> None:
+    def attack(sock: socket.socket, stop: threading.Event) -> None:
+        for sid in range(1, 200, 2):
+            sock.sendall(headers_block("/swapline.v1.TaskService/CreateTask", False, sid)
+                         + frame(0, 0, sid, b"\x00\x00\x00"))
+        stop.wait(5)
+
+    on_fresh_h2_connections(port, stop, attack)
 
 
 def rapid_reset(port: int, stop: threading.Event) -> None:
-    while not stop.is_set():
-        sock = h2_connection(port)
-        if sock is None:
-            stop.wait(0.1)
-            continue
-        try:
-            batch = b"".join(
-                headers_block("/swapline.v1.TaskService/GetTask", False, sid)
-                + frame(3, 0, sid, struct.pack(">I", 8))
-                for sid in range(1, 2 * 5000, 2))
-            sock.sendall(batch)
-            sock.settimeout(2)
-            while sock.recv(65536):
-                pass
-        except OSError:
+    batch = b"".join(
+        headers_block("/swapline.v1.TaskService/GetTask", False, sid) + frame(3, 0, sid, struct.pack(">I", 8))
+        for sid in range(1, 2 * 5000, 2))
+
+    def attack(sock: socket.socket, stop: threading.Event) -> None:
+        sock.sendall(batch)
+        sock.settimeout(2)
+        while sock.recv(65536):
             pass
-        sock.close()
+
+    on_fresh_h2_connections(port, stop, attack)
 
 
 def non_reader(port: int, stop: threading.Event) -> None:
     watch = support.tasks_pb2.WatchTaskRequest(task_id="0" * 26).SerializeToString()
     get = support.tasks_pb2.GetTaskRequest(task_id="0" * 26).SerializeToString()
-    while not stop.is_set():
-        sock = h2_connection(port, window=0)
-        if sock is None:
-            stop.wait(0.1)
-            continue
-        try:
-            for sid in range(1, 400, 2):
-                path, body = ((f"/swapline.v1.TaskService/WatchTask", watch) if sid % 4 == 1
-                              else ("/swapline.v1.TaskService/GetTask", get))
-                sock.sendall(headers_block(path, False, sid) + frame(0, 0x1, sid, grpc_frame(body)))
-        except OSError:
-            pass
+
+    def attack(sock: socket.socket, stop: threading.Event) -> None:
+        for sid in range(1, 400, 2):
+            path, body = (("/swapline.v1.TaskService/WatchTask", watch) if sid % 4 == 1
+                          else ("/swapline.v1.TaskService/GetTask", get))
+            sock.sendall(headers_block(path, False, sid) + frame(0, 0x1, sid, grpc_frame(body)))
         stop.wait(10)
-        sock.close()
+
+    on_fresh_h2_connections(port, stop, attack, window=0)
 
 
 def ping_flood(port: int, stop: threading.Event) -> None:
-    while not stop.is_set():
-        sock = h2_connection(port)
-        if sock is None:
-            stop.wait(0.1)
-            continue
-        try:
-            burst = b"".join(frame(6, 0, 0, struct.pack(">Q", i)) + settings({})
-                             for i in range(2000))
-            sock.settimeout(2)
-            for _ in range(50):
-                sock.sendall(burst)
-        except OSError:
-            pass
-        sock.close()
+    burst = b"".join(frame(6, 0, 0, struct.pack(">Q", i)) + settings({}) for i in range(2000))
+
+    def attack(sock: socket.socket, stop: threading.Event) -> None:
+        sock.settimeout(2)
+        for _ in range(50):
+            sock.sendall(burst)
+
+    on_fresh_h2_connections(port, stop, attack)
 
 
 def big_decode(port: int, stop: threading.Event) -> None:
     # FaceSwapParams.options is a map<string,string>: field 5 of CreateTaskRequest's params;
     # empty map entries cost 2 bytes each on the wire. Built by hand so no client-side limit
-    # interferes.
+    # interferes; sent through hyper-h2 so the server's flow-control windows are honoured.
     params = support.params().SerializeToString()
-    entries = b"\x2a\x00" * (1_500_000)
+    entries = b"\x2a\x00" * 1_500_000
     body = support.create_request().SerializeToString()
-    message = body + b"\x12" + encode_varint(len(params) + len(entries)) + params + entries
+    payload = grpc_frame(body + b"\x12" + encode_varint(len(params) + len(entries)) + params + entries)
     while not stop.is_set():
-        sock = h2_connection(port, window=1 << 24)
-        if sock is None:
+        try:
+            client = support.RawH2(port, timeout=5)
+        except OSError:
             stop.wait(0.1)
             continue
         try:
-            payload = grpc_frame(message)
-            sock.sendall(headers_block("/swapline.v1.TaskService/CreateTask", False, 1))
-            for offset in range(0, len(payload), 16384):
-                chunk = payload[offset:offset + 16384]
-                last = offset + 16384 >= len(payload)
-                sock.sendall(frame(0, 0x1 if last else 0, 1, chunk))
-            sock.settimeout(5)
-            sock.recv(65536)
-        except OSError:
+            sid = client.start("/swapline.v1.TaskService/CreateTask")
+            sent = 0
+            while sent < len(payload) and not client.closed:
+                room = min(client.conn.local_flow_control_window(sid), client.conn.max_outbound_frame_size)
+                if room == 0:
+                    client.pump(1.0)
+                    continue
+                chunk = payload[sent:sent + room]
+                sent += len(chunk)
+                client.conn.send_data(sid, chunk, end_stream=sent == len(payload))
+                client.flush()
+            client.wait(sid, timeout=10)
+        except Exception:  # noqa: BLE001 - a refusal or a closed connection ends the round
             pass
-        sock.close()
+        client.close()
         stop.wait(0.2)
 
 

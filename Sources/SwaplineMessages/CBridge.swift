@@ -92,6 +92,7 @@ extension CBridged {
         // An empty buffer may have no address; protobuf-c wants one even for zero bytes (any
         // valid address does: nothing is read).
         let data = (bytes.baseAddress ?? UnsafeRawPointer(descriptor)).assumingMemoryBound(to: UInt8.self)
+        try WireFieldCount.check(bytes, descriptor: descriptor)
         // Unpacked into the arena, so there is nothing to `free_unpacked`; nil when protobuf-c
         // cannot parse the bytes.
         let decoded: Result<Self, FieldDecodingError>? = CArena.with { arena in

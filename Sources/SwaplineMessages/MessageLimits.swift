@@ -29,4 +29,10 @@ public enum MessageLimits {
     /// Entries of grpc.testing.StreamingOutputCallRequest.response_parameters (interop tests
     /// ask for a few).
     public static let interopResponseParameters = 1024
+    /// Fields of one message on the wire, nested messages and map entries included, checked
+    /// before protobuf-c unpacks it (`WireFieldCount`). The largest message the limits above
+    /// allow (1,024 interop response parameters of five fields each) stays well below.
+    public static let wireFields = 16_384
+    /// Nesting of messages on the wire; ours nest at most four deep.
+    public static let wireDepth = 32
 }

@@ -38,8 +38,32 @@ import Testing
         let atLimit = try Swapline_V1_FetchTaskRequest(protobufBytes: fetchRequest(emptyWorkflows: MessageLimits.workflowsPerFetch))
         #expect(atLimit.workflows.count == MessageLimits.workflowsPerFetch)
         #expect(
+            decodingError(Swapline_V1_FetchTaskRequest.self, fetchRequest(emptyWorkflows: 40))
+                == "swapline.v1.FetchTaskRequest.workflows has 40 entries; at most 32 are allowed")
+        // Far past it, the wire walk refuses them before protobuf-c allocates for each.
+        #expect(
             decodingError(Swapline_V1_FetchTaskRequest.self, fetchRequest(emptyWorkflows: 1_800_000))
-                == "swapline.v1.FetchTaskRequest.workflows has 1800000 entries; at most 32 are allowed")
+                == "swapline.v1.FetchTaskRequest carries more than 16384 fields; at most 16384 are allowed")
+    }
+
+    @Test func wireFieldsAreCountedInNestedMessages() throws {
+        // Each options entry is three fields (the entry, its key, its value): 5,461 entries
+        // and the params field make 16,384, one more entry is over.
+        let options = (MessageLimits.wireFields - 1) / 3
+        #expect(
+            decodingError(Swapline_V1_CreateTaskRequest.self, createRequest(options: options, key: [0x61], value: [0x62]))
+                == "swapline.v1.CreateTaskRequest.params.options has 5461 entries; at most 64 are allowed")
+        #expect(
+            decodingError(Swapline_V1_CreateTaskRequest.self, createRequest(options: options + 1, key: [0x61], value: [0x62]))
+                == "swapline.v1.CreateTaskRequest carries more than 16384 fields; at most 16384 are allowed")
+    }
+
+    @Test func malformedWireBytesAreLeftToProtobufC() {
+        // A length past the end, a truncated varint, a group wire type: the walk stops and
+        // protobuf-c's parse refuses them as before.
+        for bytes: [UInt8] in [[0x12, 0x05, 0x01], [0x08, 0xFF], [0x0B]] {
+            #expect(decodingError(Swapline_V1_CreateTaskRequest.self, bytes) == "malformed swapline.v1.CreateTaskRequest")
+        }
     }
 
     @Test func longWorkflowName() {
@@ -62,7 +86,7 @@ import Testing
         #expect(atLimit.params?.options == ["": ""])
         #expect(
             decodingError(Swapline_V1_CreateTaskRequest.self, createRequest(options: 500_000))
-                == "swapline.v1.CreateTaskRequest.params.options has 500000 entries; at most 64 are allowed")
+                == "swapline.v1.CreateTaskRequest carries more than 16384 fields; at most 16384 are allowed")
     }
 
     @Test func longOptionKeyAndValue() {
