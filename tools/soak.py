@@ -16,6 +16,11 @@ Abuse run in parallel (each in its own thread, looping until the phase ends):
   ping-flood       PING and SETTINGS frames from a peer that never reads
   big-decode       CreateTask requests with a 3 MiB `options` map of empty entries
   conn-churn       connections opened and closed as fast as possible
+  create-flood     CreateTask as fast as one client can (the per-client quotas answer it)
+
+The server checks tokens: every normal client and the abusers (one token between them) are
+`client`s with tokens of their own, so per-client quotas keep apart what they would share
+per address on loopback.
 
 Usage: tools/soak.sh [--seconds N] [--clients N]   (see tools/soak.sh)
 """
@@ -24,10 +29,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
+import shutil
 import socket
 import statistics
 import struct
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -51,12 +59,16 @@ def settings(pairs: dict[int, int]) -> bytes:
     return frame(4, 0, 0, b"".join(struct.pack(">HI", k, v) for k, v in pairs.items()))
 
 
+ABUSER_TOKEN = "soak-abuser-" + secrets.token_hex(16)
+
+
 def headers_block(path: str, end_stream: bool, sid: int) -> bytes:
     import hpack
 
     block = hpack.Encoder().encode([
         (":method", "POST"), (":scheme", "http"), (":path", path), (":authority", HOST),
-        ("content-type", "application/grpc"), ("te", "trailers")])
+        ("content-type", "application/grpc"), ("te", "trailers"),
+        ("authorization", f"Bearer {ABUSER_TOKEN}")])
     return frame(1, 0x4 | (0x1 if end_stream else 0), sid, block)
 
 
@@ -92,22 +104,25 @@ class Phase:
                 f"mean {statistics.fmean(lat) * 1000:.1f} ms")
 
 
-def normal_client(server: SwaplineServer, phase: Phase, stop: threading.Event) -> None:
+def normal_client(server: SwaplineServer, token: str, rate: float, phase: Phase, stop: threading.Event) -> None:
+    """CreateTask + GetTask `rate` times a second: a client within the server's quotas."""
     channel = grpc.insecure_channel(server.address, options=support.CHANNEL_OPTIONS)
     stubs = Stubs(channel)
+    auth = [("authorization", f"Bearer {token}")]
+    next_call = time.monotonic()
     try:
-        while not stop.is_set():
+        while not stop.wait(max(0.0, next_call - time.monotonic())):
+            next_call += 1 / rate
             started = time.monotonic()
             try:
-                created = stubs.tasks.CreateTask(support.create_request(), timeout=10)
+                created = stubs.tasks.CreateTask(support.create_request(), timeout=10, metadata=auth)
                 stubs.tasks.GetTask(
-                    support.tasks_pb2.GetTaskRequest(task_id=created.task_id), timeout=10)
+                    support.tasks_pb2.GetTaskRequest(task_id=created.task_id), timeout=10, metadata=auth)
                 phase.record(time.monotonic() - started)
             except grpc.RpcError as error:
                 phase.record(None, f"{error.code().name}: {error.details()}")
             except Exception as error:  # noqa: BLE001 - every failure of a normal call counts
                 phase.record(None, f"{type(error).__name__}: {error}")
-            time.sleep(0.005)
     finally:
         channel.close()
 
@@ -247,7 +262,8 @@ def big_decode(port: int, stop: threading.Event) -> None:
             stop.wait(0.1)
             continue
         try:
-            sid = client.start("/swapline.v1.TaskService/CreateTask")
+            sid = client.start("/swapline.v1.TaskService/CreateTask",
+                               extra=[("authorization", f"Bearer {ABUSER_TOKEN}")])
             sent = 0
             while sent < len(payload) and not client.closed:
                 room = min(client.conn.local_flow_control_window(sid), client.conn.max_outbound_frame_size)
@@ -282,18 +298,32 @@ def conn_churn(port: int, stop: threading.Event) -> None:
             sock.close()
 
 
+def create_flood(port: int, stop: threading.Event) -> None:
+    channel = grpc.insecure_channel(f"{HOST}:{port}", options=support.CHANNEL_OPTIONS)
+    stubs = Stubs(channel)
+    auth = [("authorization", f"Bearer {ABUSER_TOKEN}")]
+    while not stop.is_set():
+        try:
+            stubs.tasks.CreateTask(support.create_request(), timeout=5, metadata=auth)
+        except grpc.RpcError:
+            pass
+    channel.close()
+
+
 ABUSE = {
     "slowloris-h2": slowloris_h2, "slowloris-http1": slowloris_http1,
     "stalled-body": stalled_body, "rapid-reset": rapid_reset, "non-reader": non_reader,
     "ping-flood": ping_flood, "big-decode": big_decode, "conn-churn": conn_churn,
+    "create-flood": create_flood,
 }
 
 
-def run_phase(server: SwaplineServer, seconds: float, clients: int, abuse_cases: list[str]) -> Phase:
+def run_phase(server: SwaplineServer, seconds: float, tokens: list[str], rate: float,
+              abuse_cases: list[str]) -> Phase:
     phase = Phase()
     stop = threading.Event()
-    threads = [threading.Thread(target=normal_client, args=(server, phase, stop), daemon=True)
-               for _ in range(clients)]
+    threads = [threading.Thread(target=normal_client, args=(server, token, rate, phase, stop), daemon=True)
+               for token in tokens]
     threads += [threading.Thread(target=ABUSE[name], args=(server.port, stop), daemon=True)
                 for name in abuse_cases]
     for thread in threads:
@@ -314,6 +344,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30, help="length of each phase (default 30)")
     parser.add_argument("--clients", type=int, default=4, help="normal grpcio clients (default 4)")
+    parser.add_argument("--rate", type=float, default=50,
+                        help="CreateTask+GetTask per second of each normal client (default 50, "
+                             "within the server's default create rate of 100/s per client)")
     parser.add_argument("--abuse", default=",".join(ABUSE), help="comma-separated abuse cases")
     parser.add_argument("serve_flags", nargs="*", help="extra flags for swapline serve")
     args = parser.parse_args()
@@ -322,13 +355,18 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown abuse case(s): {', '.join(unknown)}; known: {', '.join(ABUSE)}")
 
-    server = SwaplineServer("--store", "memory", *args.serve_flags).start()
+    tokens = [f"soak-client-{n}-" + secrets.token_hex(16) for n in range(args.clients)]
+    tokens_dir = tempfile.mkdtemp(prefix="swapline-soak-")
+    tokens_file = os.path.join(tokens_dir, "tokens")
+    with open(tokens_file, "w", encoding="ascii") as out:
+        out.writelines(f"client {token}\n" for token in [*tokens, ABUSER_TOKEN])
+    server = SwaplineServer("--store", "memory", "--auth-tokens-file", tokens_file, *args.serve_flags).start()
     try:
         baseline = abuse.server_rss(server)
         print(f"server {server.address}, pid {server.proc.pid}, RSS at start {baseline / 1048576:.1f} MiB")
-        quiet = run_phase(server, args.seconds, args.clients, [])
+        quiet = run_phase(server, args.seconds, tokens, args.rate, [])
         print(quiet.summary("quiet          "), f"peak RSS {quiet.peak_rss / 1048576:.1f} MiB")
-        loud = run_phase(server, args.seconds, args.clients, cases)
+        loud = run_phase(server, args.seconds, tokens, args.rate, cases)
         print(loud.summary("under abuse    "), f"peak RSS {loud.peak_rss / 1048576:.1f} MiB")
         print(f"abuse cases: {', '.join(cases)}")
         time.sleep(3)
@@ -347,6 +385,7 @@ def main() -> int:
         return 0
     finally:
         server.stop()
+        shutil.rmtree(tokens_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

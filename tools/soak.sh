@@ -5,7 +5,7 @@
 # exits non-zero if a normal call failed or the server died. Bounded in time: two phases of
 # --seconds each (default 30) plus start-up.
 #
-#   tools/soak.sh [--seconds N] [--clients N] [--abuse case,case] [-- extra serve flags]
+#   tools/soak.sh [--seconds N] [--clients N] [--rate N] [--abuse case,case] [-- extra serve flags]
 #
 # Environment: SWAPLINE_BIN (default: a release build made here), SOAK_SKIP_BUILD=1.
 set -euo pipefail
