@@ -46,6 +46,7 @@ public final class PostgresTaskQueue: TaskTransfer {
     private let clientRun: Task<Void, Never>
     private let batcher: PostgresCommitBatcher
     private let feed = ChangeFeed()
+    private let queueLength = QueueLengthEstimate()
     /// Set once `open` made it; `nil` only while opening.
     private let listener = Mutex<PostgresChangeListener?>(nil)
 
@@ -138,14 +139,17 @@ public final class PostgresTaskQueue: TaskTransfer {
     // MARK: - Operations
 
     public func create(_ task: TaskRecord, completion: @escaping Completion<CreateOutcome>) {
-        submit(completion) { [rules, logger] connection in
+        submit(completion) { [rules, queueLength, clock, logger] connection in
             if let key = task.idempotencyKey, let existing = try await Self.first(Self.task(owner: task.owner, key: key, on: connection, logger: logger)) {
                 return .success(.existing(existing))
             }
-            if let refusal = try await Self.quotaRefusal(for: task, rules: rules, on: connection, logger: logger) {
+            if let refusal = try await Self.quotaRefusal(
+                for: task, rules: rules, queueLength: queueLength, nowMs: clock.nowMs(), on: connection, logger: logger)
+            {
                 return .failure(refusal)
             }
             if try await connection.query(PostgresTaskRows.insertNew(task), logger: logger).collect().count == 1 {
+                queueLength.admittedOne()
                 return .success(.created(task))
             }
             // Another transaction stored the same key meanwhile.
@@ -165,9 +169,11 @@ public final class PostgresTaskQueue: TaskTransfer {
     /// Counts what the quotas need, each only up to its cap, and asks the rules. The counts see
     /// committed tasks and this transaction's own: creates in transactions committing at the
     /// same moment (at most `concurrentBatches` per server, each up to `maxBatchSize` creates)
-    /// do not see each other, which is how far a cap can be overshot.
+    /// do not see each other, which is how far a cap can be overshot. The queue's length is
+    /// counted only near its cap (`QueueLengthEstimate`).
     private static func quotaRefusal(
-        for task: TaskRecord, rules: TaskRules, on connection: PostgresConnection, logger: Logger
+        for task: TaskRecord, rules: TaskRules, queueLength: QueueLengthEstimate, nowMs: Int64,
+        on connection: PostgresConnection, logger: Logger
     ) async throws -> TaskError? {
         var openTasks = 0
         if let cap = rules.quotas.maxOpenTasksPerOwner, !task.owner.isEmpty {
@@ -180,10 +186,15 @@ public final class PostgresTaskQueue: TaskTransfer {
         }
         var queued = 0
         if let cap = rules.quotas.maxQueueLength {
-            queued = try await count(
-                connection.query(
-                    "SELECT count(*) FROM (SELECT 1 FROM swapline_tasks WHERE state = 'PENDING' LIMIT \(cap)) AS queued",
-                    logger: logger))
+            if let estimate = queueLength.clearlyBelow(cap: cap, nowMs: nowMs) {
+                queued = estimate
+            } else {
+                queued = try await count(
+                    connection.query(
+                        "SELECT count(*) FROM (SELECT 1 FROM swapline_tasks WHERE state = 'PENDING' LIMIT \(cap)) AS queued",
+                        logger: logger))
+                queueLength.counted(queued, atMs: nowMs)
+            }
         }
         return rules.admit(task, openTasksOfOwner: openTasks, queuedTasks: queued)
     }

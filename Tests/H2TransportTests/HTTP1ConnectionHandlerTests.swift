@@ -91,10 +91,13 @@ import Testing
         #expect(!channel.isActive)
     }
 
-    @Test func aConnectionThatSendsNothingIsClosedSilentlyAfterTheIdleTimeout() throws {
-        loop.advanceTime(by: configuration.idleTimeout - .milliseconds(1))
+    @Test func aConnectionThatSendsNothingIsClosedSilentlyAfterThePrefaceTimeout() throws {
+        // Before its first bytes the connection is the protocol detector's, timed by the
+        // preface timeout (shorter than the idle timeout between keep-alive requests).
+        loop.advanceTime(by: configuration.prefaceTimeout - .milliseconds(1))
         #expect(channel.isActive)
         loop.advanceTime(by: .milliseconds(1))
+        #expect(try output() == "")
         #expect(!channel.isActive)
     }
 
