@@ -225,8 +225,8 @@ struct Serve: AsyncParsableCommand {
 
     /// The directory of `local:` result storage, which the server serves at `/outputs/`.
     private var localOutputsDirectory: String {
-        let spec = workerOptions.storage ?? "local:\(data)/outputs"
-        return spec.hasPrefix("local:") ? String(spec.dropFirst("local:".count)) : "\(data)/outputs"
+        let spec = workerOptions.storage.first { $0.hasPrefix("local:") } ?? "local:\(data)/outputs"
+        return String(spec.dropFirst("local:".count))
     }
 
     /// The queue backend `--store` names.

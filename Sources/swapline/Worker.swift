@@ -12,8 +12,10 @@ struct WorkerOptions: ParsableArguments {
     @Option(name: .customLong("engine"), help: "FaceFusion engine base URL, e.g. http://127.0.0.1:8000; repeat for several.")
     var engines: [String] = []
 
-    @Option(help: "Where outputs are stored: local:DIR (default: local:<data dir>/outputs).")
-    var storage: String?
+    @Option(help: "Where outputs are stored: local:DIR or s3://BUCKET[/PREFIX] (default: local:<data dir>/outputs). Repeat for fallbacks, tried in order when one refuses a file or fails (docs/storage.md).")
+    var storage: [String] = []
+
+    @OptionGroup(title: "S3 storage") var s3: S3StorageOptions
 
     @Option(help: "FaceFusion's output directory when it runs on this machine: outputs are read from it instead of downloaded.")
     var engineOutputDir: String?
@@ -67,9 +69,11 @@ struct WorkerOptions: ParsableArguments {
         }
         // A client of its own: its connection pool only ever holds connections the policy checked.
         let inputs = ClientURLFetcher(http: CurlHTTPClient(), configuration: fetching)
+        let specs = storage.isEmpty ? [defaultStorage] : storage
+        let s3Settings = try s3.settings(for: specs, environment: ProcessInfo.processInfo.environment)
+        let backends = try specs.map { try ResultStorageSpec.make($0, publicBaseURL: publicBaseURL, s3: s3Settings, http: http) }
         let processor = FaceSwapProcessor(
-            engines: engines, faceFusion: faceFusion, inputs: inputs, http: http,
-            storage: try ResultStorageSpec.make(storage ?? defaultStorage, publicBaseURL: publicBaseURL),
+            engines: engines, faceFusion: faceFusion, inputs: inputs, http: http, storage: ResultStorageChain(backends),
             retry: RetryPolicy(baseDelay: .milliseconds(retryBaseMs)), maxOutputBytes: maxOutputBytes,
             engineOutputDirectory: engineOutputDir)
         var configuration = ConsumerConfiguration()
