@@ -119,9 +119,11 @@ final class CurlTransfer: @unchecked Sendable {
                 set(swapline_curl_setopt_ptr(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: bytes.baseAddress ?? UnsafeRawPointer(errorBuffer))))
             }
         }
-        // An empty "Expect:" stops curl's 100-continue round trip on large HTTP/1.1 bodies.
+        // An empty "Expect:" stops curl's 100-continue round trip on large HTTP/1.1 bodies. Not
+        // on SigV4-signed requests: libcurl 7.88 signs that empty header, which it then does not
+        // send, so the store's signature would differ (and S3 answers 100-continue anyway).
         var lines = request.headers.map { "\($0.name): \($0.value)" }
-        if request.method != .get { lines.append("Expect:") }
+        if request.method != .get, request.awsSigV4 == nil { lines.append("Expect:") }
         for line in lines { headerList = curl_slist_append(headerList, line) }
         set(swapline_curl_setopt_ptr(easy, CURLOPT_HTTPHEADER, headerList))
         set(swapline_curl_setopt_callback(easy, CURLOPT_WRITEFUNCTION, curlBodyCallback))
