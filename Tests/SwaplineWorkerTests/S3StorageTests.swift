@@ -1,5 +1,6 @@
 import CurlHTTP
 import Foundation
+import SwaplineTestKit
 import Testing
 
 @testable import SwaplineWorker
@@ -142,5 +143,78 @@ import Testing
         #expect(digests == PayloadDigests.of(Array("hello".utf8)))
         #expect(digests.sha256Hex == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824")
         #expect(digests.md5Base64 == "XUFAKrxLKna5cZ2REBfFkg==")
+    }
+}
+
+/// Retries and aborts against a scripted store (no signature checks: those are moto's, in
+/// tests/interop/test_storage_s3.py).
+@Suite struct S3UploadTests {
+    static let key = "t/k/result.jpg"
+    static let objectTarget = "/bucket/t/k/result.jpg"
+
+    static func storage(_ store: ScriptedHTTPServer, http: CurlHTTPClient, threshold: Int64 = 1 << 20) -> S3ResultStorage {
+        S3ResultStorage(
+            location: S3Location(bucket: "bucket", prefix: ""),
+            settings: S3Settings(
+                endpoint: store.url(""), pathStyle: true, credentials: AWSCredentials(accessKeyID: "AKID", secretAccessKey: "secret"),
+                publicURL: "https://cdn.example", multipartThreshold: threshold, partSize: 64 * 1024, parallelParts: 2,
+                retry: RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(300))),
+            http: http)
+    }
+
+    @Test func slowDownIsRetriedUntilTheStoreTakesTheFile() async throws {
+        let store = try await ScriptedHTTPServer(routes: [
+            Self.objectTarget: .init(status: 503, body: Array("<Error><Code>SlowDown</Code></Error>".utf8))
+        ])
+        let http = CurlHTTPClient()
+        defer { http.shutdown() }
+        let file = LocalResultStorageTests.file([1, 2, 3], format: "jpg")
+        defer { try? FileManager.default.removeItem(atPath: file.path) }
+        let storing = Task { try await Self.storage(store, http: http).store(file, key: Self.key) }
+        while store.requests.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        store.setRoute(Self.objectTarget, .init(status: 200, headers: [("ETag", "\"x\"")]))
+        #expect(try await storing.value == "https://cdn.example/t/k/result.jpg")
+        let puts = store.requests.filter { $0.method == "PUT" && $0.uri == Self.objectTarget }
+        #expect(puts.count >= 2 && puts.allSatisfy { $0.body == [1, 2, 3] && $0.contentType == "image/jpeg" })
+        await store.stop()
+    }
+
+    @Test func aStoreThatStaysDownFailsWithStatusCodeAndTries() async throws {
+        let store = try await ScriptedHTTPServer(routes: [
+            Self.objectTarget: .init(status: 503, body: Array("<Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>".utf8))
+        ])
+        let http = CurlHTTPClient()
+        defer { http.shutdown() }
+        let file = LocalResultStorageTests.file([1], format: "jpg")
+        defer { try? FileManager.default.removeItem(atPath: file.path) }
+        await #expect(throws: StorageFailure(provider: "s3", kind: .failed, reason: "PUT of the object: HTTP 503 SlowDown after 3 tries")) {
+            try await Self.storage(store, http: http).store(file, key: Self.key)
+        }
+        #expect(store.requests.count == 3)
+        await store.stop()
+    }
+
+    @Test func aFailedMultipartUploadIsAborted() async throws {
+        let store = try await ScriptedHTTPServer(routes: [
+            "\(Self.objectTarget)?uploads=": .init(
+                status: 200, body: Array("<InitiateMultipartUploadResult><UploadId>up+1</UploadId></InitiateMultipartUploadResult>".utf8)),
+            "\(Self.objectTarget)?partNumber=1&uploadId=up%2B1": .init(status: 200, headers: [("ETag", "\"p1\"")]),
+            "\(Self.objectTarget)?partNumber=2&uploadId=up%2B1": .init(
+                status: 403, body: Array("<Error><Code>AccessDenied</Code></Error>".utf8)),
+            "\(Self.objectTarget)?uploadId=up%2B1": .init(status: 204),
+        ])
+        let http = CurlHTTPClient()
+        defer { http.shutdown() }
+        let file = LocalResultStorageTests.file([UInt8](repeating: 7, count: 100 * 1024), format: "jpg")
+        defer { try? FileManager.default.removeItem(atPath: file.path) }
+        await #expect(throws: StorageFailure(provider: "s3", kind: .failed, reason: "PUT of part 2: HTTP 403 AccessDenied after 1 try")) {
+            try await Self.storage(store, http: http, threshold: 1024).store(file, key: Self.key)
+        }
+        let requests = store.requests
+        let parts = requests.filter { $0.method == "PUT" }.sorted { $0.uri < $1.uri }
+        #expect(parts.map(\.body.count) == [64 * 1024, 36 * 1024])
+        #expect(requests.last?.method == "DELETE" && requests.last?.uri == "\(Self.objectTarget)?uploadId=up%2B1")
+        #expect(!requests.contains { $0.method == "POST" && $0.uri.hasSuffix("?uploadId=up%2B1") })
+        await store.stop()
     }
 }

@@ -21,7 +21,11 @@ public struct S3ResultStorage: ResultStorage {
     }
 
     public func store(_ file: OutputFile, taskID: String) async throws(StorageFailure) -> String {
-        let key = location.key(taskID: taskID, unguessable: UnguessableKey.make(), format: file.format)
+        try await store(file, key: location.key(taskID: taskID, unguessable: UnguessableKey.make(), format: file.format))
+    }
+
+    /// Stores `file` as object `key`; its URL.
+    func store(_ file: OutputFile, key: String) async throws(StorageFailure) -> String {
         if file.size > settings.multipartThreshold {
             try await uploadInParts(file, key: key)
         } else {
