@@ -116,11 +116,13 @@ public struct FaceSwapProcessor: TaskProcessor {
     }
 
     /// `storage_provider`: the one provider that stored every output, or, when the chain fell
-    /// back for some, `format:provider` per output (e.g. "gif:local,jpg:s3").
+    /// back for some, `format:provider` per output (e.g. "gif:local,jpg:s3"); just the providers
+    /// ("local,s3") when that list would pass the field's size limit.
     static func providerSummary(_ stored: [String: StoredFile]) -> String {
         let providers = Set(stored.values.map(\.provider))
         if providers.count <= 1 { return providers.first ?? "" }
-        return stored.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value.provider)" }.joined(separator: ",")
+        let perOutput = stored.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value.provider)" }.joined(separator: ",")
+        return perOutput.utf8.count <= MessageLimits.nameBytes ? perOutput : providers.sorted().joined(separator: ",")
     }
 
     /// Source and target at once, each through the URL policy.

@@ -171,6 +171,8 @@ private final class SleepRecorder: Sendable {
         #expect(
             FaceSwapProcessor.providerSummary(["jpg": StoredFile(url: "a", provider: "s3"), "gif": StoredFile(url: "b", provider: "local")])
                 == "gif:local,jpg:s3")
+        let many = Dictionary(uniqueKeysWithValues: (0..<20).map { ("fmt\($0)", StoredFile(url: "u", provider: $0 == 0 ? "local" : "s3")) })
+        #expect(FaceSwapProcessor.providerSummary(many) == "local,s3")
     }
 
     @Test func outputFormatComesFromTheURL() {
