@@ -56,6 +56,9 @@ public protocol ResultStorage: Sendable {
     var providerName: String { get }
     /// Stores `file` as the result of `taskID` and returns the URL it is published at.
     func store(_ file: OutputFile, taskID: String) async throws(StorageFailure) -> String
+    /// Deletes the stored file `url` was published at, when it is one of this backend's (an
+    /// already deleted one counts as deleted); false when `url` is not this backend's.
+    func delete(url: String) async throws(StorageFailure) -> Bool
 }
 
 /// The `--storage` backends in their fallback order: a file goes to the first that takes it.
@@ -118,6 +121,27 @@ public struct LocalResultStorage: ResultStorage {
             throw StorageFailure(provider: providerName, kind: .failed, reason: "could not write the file: \(error.localizedDescription)")
         }
         return "\(publicBaseURL)/outputs/\(taskID)/\(key)/\(name)"
+    }
+
+    /// Any URL whose path is `/outputs/{taskID}/{key}/{name}`, whatever its host: the server
+    /// deleting it may know itself by another name than the workers' `--public-url`.
+    public func delete(url: String) async throws(StorageFailure) -> Bool {
+        guard let path = URLComponents(string: url)?.path, path.hasPrefix("/outputs/") else { return false }
+        let parts = path.dropFirst("/outputs/".count).split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) else { return false }
+        let taskFolder = URL(fileURLWithPath: directory).appendingPathComponent(String(parts[0]), isDirectory: true)
+        let keyFolder = taskFolder.appendingPathComponent(String(parts[1]), isDirectory: true)
+        do {
+            try await BlockingIO.run {
+                let manager = FileManager.default
+                if manager.fileExists(atPath: keyFolder.path) { try manager.removeItem(at: keyFolder) }
+                // The task's folder goes with its last output.
+                if (try? manager.contentsOfDirectory(atPath: taskFolder.path))?.isEmpty == true { try? manager.removeItem(at: taskFolder) }
+            }
+        } catch {
+            throw StorageFailure(provider: providerName, kind: .failed, reason: "could not delete \(path): \(error.localizedDescription)")
+        }
+        return true
     }
 }
 

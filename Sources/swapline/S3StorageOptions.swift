@@ -1,5 +1,8 @@
 import ArgumentParser
+import CurlHTTP
 import Foundation
+import Logging
+import SwaplineCore
 import SwaplineWorker
 
 /// Settings of `s3://` result storage, for `swapline worker` and `swapline serve --workers N`.
@@ -60,5 +63,16 @@ struct S3StorageOptions: ParsableArguments {
             endpoint: s3Endpoint, region: s3Region, pathStyle: s3PathStyle, credentials: credentials, publicURL: s3PublicURL,
             presignExpiry: s3PresignSeconds, multipartThreshold: s3MultipartThreshold, partSize: s3PartSize,
             parallelParts: s3ParallelParts, retry: RetryPolicy(maxAttempts: s3MaxAttempts, baseDelay: .milliseconds(s3RetryBaseMs)))
+    }
+}
+
+extension WorkerOptions {
+    /// What the server calls when retention deletes tasks: their stored files go too, on the
+    /// backends the workers' `--storage` flags name (the server needs the same flags).
+    func resultCleaner(defaultStorage: String, logger: Logger) throws -> @Sendable ([TaskRecord]) -> Void {
+        // The public base URL only shapes new local URLs; deleting reads URLs as stored.
+        let cleaner = StoredResultCleaner(
+            try storageChain(publicBaseURL: "", defaultStorage: defaultStorage, http: CurlHTTPClient()), logger: logger)
+        return { tasks in Task { await cleaner.deleteResults(of: tasks) } }
     }
 }

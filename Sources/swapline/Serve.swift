@@ -159,6 +159,7 @@ struct Serve: AsyncParsableCommand {
         configuration.outputsDirectory = localOutputsDirectory
         httpAccess.apply(to: &configuration)
         configuration.finishedTaskRetention = .milliseconds(Int64(retentionHours * 3_600_000))
+        configuration.onPurged = try workerOptions.resultCleaner(defaultStorage: "local:\(data)/outputs", logger: logger)
         if let tlsCert, let tlsKey {
             configuration.tls = try loadTLS(certificateFile: tlsCert, privateKeyFile: tlsKey, logger: logger)
             // In-process workers must be able to verify the server: refuse now rather than after binding.

@@ -50,6 +50,13 @@ struct WorkerOptions: ParsableArguments {
         try FlagRange.check(maxInputBytes, "--max-input-bytes", in: 1...Int.max)
     }
 
+    /// The `--storage` backends in their order (`defaultStorage` when none is given).
+    func storageChain(publicBaseURL: String, defaultStorage: String, http: CurlHTTPClient) throws -> ResultStorageChain {
+        let specs = storage.isEmpty ? [defaultStorage] : storage
+        let s3Settings = try s3.settings(for: specs, environment: ProcessInfo.processInfo.environment)
+        return ResultStorageChain(try specs.map { try ResultStorageSpec.make($0, publicBaseURL: publicBaseURL, s3: s3Settings, http: http) })
+    }
+
     /// A consumer of `serverURL` (an `https://` one verified against `caFile`, or the system's
     /// trust store without it; reached at `connectTo` when given) whose stored outputs are
     /// published under `publicBaseURL`, fetching the tasks' URLs under `urlPolicy`.
@@ -69,11 +76,9 @@ struct WorkerOptions: ParsableArguments {
         }
         // A client of its own: its connection pool only ever holds connections the policy checked.
         let inputs = ClientURLFetcher(http: CurlHTTPClient(), configuration: fetching)
-        let specs = storage.isEmpty ? [defaultStorage] : storage
-        let s3Settings = try s3.settings(for: specs, environment: ProcessInfo.processInfo.environment)
-        let backends = try specs.map { try ResultStorageSpec.make($0, publicBaseURL: publicBaseURL, s3: s3Settings, http: http) }
         let processor = FaceSwapProcessor(
-            engines: engines, faceFusion: faceFusion, inputs: inputs, http: http, storage: ResultStorageChain(backends),
+            engines: engines, faceFusion: faceFusion, inputs: inputs, http: http,
+            storage: try storageChain(publicBaseURL: publicBaseURL, defaultStorage: defaultStorage, http: http),
             retry: RetryPolicy(baseDelay: .milliseconds(retryBaseMs)), maxOutputBytes: maxOutputBytes,
             engineOutputDirectory: engineOutputDir)
         var configuration = ConsumerConfiguration()

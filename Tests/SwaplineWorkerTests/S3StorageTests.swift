@@ -100,6 +100,23 @@ import Testing
         #expect(storage.resultURL(key: "t/k/result.jpg") == "https://cdn.example/t/k/result.jpg")
     }
 
+    @Test func keysAreReadBackFromPublishedURLsOnly() {
+        let credentials = AWSCredentials(accessKeyID: "a", secretAccessKey: "b")
+        let presigned = S3ResultStorage(
+            location: S3Location(bucket: "b", prefix: "swaps"),
+            settings: S3Settings(endpoint: "http://127.0.0.1:9000", pathStyle: true, credentials: credentials), http: CurlHTTPClient())
+        let url = presigned.resultURL(key: "swaps/t/k/result%.jpg")
+        #expect(presigned.key(of: url) == "swaps/t/k/result%.jpg")
+        #expect(presigned.key(of: "http://127.0.0.1:9000/other/swaps/t/k/result.jpg") == nil)
+        #expect(presigned.key(of: "http://127.0.0.1:9000/b/elsewhere/t/k/result.jpg") == nil)
+        #expect(presigned.key(of: "http://127.0.0.1:50051/outputs/t/k/result.jpg") == nil)
+        let published = S3ResultStorage(
+            location: S3Location(bucket: "b", prefix: ""),
+            settings: S3Settings(credentials: credentials, publicURL: "https://cdn.example"), http: CurlHTTPClient())
+        #expect(published.key(of: "https://cdn.example/t/k/result.jpg") == "t/k/result.jpg")
+        #expect(published.key(of: "https://cdn.example.evil/t/k/result.jpg") == nil)
+    }
+
     @Test func errorBodiesGiveTheProvidersCode() {
         let body = Array(
             """

@@ -134,6 +134,25 @@ private final class SleepRecorder: Sendable {
         #expect(first.contentType == "image/webp")
     }
 
+    @Test func deletingRemovesTheFileAndTheTasksEmptyFolder() async throws {
+        let directory = "/tmp/swapline-storage-test-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let storage = LocalResultStorage(directory: directory, publicBaseURL: "http://public.example")
+        let file = Self.file([1], format: "jpg")
+        defer { try? FileManager.default.removeItem(atPath: file.path) }
+        let first = try await storage.store(file, taskID: "task_1")
+        let second = try await storage.store(file, taskID: "task_1")
+        // The server may know itself by another name than the workers' public URL.
+        #expect(try await storage.delete(url: first.replacingOccurrences(of: "http://public.example", with: "http://127.0.0.1:1")))
+        #expect(FileManager.default.fileExists(atPath: "\(directory)/task_1"))
+        #expect(try await storage.delete(url: second))
+        #expect(!FileManager.default.fileExists(atPath: "\(directory)/task_1"))
+        #expect(try await storage.delete(url: second), "already gone counts as deleted")
+        for foreign in ["http://h/outputs/../etc/passwd", "http://h/outputs/task_1/result.jpg", "https://bucket.s3.example/t/k/result.jpg"] {
+            #expect(try await !storage.delete(url: foreign), "\(foreign)")
+        }
+    }
+
     @Test func storageSpecsParse() throws {
         let http = CurlHTTPClient()
         defer { http.shutdown() }
@@ -150,6 +169,7 @@ private final class SleepRecorder: Sendable {
         func store(_ file: OutputFile, taskID: String) async throws(StorageFailure) -> String {
             throw StorageFailure(provider: providerName, kind: .failed, reason: "HTTP 503 SlowDown after 4 tries")
         }
+        func delete(url: String) async throws(StorageFailure) -> Bool { false }
     }
 
     @Test func theChainFallsBackInOrderAndNamesEveryFailure() async throws {

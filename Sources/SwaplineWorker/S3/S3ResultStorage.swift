@@ -34,6 +34,23 @@ public struct S3ResultStorage: ResultStorage {
         return resultURL(key: key)
     }
 
+    public func delete(url: String) async throws(StorageFailure) -> Bool {
+        guard let key = key(of: url) else { return false }
+        _ = try await send(.delete, key: key, query: "", body: .bytes([]), digests: PayloadDigests.of([]), contentType: nil, what: "DELETE of the object")
+        return true
+    }
+
+    /// The key of an object this storage published at `url` (public or presigned), under its
+    /// prefix; nil for any other URL.
+    func key(of url: String) -> String? {
+        let withoutQuery = String(url.prefix { $0 != "?" })
+        let base = settings.publicURL.map { "\($0)/" } ?? settings.objectURL(bucket: location.bucket, key: "").url
+        guard withoutQuery.hasPrefix(base), let key = withoutQuery.dropFirst(base.count).removingPercentEncoding,
+            location.prefix.isEmpty || key.hasPrefix(location.prefix + "/"), !key.isEmpty
+        else { return nil }
+        return key
+    }
+
     /// The public URL of `key` when a public base URL is configured, a presigned GET otherwise.
     func resultURL(key: String, now: Date = Date()) -> String {
         if let publicURL = settings.publicURL { return "\(publicURL)/\(SigV4.encode(key, keepSlash: true))" }
