@@ -18,24 +18,16 @@ public struct OutputFile: Sendable {
     public var contentType: String { MediaType.forFileExtension(format) }
 }
 
-/// Why a backend did not store a file. Either way the next backend of the chain gets it.
+/// Why a backend did not store (or delete) a file: it refused the file, or failed every try
+/// (down, throttling, refusing our credentials). The next backend of the chain gets the file.
 public struct StorageFailure: Error, Sendable, Equatable, CustomStringConvertible {
-    public enum Kind: Sendable, Equatable {
-        /// The backend does not take this file (too large, a format it cannot hold).
-        case refused
-        /// The backend failed every try: down, throttling, or refusing our credentials.
-        case failed
-    }
-
     public var provider: String
-    public var kind: Kind
     /// What the client may read: the HTTP status and the provider's error code, never
     /// credentials or addresses.
     public var reason: String
 
-    public init(provider: String, kind: Kind, reason: String) {
+    public init(provider: String, reason: String) {
         self.provider = provider
-        self.kind = kind
         self.reason = reason
     }
 
@@ -83,7 +75,7 @@ public struct ResultStorageChain: Sendable {
         }
         if failures.count == 1 { throw failures[0] }
         throw StorageFailure(
-            provider: backends.map(\.providerName).joined(separator: ","), kind: .failed,
+            provider: backends.map(\.providerName).joined(separator: ","),
             reason: failures.map(\.description).joined(separator: "; "))
     }
 }
@@ -118,7 +110,7 @@ public struct LocalResultStorage: ResultStorage {
                 try FileManager.default.moveItem(at: partial, to: folder.appendingPathComponent(name))
             }
         } catch {
-            throw StorageFailure(provider: providerName, kind: .failed, reason: "could not write the file: \(error.localizedDescription)")
+            throw StorageFailure(provider: providerName, reason: "could not write the file: \(error.localizedDescription)")
         }
         return "\(publicBaseURL)/outputs/\(taskID)/\(key)/\(name)"
     }
@@ -139,7 +131,7 @@ public struct LocalResultStorage: ResultStorage {
                 if (try? manager.contentsOfDirectory(atPath: taskFolder.path))?.isEmpty == true { try? manager.removeItem(at: taskFolder) }
             }
         } catch {
-            throw StorageFailure(provider: providerName, kind: .failed, reason: "could not delete \(path): \(error.localizedDescription)")
+            throw StorageFailure(provider: providerName, reason: "could not delete \(path): \(error.localizedDescription)")
         }
         return true
     }

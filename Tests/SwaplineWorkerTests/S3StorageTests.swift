@@ -204,7 +204,7 @@ import Testing
         defer { http.shutdown() }
         let file = LocalResultStorageTests.file([1], format: "jpg")
         defer { try? FileManager.default.removeItem(atPath: file.path) }
-        await #expect(throws: StorageFailure(provider: "s3", kind: .failed, reason: "PUT of the object: HTTP 503 SlowDown after 3 tries")) {
+        await #expect(throws: StorageFailure(provider: "s3", reason: "PUT of the object: HTTP 503 SlowDown after 3 tries")) {
             try await Self.storage(store, http: http).store(file, key: Self.key)
         }
         #expect(store.requests.count == 3)
@@ -224,7 +224,7 @@ import Testing
         defer { http.shutdown() }
         let file = LocalResultStorageTests.file([UInt8](repeating: 7, count: 100 * 1024), format: "jpg")
         defer { try? FileManager.default.removeItem(atPath: file.path) }
-        await #expect(throws: StorageFailure(provider: "s3", kind: .failed, reason: "PUT of part 2: HTTP 403 AccessDenied after 1 try")) {
+        await #expect(throws: StorageFailure(provider: "s3", reason: "PUT of part 2: HTTP 403 AccessDenied after 1 try")) {
             try await Self.storage(store, http: http, threshold: 1024).store(file, key: Self.key)
         }
         let requests = store.requests

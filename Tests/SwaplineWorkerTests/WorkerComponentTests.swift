@@ -167,7 +167,7 @@ private final class SleepRecorder: Sendable {
     struct FailingStorage: ResultStorage {
         var providerName: String
         func store(_ file: OutputFile, taskID: String) async throws(StorageFailure) -> String {
-            throw StorageFailure(provider: providerName, kind: .failed, reason: "HTTP 503 SlowDown after 4 tries")
+            throw StorageFailure(provider: providerName, reason: "HTTP 503 SlowDown after 4 tries")
         }
         func delete(url: String) async throws(StorageFailure) -> Bool { false }
     }
@@ -181,7 +181,7 @@ private final class SleepRecorder: Sendable {
         let stored = try await chain.store(file, taskID: "t")
         #expect(stored.provider == "local" && stored.url.hasPrefix("http://h/outputs/t/"))
         let broken = ResultStorageChain([FailingStorage(providerName: "s3"), FailingStorage(providerName: "images")])
-        await #expect(throws: StorageFailure(provider: "s3,images", kind: .failed, reason: "s3: HTTP 503 SlowDown after 4 tries; images: HTTP 503 SlowDown after 4 tries")) {
+        await #expect(throws: StorageFailure(provider: "s3,images", reason: "s3: HTTP 503 SlowDown after 4 tries; images: HTTP 503 SlowDown after 4 tries")) {
             try await broken.store(file, taskID: "t")
         }
     }

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -238,3 +239,54 @@ def test_s3_flags_out_of_range_are_refused_at_start():
                           capture_output=True, timeout=30, env=env)
     assert done.returncode != 0 and "no shared credentials file at /nonexistent/credentials" in done.stderr.decode(), \
         done.stderr.decode()
+
+
+def test_retention_deletes_the_stored_objects(server_factory, simulator_factory, storage_dir, moto, credentials, tmp_path):
+    """A task completes into the bucket; a restart of its server (same data directory, same
+    storage flags) with a retention shorter than the task's age purges the task at once and
+    deletes its objects, and only those."""
+    sim = simulator_factory()
+    data = tmp_path / "data"
+    first = server_factory("--data", str(data), "--workers", "1", "--engine", sim.url, "--health-interval-ms", "200",
+                           ALLOW_LOCAL_URLS, *s3_flags(moto, "--s3-presign-seconds", "3600"))
+    task = run_task(first, sim)
+    assert task.status == tasks_pb2.TASK_STATUS_COMPLETED, task.error
+    ours = {urllib.parse.urlsplit(url).path[len(f"/{BUCKET}/"):] for url in task.result.outputs.values()}
+    assert len(ours) == 3 and ours <= set(moto.keys())
+    moto.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/unrelated/keep.txt", Body=b"not a task's")
+    first.signal(signal.SIGTERM)
+    assert first.wait(30) == 0
+    time.sleep(1)  # older than the retention below
+
+    second = server_factory("--data", str(data), "--retention-hours", "0.0001", *s3_flags(moto))
+    deadline = time.monotonic() + 30
+    while ours & set(moto.keys()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not ours & set(moto.keys()), second.stderr_tail()
+    assert f"{PREFIX}/unrelated/keep.txt" in moto.keys()
+    stub = tasks_pb2_grpc.TaskServiceStub(second.channel())
+    with pytest.raises(Exception) as gone:
+        stub.GetTask(tasks_pb2.GetTaskRequest(task_id=task.task_id), timeout=10)
+    assert "NOT_FOUND" in str(gone.value)
+
+
+def test_retention_deletes_local_result_files(server_factory, simulator_factory, storage_dir, tmp_path):
+    """The same for `local:` storage: the task's folder under the storage directory goes."""
+    sim = simulator_factory()
+    data = tmp_path / "data"
+    flags = ["--data", str(data), "--storage", f"local:{storage_dir}"]
+    first = server_factory(*flags, "--workers", "1", "--engine", sim.url, "--health-interval-ms", "200", ALLOW_LOCAL_URLS)
+    task = run_task(first, sim)
+    assert task.status == tasks_pb2.TASK_STATUS_COMPLETED, task.error
+    assert task.result.storage_provider == "local" and (storage_dir / task.task_id).is_dir()
+    (storage_dir / "unrelated").mkdir()
+    first.signal(signal.SIGTERM)
+    assert first.wait(30) == 0
+    time.sleep(1)
+
+    second = server_factory(*flags, "--retention-hours", "0.0001")
+    deadline = time.monotonic() + 30
+    while (storage_dir / task.task_id).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not (storage_dir / task.task_id).exists(), second.stderr_tail()
+    assert (storage_dir / "unrelated").is_dir()

@@ -73,7 +73,7 @@ public struct S3ResultStorage: ResultStorage {
             .post, key: key, query: "uploads=", body: .bytes([]), digests: PayloadDigests.of([]), contentType: file.contentType,
             what: "creating the multipart upload")
         guard let uploadID = S3XML.firstValue(of: "UploadId", in: created.body), !uploadID.isEmpty else {
-            throw StorageFailure(provider: providerName, kind: .failed, reason: "creating the multipart upload: no UploadId in the answer")
+            throw StorageFailure(provider: providerName, reason: "creating the multipart upload: no UploadId in the answer")
         }
         let uploadQuery = "uploadId=\(SigV4.encode(uploadID))"
         do throws(StorageFailure) {
@@ -85,7 +85,7 @@ public struct S3ResultStorage: ResultStorage {
             // CompleteMultipartUpload may answer 200 and still fail, with an <Error> body.
             if let error = S3ErrorBody.parse(completed.body) {
                 throw StorageFailure(
-                    provider: providerName, kind: .failed, reason: "completing the multipart upload: HTTP 200 \(error.code)")
+                    provider: providerName, reason: "completing the multipart upload: HTTP 200 \(error.code)")
             }
         } catch {
             await abort(key: key, uploadQuery: uploadQuery)
@@ -113,7 +113,7 @@ public struct S3ResultStorage: ResultStorage {
                             body: .file(FileSlice(path: file.path, offset: offset, length: length)), digests: digests,
                             contentType: nil, what: "PUT of part \(number)")
                         guard let etag = answer.headers["etag"] else {
-                            throw StorageFailure(provider: providerName, kind: .failed, reason: "part \(number): no ETag in the answer")
+                            throw StorageFailure(provider: providerName, reason: "part \(number): no ETag in the answer")
                         }
                         return (number, etag)
                     }
@@ -128,7 +128,7 @@ public struct S3ResultStorage: ResultStorage {
         } catch let failure as StorageFailure {
             throw failure
         } catch {
-            throw StorageFailure(provider: providerName, kind: .failed, reason: "multipart upload interrupted")
+            throw StorageFailure(provider: providerName, reason: "multipart upload interrupted")
         }
     }
 
@@ -150,7 +150,7 @@ public struct S3ResultStorage: ResultStorage {
         do {
             return try await PayloadDigests.of(path: file.path, offset: offset, length: length)
         } catch {
-            throw StorageFailure(provider: providerName, kind: .failed, reason: "could not read the output file")
+            throw StorageFailure(provider: providerName, reason: "could not read the output file")
         }
     }
 
@@ -188,15 +188,15 @@ public struct S3ResultStorage: ResultStorage {
                 if (200..<300).contains(response.status) { return response }
                 outcome = .answered(status: response.status, headers: response.headers, body: response.body)
             } catch {
-                if error == .cancelled { throw StorageFailure(provider: providerName, kind: .failed, reason: "\(what): cancelled") }
+                if error == .cancelled { throw StorageFailure(provider: providerName, reason: "\(what): cancelled") }
                 outcome = .unreachable(error)
             }
             guard outcome.isRetryable, attempt < settings.retry.maxAttempts else {
-                throw StorageFailure(provider: providerName, kind: .failed, reason: "\(what): \(outcome.summary) after \(attempt) \(attempt == 1 ? "try" : "tries")")
+                throw StorageFailure(provider: providerName, reason: "\(what): \(outcome.summary) after \(attempt) \(attempt == 1 ? "try" : "tries")")
             }
             let wait = settings.retry.delay(afterAttempt: attempt, retryAfter: outcome.retryAfter, jitter: Double.random(in: 0..<1))
             do { try await Task.sleep(for: wait) } catch {
-                throw StorageFailure(provider: providerName, kind: .failed, reason: "\(what): cancelled")
+                throw StorageFailure(provider: providerName, reason: "\(what): cancelled")
             }
             attempt += 1
         }
