@@ -24,7 +24,8 @@ let dependencies: [Package.Dependency] = [
     // TLS: the server's own listener (--tls-cert/--tls-key) and the PostgreSQL connections'
     // settings (postgres-nio already builds on it).
     .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
-    // SHA-256 and HMAC for access tokens and result-file URLs (postgres-nio already builds it).
+    // SHA-256 and HMAC for access tokens, result-file URLs and S3 request signing (postgres-nio
+    // already builds it).
     .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
 ]
 
@@ -90,7 +91,7 @@ let swiftTargets: [Target] = [
         swiftSettings: swiftSettings),
     // The task consumer: processors, FaceFusion engines, result storage.
     .target(
-        name: "SwaplineWorker", dependencies: ["SwaplineClient", "CurlHTTP", "SwaplineCore", "SwaplineMessages", "RPCCore", logging],
+        name: "SwaplineWorker", dependencies: ["SwaplineClient", "CurlHTTP", "SwaplineCore", "SwaplineMessages", "RPCCore", logging, crypto],
         swiftSettings: swiftSettings),
     // Test doubles shared by test targets; never linked into the product.
     .target(

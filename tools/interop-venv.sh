@@ -2,8 +2,9 @@
 # Creates (idempotently) the Python venv that the interop suite runs in: tests/.venv with the
 # stock grpcio client, grpcio-tools (stubs are generated from proto/ at test time), pytest,
 # hyper-h2 for raw HTTP/2 frame tests, and for the REST shim httpx (HTTP/1.1 and HTTP/2),
-# openapi-spec-validator and schemathesis, Pillow (FaceFusion simulator and worker tests), and
-# psycopg 3 for the PostgreSQL test databases (tests/interop/conftest.py).
+# openapi-spec-validator and schemathesis, Pillow (FaceFusion simulator and worker tests),
+# psycopg 3 for the PostgreSQL test databases (tests/interop/conftest.py), and moto's S3 server
+# (with boto3) for the S3 storage tests.
 # Prints the venv's python path on the last line.
 set -euo pipefail
 
@@ -25,12 +26,13 @@ requirements=(
     "schemathesis>=4,<5"
     "pillow>=10,<14"
     "psycopg[binary]>=3.1,<4"
+    "moto[server]>=5.1,<6"
 )
 stamp="$venv/.swapline-requirements"
 wanted="$(printf '%s\n' "${requirements[@]}")"
 
 if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]] \
-    && "$venv/bin/python" -c 'import grpc, grpc_tools, pytest, h2, pytest_timeout, xdist, httpx, openapi_spec_validator, schemathesis, PIL, psycopg' 2>/dev/null; then
+    && "$venv/bin/python" -c 'import grpc, grpc_tools, pytest, h2, pytest_timeout, xdist, httpx, openapi_spec_validator, schemathesis, PIL, psycopg, moto.server, boto3' 2>/dev/null; then
     echo "$venv/bin/python"
     exit 0
 fi

@@ -27,7 +27,7 @@ static inline CURLcode swapline_curl_getinfo_long(CURL *handle, CURLINFO info, l
 static inline CURLcode swapline_curl_getinfo_double(CURL *handle, CURLINFO info, double *value) {
     return curl_easy_getinfo(handle, info, value);
 }
-/* Write and header callbacks share curl_write_callback's signature. */
+/* Write, header and read callbacks share curl_write_callback's signature. */
 static inline CURLcode swapline_curl_setopt_callback(CURL *handle, CURLoption option, curl_write_callback value) {
     return curl_easy_setopt(handle, option, value);
 }

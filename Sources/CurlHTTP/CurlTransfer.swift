@@ -1,5 +1,11 @@
 import CCurl
 
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
+
 /// One request on its curl easy handle. Created by the caller, then touched only on the curl
 /// thread (start, callbacks, completion), which is what makes the unchecked Sendable sound.
 final class CurlTransfer: @unchecked Sendable {
@@ -16,6 +22,9 @@ final class CurlTransfer: @unchecked Sendable {
     /// Addresses curl tried that pinning refused, for the error.
     private var refusedPeers: [String] = []
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
+    /// The open body file of an upload and how many of its bytes are still to be sent.
+    private var uploadFile: UnsafeMutablePointer<FILE>?
+    private var uploadRemaining: Int64 = 0
 
     private var status = 0
     private var headers = HTTPHeaders()
@@ -37,6 +46,7 @@ final class CurlTransfer: @unchecked Sendable {
         curl_slist_free_all(resolveList)
         curl_slist_free_all(headerList)
         curl_slist_free_all(connectToList)
+        if let uploadFile { fclose(uploadFile) }
         errorBuffer.deallocate()
     }
 
@@ -91,16 +101,29 @@ final class CurlTransfer: @unchecked Sendable {
         case .put, .delete:
             set(swapline_curl_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.method.rawValue))
         }
-        if request.method != .get {
+        if let slice = request.bodyFile {
+            guard request.method == .put, let file = fopen(slice.path, "rb"), fseeko(file, off_t(slice.offset), SEEK_SET) == 0 else {
+                fail(.transport("cannot read the body file \(slice.path) (\(request.method.rawValue))"))
+                return nil
+            }
+            uploadFile = file
+            uploadRemaining = slice.length
+            set(swapline_curl_setopt_long(easy, CURLOPT_UPLOAD, 1))
+            set(swapline_curl_setopt_off(easy, CURLOPT_INFILESIZE_LARGE, curl_off_t(slice.length)))
+            set(swapline_curl_setopt_callback(easy, CURLOPT_READFUNCTION, curlReadCallback))
+            set(swapline_curl_setopt_ptr(easy, CURLOPT_READDATA, context))
+        } else if request.method != .get {
             set(swapline_curl_setopt_off(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.count)))
             // COPYPOSTFIELDS lets curl own the bytes, so nothing here must outlive the call.
             request.body.withUnsafeBytes { bytes in
                 set(swapline_curl_setopt_ptr(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: bytes.baseAddress ?? UnsafeRawPointer(errorBuffer))))
             }
         }
-        // An empty "Expect:" stops curl's 100-continue round trip on large HTTP/1.1 bodies.
+        // An empty "Expect:" stops curl's 100-continue round trip on large HTTP/1.1 bodies. Not
+        // on SigV4-signed requests: libcurl 7.88 signs that empty header, which it then does not
+        // send, so the store's signature would differ (and S3 answers 100-continue anyway).
         var lines = request.headers.map { "\($0.name): \($0.value)" }
-        if request.method != .get { lines.append("Expect:") }
+        if request.method != .get, request.awsSigV4 == nil { lines.append("Expect:") }
         for line in lines { headerList = curl_slist_append(headerList, line) }
         set(swapline_curl_setopt_ptr(easy, CURLOPT_HTTPHEADER, headerList))
         set(swapline_curl_setopt_callback(easy, CURLOPT_WRITEFUNCTION, curlBodyCallback))
@@ -115,6 +138,11 @@ final class CurlTransfer: @unchecked Sendable {
         if let limit = request.lowSpeedLimit {
             set(swapline_curl_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, max(1, limit.bytesPerSecond)))
             set(swapline_curl_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, max(1, Self.milliseconds(limit.duration) / 1000)))
+        }
+        if let signing = request.awsSigV4 {
+            set(swapline_curl_setopt_string(easy, CURLOPT_AWS_SIGV4, signing.parameters))
+            set(swapline_curl_setopt_string(easy, CURLOPT_USERNAME, signing.accessKeyID))
+            set(swapline_curl_setopt_string(easy, CURLOPT_PASSWORD, signing.secretAccessKey))
         }
         if let pinning = request.pinning {
             guard pin(pinning, easy: easy, context: context, set: set) else { return nil }
@@ -224,6 +252,17 @@ final class CurlTransfer: @unchecked Sendable {
         return true
     }
 
+    /// Fills curl's upload buffer from the body file; 0 at its end. A file that ends early
+    /// aborts the transfer rather than sending fewer bytes than announced.
+    fileprivate func sendBody(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        guard let uploadFile, uploadRemaining > 0 else { return 0 }
+        let wanted = Int(min(Int64(buffer.count), uploadRemaining))
+        let read = fread(buffer.baseAddress, 1, wanted, uploadFile)
+        guard read > 0 else { return Int(CURL_READFUNC_ABORT) }
+        uploadRemaining -= Int64(read)
+        return read
+    }
+
     private func deliverHead() {
         guard !headDelivered else { return }
         headDelivered = true
@@ -273,6 +312,11 @@ private let curlBodyCallback: curl_write_callback = { data, size, count, context
     let transfer = Unmanaged<CurlTransfer>.fromOpaque(context!).takeUnretainedValue()
     let length = size * count
     return transfer.receiveBody(UnsafeRawBufferPointer(start: data, count: length)) ? length : 0
+}
+
+private let curlReadCallback: curl_write_callback = { data, size, count, context in
+    let transfer = Unmanaged<CurlTransfer>.fromOpaque(context!).takeUnretainedValue()
+    return transfer.sendBody(into: UnsafeMutableRawBufferPointer(start: data, count: size * count))
 }
 
 private let curlOpenSocketCallback: curl_opensocket_callback = { context, _, address in

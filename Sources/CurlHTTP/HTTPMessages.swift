@@ -64,6 +64,13 @@ public struct HTTPRequest: Sendable {
     public var proxy: ProxySetting = .fromEnvironment
     /// Gives up on a peer that sends slower than this (CURLOPT_LOW_SPEED_LIMIT/TIME).
     public var lowSpeedLimit: LowSpeedLimit?
+    /// A PUT body read from this part of a file while it is sent (`body` is then ignored), so
+    /// a large upload never sits in memory.
+    public var bodyFile: FileSlice?
+    /// Signs the request with AWS Signature Version 4 (libcurl's CURLOPT_AWS_SIGV4). The
+    /// payload hash is whatever the request's `x-amz-content-sha256` header says, so a caller
+    /// that wants the signature to cover the body sets that header to the body's SHA-256.
+    public var awsSigV4: AWSSigV4?
 
     public init(
         method: Method = .get, url: String, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = [],
@@ -112,6 +119,33 @@ public enum ProxySetting: Sendable, Equatable {
     case none
     /// This proxy URL.
     case url(String)
+}
+
+/// `length` bytes of the file at `path`, from byte `offset` on.
+public struct FileSlice: Sendable, Equatable {
+    public var path: String
+    public var offset: Int64
+    public var length: Int64
+
+    public init(path: String, offset: Int64 = 0, length: Int64) {
+        self.path = path
+        self.offset = offset
+        self.length = length
+    }
+}
+
+/// What libcurl needs to sign a request with AWS SigV4.
+public struct AWSSigV4: Sendable, Equatable {
+    /// CURLOPT_AWS_SIGV4's `provider1:provider2:region:service`, e.g. "aws:amz:us-east-1:s3".
+    public var parameters: String
+    public var accessKeyID: String
+    public var secretAccessKey: String
+
+    public init(parameters: String, accessKeyID: String, secretAccessKey: String) {
+        self.parameters = parameters
+        self.accessKeyID = accessKeyID
+        self.secretAccessKey = secretAccessKey
+    }
 }
 
 /// A transfer slower than `bytesPerSecond` for `duration` fails with `timedOut`.

@@ -106,16 +106,16 @@ public final class InMemoryTaskQueue: TaskQueue {
         completion(.success(changed.count))
     }
 
-    public func purgeFinished(changedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<[String]>) {
-        let purged: [String] = state.withLock { state in
-            var purged: [String] = []
+    public func purgeFinished(changedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<[TaskRecord]>) {
+        let purged: [TaskRecord] = state.withLock { state in
+            var purged: [TaskRecord] = []
             while purged.count < limit, let entry = state.finishedByAge.top, entry.updatedAtMs < cutoffMs {
                 state.finishedByAge.pop()
                 guard let task = state.tasks[entry.taskID], task.updatedAtMs == entry.updatedAtMs,
                     TaskRules.isPurgeable(task, changedBeforeMs: cutoffMs)
                 else { continue }
                 state.forget(task)
-                purged.append(task.taskID)
+                purged.append(task)
             }
             return purged
         }

@@ -51,8 +51,9 @@ public protocol TaskQueue: Sendable {
     func expireLeases(limit: Int, completion: @escaping Completion<Int>)
 
     /// Deletes up to `limit` finished tasks unchanged since `cutoffMs`
-    /// (`TaskRules.isPurgeable`), oldest first, and reports their ids.
-    func purgeFinished(changedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<[String]>)
+    /// (`TaskRules.isPurgeable`), oldest first, and reports them as they were (their results
+    /// name the stored files that go with them).
+    func purgeFinished(changedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<[TaskRecord]>)
 
     /// The stored task, or `nil`.
     func task(id: String, completion: @escaping Completion<TaskRecord?>)

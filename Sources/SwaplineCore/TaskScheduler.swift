@@ -225,12 +225,10 @@ public final class TaskScheduler: Sendable {
     }
 
     /// Deletes up to `limit` finished (COMPLETED, FAILED, CANCELLED) tasks that have not
-    /// changed for `ageMs`, oldest first, and reports how many went; fewer than `limit` means
-    /// none of that age is left.
-    public func purgeFinishedTasks(olderThanMs ageMs: Int64, limit: Int, completion: @escaping Completion<Int>) {
-        queue.purgeFinished(changedBeforeMs: clock.nowMs() - ageMs, limit: limit) { result in
-            completion(result.map(\.count))
-        }
+    /// changed for `ageMs`, oldest first, and reports the tasks that went; fewer than `limit`
+    /// means none of that age is left.
+    public func purgeFinishedTasks(olderThanMs ageMs: Int64, limit: Int, completion: @escaping Completion<[TaskRecord]>) {
+        queue.purgeFinished(changedBeforeMs: clock.nowMs() - ageMs, limit: limit, completion: completion)
     }
 
     /// For backends whose change feed can miss a change: reads every watched task again and

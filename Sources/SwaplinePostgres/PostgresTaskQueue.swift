@@ -275,7 +275,7 @@ public final class PostgresTaskQueue: TaskTransfer {
         }
     }
 
-    public func purgeFinished(changedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<[String]>) {
+    public func purgeFinished(changedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<[TaskRecord]>) {
         submit(completion) { [logger] connection in
             let finished = try await PostgresTaskRows.records(
                 connection.query(
@@ -284,11 +284,12 @@ public final class PostgresTaskQueue: TaskTransfer {
                     WHERE state IN ('COMPLETED', 'FAILED', 'CANCELLED') AND updated_at < \(cutoffMs)
                     ORDER BY updated_at LIMIT \(limit) FOR UPDATE SKIP LOCKED
                     """, logger: logger))
-            let ids = finished.filter { TaskRules.isPurgeable($0, changedBeforeMs: cutoffMs) }.map(\.taskID)
+            let purgeable = finished.filter { TaskRules.isPurgeable($0, changedBeforeMs: cutoffMs) }
+            let ids = purgeable.map(\.taskID)
             if !ids.isEmpty {
                 try await connection.query("DELETE FROM swapline_tasks WHERE task_id = ANY(\(ids)::text[])", logger: logger)
             }
-            return .success(ids)
+            return .success(purgeable)
         }
     }
 

@@ -117,7 +117,8 @@ public final class RunningServer: Sendable {
     ) {
         let ageMs = configuration.finishedTaskRetention.nanoseconds / 1_000_000
         scheduler.purgeFinishedTasks(olderThanMs: ageMs, limit: configuration.retentionBatchSize) { result in
-            switch result {
+            if case .success(let purged) = result, !purged.isEmpty { configuration.onPurged?(purged) }
+            switch result.map(\.count) {
             case .success(let count) where count == configuration.retentionBatchSize:
                 loop.execute {
                     purgeFinishedTasks(

@@ -34,6 +34,8 @@ public struct ServerConfiguration: Sendable {
     /// `retentionBatchSize` until none is left, so a backlog never holds the store for long.
     public var retentionSweepInterval: TimeAmount = .seconds(60)
     public var retentionBatchSize = 500
+    /// Hears of every task retention deleted, to delete its stored result files too.
+    public var onPurged: (@Sendable ([TaskRecord]) -> Void)?
     /// Bearer tokens and their roles; empty turns access control off (`docs/security.md`).
     public var accessTokens = AccessTokens()
     /// Serve without tokens on an address other than loopback (`--insecure`); otherwise such a

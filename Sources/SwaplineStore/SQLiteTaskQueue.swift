@@ -157,12 +157,12 @@ public final class SQLiteTaskQueue: TaskTransfer {
         }
     }
 
-    public func purgeFinished(changedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<[String]>) {
+    public func purgeFinished(changedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<[TaskRecord]>) {
         enqueue(completion, deletes: true) { database throws(SQLiteError) in
             let purgeable = try database.reads.finished(changedBeforeMs: cutoffMs, limit: limit)
                 .filter { TaskRules.isPurgeable($0, changedBeforeMs: cutoffMs) }
             for task in purgeable { try database.delete(taskID: task.taskID) }
-            return (.success(purgeable.map(\.taskID)), [])
+            return (.success(purgeable), [])
         }
     }
 

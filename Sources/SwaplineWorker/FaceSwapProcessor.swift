@@ -44,7 +44,7 @@ public struct TaskFailure: Error, Sendable, Equatable, CustomStringConvertible {
 
 /// `face_swap`: the inputs fetched from the client's URLs under the URL policy, health check,
 /// FaceFusion `/process` with retries on those files, download of every output from the
-/// engine's own host, concurrent upload to storage.
+/// engine's own host into temporary files, concurrent upload to the storage chain.
 public struct FaceSwapProcessor: TaskProcessor {
     public var workflow: String { "face_swap" }
     let engines: EnginePool
@@ -53,7 +53,7 @@ public struct FaceSwapProcessor: TaskProcessor {
     let inputs: ClientURLFetcher
     /// Downloads the engine's outputs.
     let http: CurlHTTPClient
-    let storage: any ResultStorage
+    let storage: ResultStorageChain
     let retry: RetryPolicy
     /// Largest output file accepted.
     let maxOutputBytes: Int
@@ -62,7 +62,7 @@ public struct FaceSwapProcessor: TaskProcessor {
     let engineOutputDirectory: String?
 
     public init(
-        engines: EnginePool, faceFusion: FaceFusionClient, inputs: ClientURLFetcher, http: CurlHTTPClient, storage: any ResultStorage,
+        engines: EnginePool, faceFusion: FaceFusionClient, inputs: ClientURLFetcher, http: CurlHTTPClient, storage: ResultStorageChain,
         retry: RetryPolicy = RetryPolicy(), maxOutputBytes: Int = 100 * 1024 * 1024, engineOutputDirectory: String? = nil
     ) {
         self.engines = engines
@@ -102,15 +102,27 @@ public struct FaceSwapProcessor: TaskProcessor {
         await progress.report(0.7, "download")
         var sources = ["jpg": output.outputPath]
         for (format, url) in output.extraOutputs { sources[format] = url }
-        let outputs = try await download(sources, from: engine)
+        let downloads = try await DownloadDirectory.create()
+        defer { downloads.remove() }
+        let outputs = try await download(sources, from: engine, into: downloads)
 
         await progress.report(0.85, "upload")
-        let urls = try await upload(outputs, taskID: task.taskID)
+        let stored = try await upload(outputs, taskID: task.taskID)
         let processingTime = started.duration(to: .now)
         return Swapline_V1_TaskResult(
-            outputURL: urls["jpg"] ?? urls.values.first ?? "", outputs: urls,
+            outputURL: stored["jpg"]?.url ?? stored.values.first?.url ?? "", outputs: stored.mapValues(\.url),
             processingTime: Double(processingTime.components.seconds) + Double(processingTime.components.attoseconds) / 1e18,
-            jobID: output.jobID, storageProvider: storage.providerName)
+            jobID: output.jobID, storageProvider: Self.providerSummary(stored))
+    }
+
+    /// `storage_provider`: the one provider that stored every output, or, when the chain fell
+    /// back for some, `format:provider` per output (e.g. "gif:local,jpg:s3"); just the providers
+    /// ("local,s3") when that list would pass the field's size limit.
+    static func providerSummary(_ stored: [String: StoredFile]) -> String {
+        let providers = Set(stored.values.map(\.provider))
+        if providers.count <= 1 { return providers.first ?? "" }
+        let perOutput = stored.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value.provider)" }.joined(separator: ",")
+        return perOutput.utf8.count <= MessageLimits.nameBytes ? perOutput : providers.sorted().joined(separator: ",")
     }
 
     /// Source and target at once, each through the URL policy.
@@ -142,7 +154,7 @@ public struct FaceSwapProcessor: TaskProcessor {
             stage: "health", reason: "no healthy FaceFusion engine", detail: problems.isEmpty ? nil : problems.joined(separator: "; "))
     }
 
-    private func download(_ sources: [String: String], from engine: String) async throws(TaskFailure) -> [OutputFile] {
+    private func download(_ sources: [String: String], from engine: String, into downloads: DownloadDirectory) async throws(TaskFailure) -> [OutputFile] {
         // The engine is trusted to name its own files, not to send the worker elsewhere.
         let engineURL = try? CheckedURL.parse(engine).get()
         for url in sources.values {
@@ -155,7 +167,7 @@ public struct FaceSwapProcessor: TaskProcessor {
         do {
             return try await withThrowingTaskGroup(of: OutputFile.self) { group in
                 for (format, url) in sources {
-                    group.addTask { OutputFile(format: Self.fileExtension(of: url) ?? format, bytes: try await fetch(url, from: engine)) }
+                    group.addTask { try await fetch(url, format: Self.fileExtension(of: url) ?? format, from: engine, into: downloads) }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
@@ -166,28 +178,45 @@ public struct FaceSwapProcessor: TaskProcessor {
         }
     }
 
-    private func fetch(_ url: String, from engine: String) async throws -> [UInt8] {
+    /// The output at `url` as a file: the engine's own file when it runs on this machine,
+    /// otherwise downloaded into `downloads`, written as it arrives.
+    private func fetch(_ url: String, format: String, from engine: String, into downloads: DownloadDirectory) async throws -> OutputFile {
+        let maxOutputBytes = self.maxOutputBytes
         if let directory = engineOutputDirectory, url.hasPrefix(engine + "/outputs/") {
             let relative = String(url.dropFirst((engine + "/outputs/").count))
             guard !relative.split(separator: "/").contains("..") else { throw DownloadError(url: url, reason: "path escapes the output directory") }
             let path = URL(fileURLWithPath: directory).appendingPathComponent(relative).path
-            let maxOutputBytes = self.maxOutputBytes
-            return try await BlockingIO.run {
-                let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-                guard size <= maxOutputBytes else { throw DownloadError(url: url, reason: "larger than \(maxOutputBytes) bytes") }
-                return Array(try Data(contentsOf: URL(fileURLWithPath: path)))
-            }
+            let size = try await BlockingIO.run { (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0 }
+            guard size <= maxOutputBytes else { throw DownloadError(url: url, reason: "larger than \(maxOutputBytes) bytes") }
+            return OutputFile(format: format, path: path, size: Int64(size))
         }
-        // Redirects are not followed: an output is where the engine said it is.
-        let response = try await http.execute(HTTPRequest(url: url, maxResponseBytes: maxOutputBytes))
-        guard response.status == 200 else { throw DownloadError(url: url, reason: "HTTP \(response.status)") }
-        return response.body
+        let path = downloads.path(for: format)
+        let writer = try await BufferedFileWriter.create(path)
+        do {
+            // Redirects are not followed: an output is where the engine said it is.
+            for try await part in http.stream(HTTPRequest(url: url, maxResponseBytes: maxOutputBytes)) {
+                switch part {
+                case .head(let head):
+                    guard head.status == 200 else { throw DownloadError(url: url, reason: "HTTP \(head.status)") }
+                case .body(let bytes): try await writer.write(bytes)
+                case .trailers: break
+                }
+            }
+            let size = try await writer.close()
+            return OutputFile(format: format, path: path, size: size)
+        } catch {
+            _ = try? await writer.close()
+            if let error = error as? HTTPClientError, case .responseTooLarge = error {
+                throw DownloadError(url: url, reason: "larger than \(maxOutputBytes) bytes")
+            }
+            throw error
+        }
     }
 
-    private func upload(_ files: [OutputFile], taskID: String) async throws(TaskFailure) -> [String: String] {
+    private func upload(_ files: [OutputFile], taskID: String) async throws(TaskFailure) -> [String: StoredFile] {
         let storage = self.storage
         do {
-            return try await withThrowingTaskGroup(of: (String, String).self) { group in
+            return try await withThrowingTaskGroup(of: (String, StoredFile).self) { group in
                 for file in files { group.addTask { (file.format, try await storage.store(file, taskID: taskID)) } }
                 return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
             }

@@ -159,6 +159,7 @@ struct Serve: AsyncParsableCommand {
         configuration.outputsDirectory = localOutputsDirectory
         httpAccess.apply(to: &configuration)
         configuration.finishedTaskRetention = .milliseconds(Int64(retentionHours * 3_600_000))
+        configuration.onPurged = try workerOptions.resultCleaner(defaultStorage: "local:\(data)/outputs", logger: logger)
         if let tlsCert, let tlsKey {
             configuration.tls = try loadTLS(certificateFile: tlsCert, privateKeyFile: tlsKey, logger: logger)
             // In-process workers must be able to verify the server: refuse now rather than after binding.
@@ -225,8 +226,8 @@ struct Serve: AsyncParsableCommand {
 
     /// The directory of `local:` result storage, which the server serves at `/outputs/`.
     private var localOutputsDirectory: String {
-        let spec = workerOptions.storage ?? "local:\(data)/outputs"
-        return spec.hasPrefix("local:") ? String(spec.dropFirst("local:".count)) : "\(data)/outputs"
+        let spec = workerOptions.storage.first { $0.hasPrefix("local:") } ?? "local:\(data)/outputs"
+        return String(spec.dropFirst("local:".count))
     }
 
     /// The queue backend `--store` names.

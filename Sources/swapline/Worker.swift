@@ -12,8 +12,10 @@ struct WorkerOptions: ParsableArguments {
     @Option(name: .customLong("engine"), help: "FaceFusion engine base URL, e.g. http://127.0.0.1:8000; repeat for several.")
     var engines: [String] = []
 
-    @Option(help: "Where outputs are stored: local:DIR (default: local:<data dir>/outputs).")
-    var storage: String?
+    @Option(help: "Where outputs are stored: local:DIR or s3://BUCKET[/PREFIX] (default: local:<data dir>/outputs). Repeat for fallbacks, tried in order when one refuses a file or fails (docs/storage.md).")
+    var storage: [String] = []
+
+    @OptionGroup(title: "S3 storage") var s3: S3StorageOptions
 
     @Option(help: "FaceFusion's output directory when it runs on this machine: outputs are read from it instead of downloaded.")
     var engineOutputDir: String?
@@ -48,6 +50,13 @@ struct WorkerOptions: ParsableArguments {
         try FlagRange.check(maxInputBytes, "--max-input-bytes", in: 1...Int.max)
     }
 
+    /// The `--storage` backends in their order (`defaultStorage` when none is given).
+    func storageChain(publicBaseURL: String, defaultStorage: String, http: CurlHTTPClient) throws -> ResultStorageChain {
+        let specs = storage.isEmpty ? [defaultStorage] : storage
+        let s3Settings = try s3.settings(for: specs, environment: ProcessInfo.processInfo.environment)
+        return ResultStorageChain(try specs.map { try ResultStorageSpec.make($0, publicBaseURL: publicBaseURL, s3: s3Settings, http: http) })
+    }
+
     /// A consumer of `serverURL` (an `https://` one verified against `caFile`, or the system's
     /// trust store without it; reached at `connectTo` when given) whose stored outputs are
     /// published under `publicBaseURL`, fetching the tasks' URLs under `urlPolicy`.
@@ -69,7 +78,7 @@ struct WorkerOptions: ParsableArguments {
         let inputs = ClientURLFetcher(http: CurlHTTPClient(), configuration: fetching)
         let processor = FaceSwapProcessor(
             engines: engines, faceFusion: faceFusion, inputs: inputs, http: http,
-            storage: try ResultStorageSpec.make(storage ?? defaultStorage, publicBaseURL: publicBaseURL),
+            storage: try storageChain(publicBaseURL: publicBaseURL, defaultStorage: defaultStorage, http: http),
             retry: RetryPolicy(baseDelay: .milliseconds(retryBaseMs)), maxOutputBytes: maxOutputBytes,
             engineOutputDirectory: engineOutputDir)
         var configuration = ConsumerConfiguration()

@@ -214,12 +214,12 @@ import Testing
         let running = try scheduler.create().get()
         time.advance(ms: 5)  // cutoff 10 ms ago: between `older` and `recent`
 
-        let purged = Collected<Result<Int, TaskError>>()
+        let purged = Collected<Result<[TaskRecord], TaskError>>()
         scheduler.purgeFinishedTasks(olderThanMs: 10, limit: 1) { purged.append($0) }
-        #expect(try purged.last?.get() == 1)
+        #expect(try purged.last?.get().map(\.taskID) == [oldest.taskID])
         #expect(scheduler.get(oldest.taskID) == nil && scheduler.get(older.taskID) != nil)
         scheduler.purgeFinishedTasks(olderThanMs: 10, limit: 10) { purged.append($0) }
-        #expect(try purged.last?.get() == 1)
+        #expect(try purged.last?.get().map(\.taskID) == [older.taskID])
         #expect(scheduler.get(older.taskID) == nil)
         #expect(scheduler.get(recent.taskID) != nil && scheduler.get(running.taskID) != nil)
         // The key of a purged task is free again.

@@ -79,7 +79,7 @@ final class ControlledQueue: TaskQueue {
         inner.handBack(taskID: taskID, leaseID: leaseID, completion: completion)
     }
     func expireLeases(limit: Int, completion: @escaping Completion<Int>) { inner.expireLeases(limit: limit, completion: completion) }
-    func purgeFinished(changedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<[String]>) {
+    func purgeFinished(changedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<[TaskRecord]>) {
         inner.purgeFinished(changedBeforeMs: cutoffMs, limit: limit, completion: completion)
     }
     func task(id: String, completion: @escaping Completion<TaskRecord?>) { inner.task(id: id, completion: completion) }

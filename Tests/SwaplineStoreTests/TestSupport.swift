@@ -61,8 +61,11 @@ extension TaskQueue {
         await withCheckedContinuation { done in expireLeases(limit: limit) { done.resume(returning: $0) } }
     }
 
+    /// The ids of the purged tasks.
     func purgeFinished(before cutoffMs: Int64, limit: Int) async -> Result<[String], TaskError> {
-        await withCheckedContinuation { done in purgeFinished(changedBeforeMs: cutoffMs, limit: limit) { done.resume(returning: $0) } }
+        await withCheckedContinuation { done in
+            purgeFinished(changedBeforeMs: cutoffMs, limit: limit) { done.resume(returning: $0.map { $0.map(\.taskID) }) }
+        }
     }
 
     func task(id: String) async -> Result<TaskRecord?, TaskError> {

@@ -225,7 +225,9 @@ private func fetchError(_ fetcher: ClientURLFetcher, _ url: String) async -> Cli
         return FaceSwapProcessor(
             engines: pool ?? engines, faceFusion: FaceFusionClient(http: http),
             inputs: ClientURLFetcher(http: http, configuration: configuration), http: http,
-            storage: LocalResultStorage(directory: NSTemporaryDirectory() + "swapline-test-\(UUID().uuidString)", publicBaseURL: "http://h"),
+            storage: ResultStorageChain([
+                LocalResultStorage(directory: NSTemporaryDirectory() + "swapline-test-\(UUID().uuidString)", publicBaseURL: "http://h")
+            ]),
             retry: RetryPolicy(maxAttempts: 1, baseDelay: .milliseconds(1)))
     }
 

@@ -110,24 +110,89 @@ private final class SleepRecorder: Sendable {
 }
 
 @Suite struct LocalResultStorageTests {
+    /// A file holding `bytes`, removed by the caller.
+    static func file(_ bytes: [UInt8], format: String = "webp") -> OutputFile {
+        let path = NSTemporaryDirectory() + "swapline-output-\(UUID().uuidString).\(format)"
+        precondition(FileManager.default.createFile(atPath: path, contents: Data(bytes)), "cannot write \(path)")
+        return OutputFile(format: format, path: path, size: Int64(bytes.count))
+    }
+
     @Test func storesUnderTaskIDAndAnUnguessableKeyWithAPublicURL() async throws {
         let directory = "/tmp/swapline-storage-test-\(UInt32.random(in: 0...UInt32.max))"
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let storage = LocalResultStorage(directory: directory, publicBaseURL: "http://127.0.0.1:50051/")
-        let url = try await storage.store(OutputFile(format: "webp", bytes: [1, 2, 3]), taskID: "task_1")
+        let first = Self.file([1, 2, 3])
+        defer { try? FileManager.default.removeItem(atPath: first.path) }
+        let url = try await storage.store(first, taskID: "task_1")
         let prefix = "http://127.0.0.1:50051/outputs/task_1/"
         #expect(url.hasPrefix(prefix) && url.hasSuffix("/result.webp"))
         let key = url.dropFirst(prefix.count).dropLast("/result.webp".count)
         #expect(key.count == 32 && key.allSatisfy(\.isHexDigit))
         #expect(FileManager.default.contents(atPath: "\(directory)/task_1/\(key)/result.webp") == Data([1, 2, 3]))
-        let again = try await storage.store(OutputFile(format: "webp", bytes: [4]), taskID: "task_1")
+        let again = try await storage.store(first, taskID: "task_1")
         #expect(again != url)
-        #expect(OutputFile(format: "webp", bytes: []).contentType == "image/webp")
+        #expect(first.contentType == "image/webp")
     }
 
-    @Test func onlyLocalStorageSpecsParse() throws {
-        #expect(try ResultStorageSpec.make("local:/tmp/x", publicBaseURL: "http://h").providerName == "local")
-        #expect(throws: StorageSpecError.self) { try ResultStorageSpec.make("gcs:bucket", publicBaseURL: "http://h") }
+    @Test func deletingRemovesTheFileAndTheTasksEmptyFolder() async throws {
+        let directory = "/tmp/swapline-storage-test-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let storage = LocalResultStorage(directory: directory, publicBaseURL: "http://public.example")
+        let file = Self.file([1], format: "jpg")
+        defer { try? FileManager.default.removeItem(atPath: file.path) }
+        let first = try await storage.store(file, taskID: "task_1")
+        let second = try await storage.store(file, taskID: "task_1")
+        // The server may know itself by another name than the workers' public URL.
+        #expect(try await storage.delete(url: first.replacingOccurrences(of: "http://public.example", with: "http://127.0.0.1:1")))
+        #expect(FileManager.default.fileExists(atPath: "\(directory)/task_1"))
+        #expect(try await storage.delete(url: second))
+        #expect(!FileManager.default.fileExists(atPath: "\(directory)/task_1"))
+        #expect(try await storage.delete(url: second), "already gone counts as deleted")
+        for foreign in ["http://h/outputs/../etc/passwd", "http://h/outputs/task_1/result.jpg", "https://bucket.s3.example/t/k/result.jpg"] {
+            #expect(try await !storage.delete(url: foreign), "\(foreign)")
+        }
+    }
+
+    @Test func storageSpecsParse() throws {
+        let http = CurlHTTPClient()
+        defer { http.shutdown() }
+        let s3 = S3Settings(credentials: AWSCredentials(accessKeyID: "a", secretAccessKey: "b"))
+        #expect(try ResultStorageSpec.make("local:/tmp/x", publicBaseURL: "http://h", s3: nil, http: http).providerName == "local")
+        #expect(try ResultStorageSpec.make("s3://bucket/p", publicBaseURL: "http://h", s3: s3, http: http).providerName == "s3")
+        #expect(throws: StorageSpecError.self) { try ResultStorageSpec.make("gcs:bucket", publicBaseURL: "http://h", s3: s3, http: http) }
+        #expect(throws: StorageSpecError.self) { try ResultStorageSpec.make("s3://bucket", publicBaseURL: "http://h", s3: nil, http: http) }
+    }
+
+    /// A backend that fails every file, as a store that stays down does.
+    struct FailingStorage: ResultStorage {
+        var providerName: String
+        func store(_ file: OutputFile, taskID: String) async throws(StorageFailure) -> String {
+            throw StorageFailure(provider: providerName, reason: "HTTP 503 SlowDown after 4 tries")
+        }
+        func delete(url: String) async throws(StorageFailure) -> Bool { false }
+    }
+
+    @Test func theChainFallsBackInOrderAndNamesEveryFailure() async throws {
+        let directory = "/tmp/swapline-storage-test-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = Self.file([9])
+        defer { try? FileManager.default.removeItem(atPath: file.path) }
+        let chain = ResultStorageChain([FailingStorage(providerName: "s3"), LocalResultStorage(directory: directory, publicBaseURL: "http://h")])
+        let stored = try await chain.store(file, taskID: "t")
+        #expect(stored.provider == "local" && stored.url.hasPrefix("http://h/outputs/t/"))
+        let broken = ResultStorageChain([FailingStorage(providerName: "s3"), FailingStorage(providerName: "images")])
+        await #expect(throws: StorageFailure(provider: "s3,images", reason: "s3: HTTP 503 SlowDown after 4 tries; images: HTTP 503 SlowDown after 4 tries")) {
+            try await broken.store(file, taskID: "t")
+        }
+    }
+
+    @Test func theProviderSummaryNamesMixedProvidersPerOutput() {
+        #expect(FaceSwapProcessor.providerSummary(["jpg": StoredFile(url: "a", provider: "s3"), "gif": StoredFile(url: "b", provider: "s3")]) == "s3")
+        #expect(
+            FaceSwapProcessor.providerSummary(["jpg": StoredFile(url: "a", provider: "s3"), "gif": StoredFile(url: "b", provider: "local")])
+                == "gif:local,jpg:s3")
+        let many = Dictionary(uniqueKeysWithValues: (0..<20).map { ("fmt\($0)", StoredFile(url: "u", provider: $0 == 0 ? "local" : "s3")) })
+        #expect(FaceSwapProcessor.providerSummary(many) == "local,s3")
     }
 
     @Test func outputFormatComesFromTheURL() {

@@ -176,8 +176,10 @@ struct  Swapline__V1__TaskResult
    */
   char *job_id;
   /*
-   * Storage backend that holds the outputs: "gcs", "r2", "cloudflare_images" or
-   * "local". Empty when unknown.
+   * Storage backend that holds the outputs: "s3" or "local" (the worker's --storage
+   * backends). When the worker's fallback put outputs on different backends,
+   * "format:provider" per output, sorted by format: "gif:local,jpg:s3,webp:s3".
+   * Empty when unknown.
    */
   char *storage_provider;
 };
