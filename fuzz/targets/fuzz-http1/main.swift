@@ -52,6 +52,7 @@ runFuzzer { bytes in
     serve(Array(bytes.dropFirst()), pieceSize: pieceByte == 0 ? Int.max : Int(pieceByte))
 }
 
+@MainActor
 func serve(_ input: [UInt8], pieceSize: Int) {
     let channel = EmbeddedChannel()
     let detector = ProtocolDetector(configuration: H2Configuration(), factory: StubFactory(), logger: silentLogger)

@@ -1,15 +1,20 @@
 // libFuzzer target: the REST shim's request decoding, from body bytes to an RPC request
-// (JSONValue's parser, LegacyJSON's readers of the three JSON bodies, the 422 answer).
+// (JSONValue's parser, LegacyJSON's readers of the three JSON bodies, the 422 answer), and
+// from the request target to a route (RESTRoute.match, FetchTask's query).
 //
-// Input: a request body. A body that parses must survive a round trip (serialized and parsed
-// again, the same value); each route's reader either builds its request, which must then
-// encode as protobuf, or lists what is wrong, which is serialized as the 422 answer is.
+// Input: a request body, also read as a request target. A body that parses must survive a
+// round trip (serialized and parsed again, the same value); each route's reader either builds
+// its request, which must then encode as protobuf, or lists what is wrong, which is serialized
+// as the 422 answer is. As a target, no `/outputs/` file name may leave its directory.
 import FuzzDriver
 import NIOCore
 import SwaplineMessages
 @testable import SwaplineServer
 
-runFuzzer(checkBody)
+runFuzzer { bytes in
+    checkBody(bytes)
+    checkTarget(String(decoding: bytes, as: UTF8.self))
+}
 
 func checkBody(_ body: [UInt8]) {
     guard let json = try? JSONValue(parsing: body) else { return }
@@ -24,18 +29,17 @@ func checkBody(_ body: [UInt8]) {
         fatalError("serialized JSON does not parse: \(error) in \(String(decoding: serialized, as: UTF8.self))")
     }
     _ = json.serialized(indent: 2)
-    check(LegacyJSON.createTaskRequest(json))
-    check(LegacyJSON.processSyncRequest(json))
-    check(LegacyJSON.updateStatusRequest(json))
+    check(LegacyJSON.createTaskRequest(json).mapError { RESTError.validation($0.details) })
+    check(LegacyJSON.processSyncRequest(json).mapError { RESTError.validation($0.details) })
+    check(LegacyJSON.updateStatusRequest(json).mapError { RESTError.validation($0.details) })
 }
 
-func check<Request: ProtoMessage>(_ decoded: Result<Request, BodyErrors>) {
+func check<Request: ProtoMessage>(_ decoded: Result<Request, RESTError>) {
     switch decoded {
     case .success(let request):
         _ = try! Request(protobufBytes: request.serializedBuffer())
-    case .failure(let errors):
-        let answer = JSONValue.object([("detail", RESTError.validation(errors.details).detail)])
-        _ = try! JSONValue(parsing: answer.serialized())
+    case .failure(let error):
+        _ = try! JSONValue(parsing: JSONValue.object([("detail", error.detail)]).serialized())
     }
 }
 
@@ -46,4 +50,14 @@ func containsInfinity(_ value: JSONValue) -> Bool {
     case .object(let members): return members.contains { containsInfinity($0.1) }
     case .null, .bool, .integer, .string: return false
     }
+}
+
+func checkTarget(_ target: String) {
+    let path = target.prefix { $0 != "?" }
+    for method in ["GET", "POST"] {
+        if case .success(.output(let names)) = RESTRoute.match(method: method, path: path) {
+            precondition(names.allSatisfy { !$0.isEmpty && $0 != "." && $0 != ".." && !$0.contains("/") }, "/outputs/ names \(names) leave the directory")
+        }
+    }
+    check(RESTExchange.fetchRequest(query: target.dropFirst(path.count + 1)))
 }
