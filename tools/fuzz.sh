@@ -3,7 +3,7 @@
 #
 #   tools/fuzz.sh --list                 the targets, one a line
 #   tools/fuzz.sh TARGET SECONDS [ARG…]  builds TARGET and fuzzes it for SECONDS; extra
-#                                        arguments go to libFuzzer (e.g. -jobs=2, -dict=…)
+#                                        arguments go to libFuzzer (e.g. -max_len=65536)
 #   tools/fuzz.sh --all SECONDS          builds every target, then fuzzes each for SECONDS
 #   tools/fuzz.sh --ci SECONDS           the same for the targets whose build has no BoringSSL
 #                                        (what tools/test.sh runs)

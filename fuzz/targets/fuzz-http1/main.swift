@@ -3,10 +3,10 @@
 // and HTTP1ConnectionHandler (or, for input starting with the HTTP/2 preface,
 // H2ConnectionHandler and nghttp2), in an EmbeddedChannel.
 //
-// Input: a byte giving the size of the pieces the rest is delivered in, then the bytes. The
-// stub handler answers `/early...` paths at the head (as the REST shim does with a 404 or
-// 413) and every other request after its body. Time then runs past every timeout, and the
-// connection must have answered or closed without a crash.
+// Input: a byte giving the size of the pieces the rest is delivered in (0: all at once), then
+// the bytes. The stub handler answers `/early...` paths at the head (as the REST shim does
+// with a 404 or 413) and every other request after its body. Time then runs past every
+// timeout, so the timers' code runs too. Findings are traps, sanitizer reports and leaks.
 import FuzzDriver
 @testable import H2Transport
 import Logging
