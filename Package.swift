@@ -152,10 +152,30 @@ let testTargets: [Target] = [
         swiftSettings: swiftSettings),
 ]
 
+// libFuzzer targets (tools/fuzz.sh, docs/security.md "Fuzzing"), declared only when
+// SWAPLINE_FUZZ=1: they link only with `-sanitize=fuzzer`, which brings libFuzzer. They import
+// the internal types they fuzz with `@testable`, so their builds pass `-enable-testing`.
+func fuzzTarget(_ name: String, _ dependencies: [Target.Dependency]) -> Target {
+    .executableTarget(name: name, dependencies: ["FuzzDriver"] + dependencies, path: "fuzz/targets/\(name)", swiftSettings: swiftSettings)
+}
+let fuzzTargets: [Target] =
+    Context.environment["SWAPLINE_FUZZ"] == "1"
+    ? [
+        .systemLibrary(name: "CLibFuzzer", path: "fuzz/CLibFuzzer"),
+        // Runs libFuzzer from a target's own `main`; the only user of CLibFuzzer.
+        .target(name: "FuzzDriver", dependencies: ["CLibFuzzer"], path: "fuzz/FuzzDriver", swiftSettings: swiftSettings),
+        fuzzTarget("fuzz-proto-decode", ["SwaplineMessages", nioCore]),
+        fuzzTarget("fuzz-grpc-framing", ["RPCCore", nioCore]),
+        fuzzTarget("fuzz-url-policy", ["SwaplineCore"]),
+        fuzzTarget("fuzz-rest-json", ["SwaplineServer", "SwaplineMessages"]),
+        fuzzTarget(
+            "fuzz-http1", ["H2Transport", "RPCCore", nioCore, logging, .product(name: "NIOEmbedded", package: "swift-nio")]),
+    ] : []
+
 let package = Package(
     name: "swapline",
     platforms: [.macOS(.v15)],
     products: products,
     dependencies: dependencies,
-    targets: cTargets + swiftTargets + testTargets
+    targets: cTargets + swiftTargets + testTargets + fuzzTargets
 )

@@ -16,6 +16,8 @@
 #                                skipped (refused when CI is set)
 #   SWAPLINE_TEST_POSTGRES_URL   use this cluster instead of starting one (its user needs
 #                                CREATEDB: tests make a database each)
+#   SWAPLINE_FUZZ_SECONDS        seconds each libFuzzer target of `tools/fuzz.sh --ci` runs
+#                                (default 30; 0 skips the fuzzing step)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -95,3 +97,13 @@ step "pytest tests/interop (SWAPLINE_BIN=$SWAPLINE_BIN)"
 export PYTHONDONTWRITEBYTECODE=1
 # shellcheck disable=SC2086 # word splitting of the extra args is intended
 "$python" -m pytest tests/interop "${xdist[@]}" ${SWAPLINE_PYTEST_ARGS:-}
+
+# --- fuzzing -------------------------------------------------------------------------------
+# A short run of the libFuzzer targets that build without BoringSSL (tools/fuzz.sh builds them
+# into .build-fuzz); it finds what a change breaks in the parsers near the seeds, not what hours
+# of fuzzing would. `tools/fuzz.sh --all SECONDS` runs all five.
+fuzz_seconds="${SWAPLINE_FUZZ_SECONDS:-30}"
+if [[ "$fuzz_seconds" != 0 ]]; then
+    step "tools/fuzz.sh --ci $fuzz_seconds"
+    tools/fuzz.sh --ci "$fuzz_seconds"
+fi

@@ -36,8 +36,11 @@ public struct GRPCTimeout: Sendable, Hashable {
             (1, "n"), (1_000, "u"), (1_000_000, "m"), (1_000_000_000, "S"),
             (60_000_000_000, "M"), (3_600_000_000_000, "H"),
         ]
+        // A negative timeout has already expired; rounding up without `nanoseconds + size - 1`,
+        // which overflows for a saturated timeout (`99999999H` parses as Int64.max).
+        let nanoseconds = max(self.nanoseconds, 0)
         for (size, unit) in units {
-            let amount = (nanoseconds + size - 1) / size
+            let amount = nanoseconds / size + (nanoseconds % size == 0 ? 0 : 1)
             if amount <= 99_999_999 { return "\(amount)\(unit)" }
         }
         return "99999999H"

@@ -24,4 +24,16 @@ import Testing
         #expect(GRPCTimeout(nanoseconds: 120_000_000_001).headerValue == "120001m")
         #expect(GRPCTimeout(nanoseconds: 3_600_000_000_000 * 1_000).headerValue == "3600000S")
     }
+
+    /// Found by fuzz-grpc-framing: re-encoding a saturated timeout overflowed and trapped.
+    @Test func encodesTimeoutsNearInt64MaxWithoutOverflow() {
+        let saturated = GRPCTimeout(headerValue: "99999999H")!
+        #expect(saturated.headerValue == "2562048H")
+        #expect(GRPCTimeout(headerValue: saturated.headerValue)?.nanoseconds == Int64.max)
+        #expect(GRPCTimeout(nanoseconds: Int64.max - 1).headerValue == "2562048H")
+    }
+
+    @Test func encodesANegativeTimeoutAsZero() {
+        #expect(GRPCTimeout(nanoseconds: -5).headerValue == "0n")
+    }
 }
