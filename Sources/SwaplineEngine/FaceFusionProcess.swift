@@ -1,0 +1,111 @@
+import Foundation
+import NIOConcurrencyHelpers
+
+/// How one FaceFusion run ended.
+public enum FaceFusionExit: Sendable, Equatable {
+    /// The process exited with this code (0 success, 1 processing failure, 2 invalid
+    /// arguments or a failed pre-check).
+    case exited(Int32, logTail: String)
+    /// Killed by a signal it did not ask for (OOM killer, an operator).
+    case signalled(Int32, logTail: String)
+    /// Still running at the job timeout: its whole process group was killed.
+    case timedOut(logTail: String)
+}
+
+/// Runs `python facefusion.py headless-run …` once, off every event loop: the output is read on
+/// a thread of its own and the process is awaited through Foundation's termination handler.
+///
+/// Foundation's `Process` starts each child in a process group of its own (its id is the
+/// child's pid), so FaceFusion's helpers (ffmpeg, its worker processes) are killed with it.
+public struct FaceFusionProcess: Sendable {
+    public var python: String
+    public var directory: String
+    public var timeout: Duration
+
+    public init(python: String, directory: String, timeout: Duration) {
+        self.python = python
+        self.directory = directory
+        self.timeout = timeout
+    }
+
+    /// Runs FaceFusion with `arguments` (after the interpreter); `onProgress` sees each new
+    /// progress reading, on the reading thread.
+    public func run(_ arguments: [String], onProgress: @escaping @Sendable (FaceFusionProgress) -> Void) async throws -> FaceFusionExit {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        process.standardInput = FileHandle.nullDevice
+        let log = NIOLockedValueBox(FaceFusionOutputLog())
+        let timedOut = NIOLockedValueBox(false)
+        let timer = NIOLockedValueBox<Task<Void, Never>?>(nil)
+
+        return try await withCheckedThrowingContinuation { continuation in
+            // Whichever of the two ends last (output closed, process exited) answers.
+            let remaining = NIOLockedValueBox(2)
+            let finish: @Sendable () -> Void = {
+                let last = remaining.withLockedValue { count in
+                    count -= 1
+                    return count == 0
+                }
+                guard last else { return }
+                timer.withLockedValue { $0?.cancel() }
+                let tail = log.withLockedValue { $0.logTail }
+                if timedOut.withLockedValue({ $0 }) {
+                    continuation.resume(returning: .timedOut(logTail: tail))
+                } else if process.terminationReason == .uncaughtSignal {
+                    continuation.resume(returning: .signalled(process.terminationStatus, logTail: tail))
+                } else {
+                    continuation.resume(returning: .exited(process.terminationStatus, logTail: tail))
+                }
+            }
+            process.terminationHandler = { process in
+                // Helpers left behind would hold the output pipe open (and a GPU) forever.
+                Self.killGroup(of: process.processIdentifier)
+                finish()
+            }
+            do {
+                try process.run()
+            } catch {
+                continuation.resume(throwing: error)
+                return
+            }
+            output.fileHandleForWriting.closeFile()
+            let reader = Thread {
+                let handle = output.fileHandleForReading
+                while true {
+                    let chunk = handle.availableData
+                    if chunk.isEmpty { break }
+                    let reading: FaceFusionProgress? = log.withLockedValue { log in log.append(chunk) ? log.progress : nil }
+                    if let reading { onProgress(reading) }
+                }
+                handle.closeFile()
+                finish()
+            }
+            reader.start()
+            let pid = process.processIdentifier
+            let deadline = timeout
+            timer.withLockedValue {
+                $0 = Task.detached {
+                    guard (try? await Task.sleep(for: deadline)) != nil, process.isRunning else { return }
+                    timedOut.withLockedValue { $0 = true }
+                    Self.killGroup(of: pid)
+                }
+            }
+        }
+    }
+
+    /// SIGKILL to the process group `pid` leads. Through kill(1) because signals are C calls,
+    /// which live only in the C wrappers (docs/architecture.md).
+    static func killGroup(of pid: Int32) {
+        let kill = Process()
+        kill.executableURL = URL(fileURLWithPath: "/bin/kill")
+        kill.arguments = ["-KILL", "--", "-\(pid)"]
+        kill.standardOutput = FileHandle.nullDevice
+        kill.standardError = FileHandle.nullDevice
+        try? kill.run()
+    }
+}
