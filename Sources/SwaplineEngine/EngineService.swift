@@ -182,8 +182,8 @@ public final class EngineService: Sendable {
         let arguments = FaceFusionInvocation.arguments(
             for: job, source: sourcePath, target: targetPath, output: outputDirectory + "/" + outputName, targetKind: targetKind)
         logger.info("job \(jobID): \(configuration.python) \(arguments.joined(separator: " "))")
-        let runner = FaceFusionProcess(python: configuration.python, directory: configuration.faceFusionDirectory, timeout: configuration.jobTimeout)
-        let exit: FaceFusionExit
+        let runner = SupervisedProcess(executable: configuration.python, directory: configuration.faceFusionDirectory, timeout: configuration.jobTimeout)
+        let exit: ProcessExit
         do {
             exit = try await runner.run(arguments) { [jobs] progress in jobs.update(jobID) { $0.progress = progress } }
         } catch {
@@ -222,7 +222,7 @@ public final class EngineService: Sendable {
         var made: [String] = []
         let base = (output as NSString).deletingPathExtension
         for format in ["gif", "webp"] {
-            let runner = FaceFusionProcess(python: ffmpeg, directory: configuration.workDirectory, timeout: configuration.jobTimeout)
+            let runner = SupervisedProcess(executable: ffmpeg, directory: configuration.workDirectory, timeout: configuration.jobTimeout)
             let exit = try? await runner.run(["-nostdin", "-y", "-loglevel", "error", "-i", output, base + "." + format]) { _ in }
             if case .exited(0, _) = exit {
                 made.append(format)

@@ -24,7 +24,7 @@ import pytest
 
 import support
 from support import ALLOW_LOCAL_URLS, BINARY, ROOT, tasks_pb2, tasks_pb2_grpc
-from test_worker import Simulator, simulator_factory, storage_dir, stored_path, wait_terminal  # noqa: F401 (fixtures)
+from test_worker import assert_stored_images, simulator_factory, storage_dir, wait_terminal  # noqa: F401 (fixtures)
 
 FAKE_FACEFUSION = ROOT / "tests" / "interop" / "fake_facefusion"
 SAMPLE_JPEG = None
@@ -35,13 +35,17 @@ class EngineAdapter:
 
     def __init__(self, *flags: str):
         self.tmpdir = Path(tempfile.mkdtemp(prefix="swapline-engine-"))
+        # Renditions through the Pillow stand-in: this machine need not have ffmpeg.
+        ffmpeg = self.tmpdir / "ffmpeg"
+        ffmpeg.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_FACEFUSION / "ffmpeg.py"}" "$@"\n')
+        ffmpeg.chmod(0o755)
         self.log = self.tmpdir / "facefusion-runs.jsonl"
         self.mode = self.tmpdir / "mode"
         self.log.touch()
         env = dict(os.environ, FAKE_FACEFUSION_LOG=str(self.log), FAKE_FACEFUSION_MODE=str(self.mode))
         self.proc = subprocess.Popen(
             [str(BINARY), "engine", "--facefusion", str(FAKE_FACEFUSION), "--python", sys.executable, "--port", "0",
-             "--work-dir", str(self.tmpdir / "work"), "--ffmpeg", "none", *flags],
+             "--work-dir", str(self.tmpdir / "work"), "--ffmpeg", str(ffmpeg), *flags],
             stdout=subprocess.PIPE, stderr=open(self.tmpdir / "stderr.log", "wb"), env=env, start_new_session=True)
         line = self.proc.stdout.readline().decode()
         match = re.search(r"swapline engine listening on 127\.0\.0\.1:(\d+)", line)
@@ -136,6 +140,7 @@ def test_tasks_run_through_the_adapter_with_their_models_resolutions_and_options
     engine = engine_factory()
     status, _, health = engine.get("/health")
     assert status == 200 and health["status"] == "ok" and health["facefusion_version"] == "3.1.1-fake", health
+    assert health["renditions"] is True
     server = server_factory("--store", "memory", "--workers", "2", "--engine", engine.url, "--storage",
                             f"local:{storage_dir}", "--health-interval-ms", "200", "--retry-base-ms", "100",
                             ALLOW_LOCAL_URLS)
@@ -150,7 +155,7 @@ def test_tasks_run_through_the_adapter_with_their_models_resolutions_and_options
         done = wait_terminal(stub, task.task_id)
         assert done.status == tasks_pb2.TASK_STATUS_COMPLETED, (done.error, engine.stderr())
         assert done.result.job_id.startswith("job_")
-        assert stored_path(storage_dir, done.result.outputs["jpg"]).stat().st_size > 0
+        assert_stored_images(storage_dir, done)  # the JPEG and its GIF and WebP renditions
         run = engine.runs()[-1]
         assert run[:2] == ["headless-run", "-s"]
         assert flag(run, "--face-swapper-model") == model
@@ -213,6 +218,7 @@ def test_a_video_target_keeps_its_container(engine_factory):
     assert status == 200, body
     assert flag(engine.runs()[-1], "--output-video-resolution") == "1920x1080"
     assert body["output_path"].endswith("/result.mp4")
+    assert body["metadata"] == {}  # the stand-in ffmpeg reads no video: no renditions, still a success
     with urllib.request.urlopen(body["output_path"], timeout=10) as response:
         assert response.read() == video
 

@@ -1,10 +1,10 @@
 import Foundation
 import NIOConcurrencyHelpers
 
-/// How one FaceFusion run ended.
-public enum FaceFusionExit: Sendable, Equatable {
-    /// The process exited with this code (0 success, 1 processing failure, 2 invalid
-    /// arguments or a failed pre-check).
+/// How one FaceFusion (or ffmpeg) run ended.
+public enum ProcessExit: Sendable, Equatable {
+    /// The process exited with this code (FaceFusion: 0 success, 1 processing failure, 2
+    /// invalid arguments or a failed pre-check).
     case exited(Int32, logTail: String)
     /// Killed by a signal it did not ask for (OOM killer, an operator).
     case signalled(Int32, logTail: String)
@@ -12,27 +12,28 @@ public enum FaceFusionExit: Sendable, Equatable {
     case timedOut(logTail: String)
 }
 
-/// Runs `python facefusion.py headless-run …` once, off every event loop: the output is read on
-/// a thread of its own and the process is awaited through Foundation's termination handler.
+/// Runs a program once (`python facefusion.py headless-run …`, ffmpeg) under a time limit, off
+/// every event loop: the output is read on a thread of its own and the process is awaited
+/// through Foundation's termination handler.
 ///
 /// Foundation's `Process` starts each child in a process group of its own (its id is the
 /// child's pid), so FaceFusion's helpers (ffmpeg, its worker processes) are killed with it.
-public struct FaceFusionProcess: Sendable {
-    public var python: String
+public struct SupervisedProcess: Sendable {
+    public var executable: String
     public var directory: String
     public var timeout: Duration
 
-    public init(python: String, directory: String, timeout: Duration) {
-        self.python = python
+    public init(executable: String, directory: String, timeout: Duration) {
+        self.executable = executable
         self.directory = directory
         self.timeout = timeout
     }
 
-    /// Runs FaceFusion with `arguments` (after the interpreter); `onProgress` sees each new
-    /// progress reading, on the reading thread.
-    public func run(_ arguments: [String], onProgress: @escaping @Sendable (FaceFusionProgress) -> Void) async throws -> FaceFusionExit {
+    /// Runs the program with `arguments`; `onProgress` sees each new tqdm progress reading in
+    /// its output, on the reading thread.
+    public func run(_ arguments: [String], onProgress: @escaping @Sendable (FaceFusionProgress) -> Void) async throws -> ProcessExit {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         let output = Pipe()
