@@ -154,7 +154,7 @@ def test_tasks_run_through_the_adapter_with_their_models_resolutions_and_options
         task = stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params), timeout=10)
         done = wait_terminal(stub, task.task_id)
         assert done.status == tasks_pb2.TASK_STATUS_COMPLETED, (done.error, engine.stderr())
-        assert done.result.job_id.startswith("job_")
+        assert done.result.job_id.startswith(task.task_id + "-1-")  # the id the worker named the job with
         assert_stored_images(storage_dir, done)  # the JPEG and its GIF and WebP renditions
         run = engine.runs()[-1]
         assert run[:2] == ["headless-run", "-s"]
@@ -281,3 +281,22 @@ def test_past_the_queue_the_adapter_answers_429_with_retry_after(engine_factory)
     assert sorted(answer[0] for answer in answers) == [200, 200]
     assert len(engine.runs()) == 2
     assert engine.get("/health")[0] == 200
+
+
+def test_workers_report_facefusions_progress_while_it_runs(server_factory, simulator_factory, engine_factory, storage_dir):
+    sim = simulator_factory()
+    engine = engine_factory()
+    engine.set_mode("slow")
+    server = server_factory("--store", "memory", "--workers", "1", "--engine", engine.url, "--storage",
+                            f"local:{storage_dir}", "--health-interval-ms", "200", ALLOW_LOCAL_URLS)
+    stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
+    params = tasks_pb2.FaceSwapParams(source_url=sim.sample("source.jpg"), target_url=sim.sample("target.jpg"))
+    task_id = stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params), timeout=10).task_id
+    seen = set()
+
+    def midway() -> bool:
+        progress = stub.GetTask(tasks_pb2.GetTaskRequest(task_id=task_id), timeout=10).progress
+        seen.add(round(progress, 3))
+        return 0.1 < progress < 0.7  # between the facefusion (0.1) and download (0.7) stages
+    support.wait_for(midway, 30, interval=0.2, what=f"a progress report from inside the FaceFusion run (saw {seen})")
+    assert wait_terminal(stub, task_id).status == tasks_pb2.TASK_STATUS_COMPLETED
