@@ -13,7 +13,7 @@ public struct EngineConfiguration: Sendable {
     public var workDirectory: String
     public var slots = 1
     public var queueLimit = 4
-    public var jobTimeout: Duration = .seconds(600)
+    public var jobTimeout: Duration = .seconds(100)
     /// The Retry-After of a 429.
     public var retryAfterSeconds = 10
     /// ffmpeg for the GIF and WebP renditions; `nil` makes none.
@@ -50,6 +50,8 @@ public final class EngineService: Sendable {
     public let configuration: EngineConfiguration
     public let slots: EngineSlots
     public let jobs = EngineJobBoard()
+    /// The FaceFusion and ffmpeg runs in progress.
+    public let processGroups = RunningProcessGroups()
     /// FaceFusion's version, from its `facefusion/metadata.py`.
     public let faceFusionVersion: String
     private let logger: Logger
@@ -182,7 +184,7 @@ public final class EngineService: Sendable {
         let arguments = FaceFusionInvocation.arguments(
             for: job, source: sourcePath, target: targetPath, output: outputDirectory + "/" + outputName, targetKind: targetKind)
         logger.info("job \(jobID): \(configuration.python) \(arguments.joined(separator: " "))")
-        let runner = SupervisedProcess(executable: configuration.python, directory: configuration.faceFusionDirectory, timeout: configuration.jobTimeout)
+        let runner = SupervisedProcess(executable: configuration.python, directory: configuration.faceFusionDirectory, timeout: configuration.jobTimeout, groups: processGroups)
         let exit: ProcessExit
         do {
             exit = try await runner.run(arguments) { [jobs] progress in jobs.update(jobID) { $0.progress = progress } }
@@ -222,7 +224,7 @@ public final class EngineService: Sendable {
         var made: [String] = []
         let base = (output as NSString).deletingPathExtension
         for format in ["gif", "webp"] {
-            let runner = SupervisedProcess(executable: ffmpeg, directory: configuration.workDirectory, timeout: configuration.jobTimeout)
+            let runner = SupervisedProcess(executable: ffmpeg, directory: configuration.workDirectory, timeout: configuration.jobTimeout, groups: processGroups)
             let exit = try? await runner.run(["-nostdin", "-y", "-loglevel", "error", "-i", output, base + "." + format]) { _ in }
             if case .exited(0, _) = exit {
                 made.append(format)

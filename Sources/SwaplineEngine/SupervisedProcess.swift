@@ -1,6 +1,23 @@
 import Foundation
 import NIOConcurrencyHelpers
 
+/// The process groups of the runs in progress, so that stopping the engine stops them too:
+/// each run leads a group of its own, which a signal to the engine does not reach.
+public final class RunningProcessGroups: Sendable {
+    private let groups = NIOLockedValueBox<Set<Int32>>([])
+
+    public init() {}
+
+    func insert(_ pid: Int32) { groups.withLockedValue { _ = $0.insert(pid) } }
+
+    func remove(_ pid: Int32) { groups.withLockedValue { _ = $0.remove(pid) } }
+
+    /// Kills every group still running.
+    public func killAll() {
+        for pid in groups.withLockedValue({ $0 }) { SupervisedProcess.killGroup(of: pid) }
+    }
+}
+
 /// How one FaceFusion (or ffmpeg) run ended.
 public enum ProcessExit: Sendable, Equatable {
     /// The process exited with this code (FaceFusion: 0 success, 1 processing failure, 2
@@ -22,9 +39,11 @@ public struct SupervisedProcess: Sendable {
     public var executable: String
     public var directory: String
     public var timeout: Duration
+    public var groups: RunningProcessGroups
 
-    public init(executable: String, directory: String, timeout: Duration) {
+    public init(executable: String, directory: String, timeout: Duration, groups: RunningProcessGroups) {
         self.executable = executable
+        self.groups = groups
         self.directory = directory
         self.timeout = timeout
     }
@@ -63,9 +82,13 @@ public struct SupervisedProcess: Sendable {
                     continuation.resume(returning: .exited(process.terminationStatus, logTail: tail))
                 }
             }
+            let groups = self.groups
+            let exited = NIOLockedValueBox(false)
             process.terminationHandler = { process in
                 // Helpers left behind would hold the output pipe open (and a GPU) forever.
                 Self.killGroup(of: process.processIdentifier)
+                exited.withLockedValue { $0 = true }
+                groups.remove(process.processIdentifier)
                 finish()
             }
             do {
@@ -74,6 +97,9 @@ public struct SupervisedProcess: Sendable {
                 continuation.resume(throwing: error)
                 return
             }
+            groups.insert(process.processIdentifier)
+            // A run that ended before it was registered must not stay registered.
+            if exited.withLockedValue({ $0 }) { groups.remove(process.processIdentifier) }
             output.fileHandleForWriting.closeFile()
             let reader = Thread {
                 let handle = output.fileHandleForReading

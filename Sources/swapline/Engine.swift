@@ -34,8 +34,8 @@ struct Engine: AsyncParsableCommand {
     @Option(help: "The Retry-After of a 429, in seconds.")
     var retryAfterSeconds = 10
 
-    @Option(help: "A FaceFusion run still going after this long is killed with its process group, in ms.")
-    var jobTimeoutMs: Int64 = 600_000
+    @Option(help: "A FaceFusion run still going after this long is killed with its process group, in ms; keep it below the workers' --engine-timeout-ms (raise both for videos).")
+    var jobTimeoutMs: Int64 = 100_000
 
     @Option(help: "Where outputs are written and served from at /outputs/ (default: <work dir>/outputs).")
     var outputDir: String?
@@ -101,5 +101,6 @@ struct Engine: AsyncParsableCommand {
         let signal = await shutdownSignal.wait()
         logger.info("received \(signal), stopping")
         await server.stop()
+        service.processGroups.killAll()
     }
 }

@@ -249,17 +249,41 @@ def test_a_hung_run_is_killed_with_its_process_group_at_the_timeout(engine_facto
     caller.join(60)
     status, _, body = result["answer"]
     assert status == 504 and "job timeout" in body["error"], body
-    child = int(Path(str(engine.log) + ".child").read_text())
+    wait_gone(int(Path(str(engine.log) + ".child").read_text()))
+    assert engine.get("/jobs/hang-1")[2]["state"] == "failed"
 
+
+def test_stopping_the_engine_kills_its_runs(engine_factory):
+    engine = engine_factory()
+    engine.set_mode("hang")
+    outcome = []
+
+    def call() -> None:
+        try:
+            outcome.append(engine.process({"model": "inswapper_128", "resolution": "512x512"}, ("target.jpg", sample_jpeg())))
+        except OSError:
+            outcome.append("no answer")
+    caller = threading.Thread(target=call)
+    caller.start()
+    child_file = Path(str(engine.log) + ".child")
+    support.wait_for(lambda: child_file.exists() and child_file.read_text(), 20, what="the hung run started")
+    engine.proc.terminate()
+    assert engine.proc.wait(20) == 0
+    caller.join(30)
+    assert outcome == ["no answer"]  # the engine went away mid-run
+    wait_gone(int(child_file.read_text()))
+
+
+def wait_gone(pid: int) -> None:
+    """Waits until `pid` (a run's child, in the run's process group) is dead."""
     def gone() -> bool:
         try:
-            os.kill(child, 0)
+            os.kill(pid, 0)
         except ProcessLookupError:
             return True
         # A zombie waiting for its (killed) parent's reaper counts as gone.
-        return Path(f"/proc/{child}/stat").read_text().split(") ")[1].startswith("Z")
-    support.wait_for(gone, 10, what="the hung run's child process killed with its group")
-    assert engine.get("/jobs/hang-1")[2]["state"] == "failed"
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    support.wait_for(gone, 10, what=f"process {pid} killed with its group")
 
 
 def test_past_the_queue_the_adapter_answers_429_with_retry_after(engine_factory):
