@@ -54,6 +54,8 @@ public final class EngineService: Sendable {
     public let processGroups = RunningProcessGroups()
     /// FaceFusion's version, from its `facefusion/metadata.py`.
     public let faceFusionVersion: String
+    /// Whether it takes output resolutions or scales, from its `facefusion/program.py`.
+    public let outputSizing: OutputSizing
     private let logger: Logger
 
     /// The request header a worker may name its job id with, to follow it at `GET /jobs/{id}`.
@@ -63,6 +65,8 @@ public final class EngineService: Sendable {
         self.configuration = configuration
         self.slots = EngineSlots(slots: configuration.slots, queueLimit: configuration.queueLimit)
         self.faceFusionVersion = Self.readVersion(faceFusionDirectory: configuration.faceFusionDirectory) ?? "unknown"
+        let program = try? String(contentsOfFile: configuration.faceFusionDirectory + "/facefusion/program.py", encoding: .utf8)
+        self.outputSizing = OutputSizing(programSource: program ?? "")
         self.logger = logger
     }
 
@@ -119,7 +123,7 @@ public final class EngineService: Sendable {
             strings[key] = text
         }
         let job = EngineJob(fields: strings)
-        if let problem = FaceFusionInvocation.problem(with: job) { return .error(400, problem) }
+        if let problem = FaceFusionInvocation.problem(with: job, sizing: outputSizing) { return .error(400, problem) }
         guard let source = part("source"), let target = part("target") else {
             return .error(400, "the request needs the parts 'source' and 'target'")
         }
@@ -182,7 +186,8 @@ public final class EngineService: Sendable {
             return .error(500, "the engine cannot store the inputs")
         }
         let arguments = FaceFusionInvocation.arguments(
-            for: job, source: sourcePath, target: targetPath, output: outputDirectory + "/" + outputName, targetKind: targetKind)
+            for: job, source: sourcePath, target: targetPath, output: outputDirectory + "/" + outputName, targetKind: targetKind,
+            workDirectory: workDirectory)
         logger.info("job \(jobID): \(configuration.python) \(arguments.joined(separator: " "))")
         let runner = SupervisedProcess(executable: configuration.python, directory: configuration.faceFusionDirectory, timeout: configuration.jobTimeout, groups: processGroups)
         let exit: ProcessExit

@@ -44,6 +44,20 @@ public enum TargetKind: Sendable, Equatable {
     }
 }
 
+/// How the installed FaceFusion sizes its output. Early 3.x releases take
+/// `--output-image-resolution`/`--output-video-resolution WxH`; later 3.x releases replaced them
+/// with `--output-image-scale`/`--output-video-scale` factors of the target's own size.
+public enum OutputSizing: Sendable, Equatable {
+    case resolution
+    case scale
+
+    /// The sizing of the FaceFusion whose `facefusion/program.py` reads `program`: `scale`
+    /// unless it still defines the resolution flags.
+    public init(programSource program: String) {
+        self = program.contains("'--output-image-resolution'") ? .resolution : .scale
+    }
+}
+
 /// The `facefusion.py headless-run` command line of a job, checked before any process runs.
 ///
 /// Flag names are FaceFusion 3.x's (facefusion/program.py and the processors' own argument
@@ -83,8 +97,9 @@ public enum FaceFusionInvocation {
     /// a 100000-pixel-wide request is a mistake, not a job.
     public static let maxOutputSide = 8192
 
-    /// Why `job` cannot run, or `nil` when it can. Checked before the inputs are stored.
-    public static func problem(with job: EngineJob) -> String? {
+    /// Why `job` cannot run on a FaceFusion sizing its output by `sizing`, or `nil` when it
+    /// can. Checked before the inputs are stored.
+    public static func problem(with job: EngineJob, sizing: OutputSizing = .resolution) -> String? {
         let boosts = FaceSwapCatalog.resolutions(for: job.model)
         if boosts.isEmpty {
             return "model '\(job.model)' is not a FaceFusion face-swapper model (one of: \(FaceSwapCatalog.models.keys.sorted().joined(separator: ", ")))"
@@ -95,6 +110,9 @@ public enum FaceFusionInvocation {
             }
             guard (1...maxOutputSide).contains(width), (1...maxOutputSide).contains(height) else {
                 return "resolution '\(job.resolution)' is impossible: each side must be 1 to \(maxOutputSide) pixels"
+            }
+            guard sizing == .resolution else {
+                return "resolution '\(job.resolution)' is not a pixel boost of \(job.model) (one of: \(boosts.joined(separator: ", "))), and this FaceFusion sizes outputs by scale, not resolution"
             }
         }
         for (name, value) in job.options.sorted(by: { $0.key < $1.key }) {
@@ -124,8 +142,12 @@ public enum FaceFusionInvocation {
 
     /// The arguments after the interpreter: `facefusion.py headless-run …` for a job that
     /// passed `problem(with:)`. `resolution` is the face swapper's pixel boost when the model
-    /// offers it, else the output resolution of the target's kind.
-    public static func arguments(for job: EngineJob, source: String, target: String, output: String, targetKind: TargetKind) -> [String] {
+    /// offers it, else the output resolution of the target's kind. FaceFusion's job files and
+    /// temporary frames go to `workDirectory`: it names both after the clock and the target's
+    /// file name, which concurrent runs would share.
+    public static func arguments(
+        for job: EngineJob, source: String, target: String, output: String, targetKind: TargetKind, workDirectory: String
+    ) -> [String] {
         var processors = ["face_swapper"]
         var flags = ["--face-swapper-model", job.model]
         if FaceSwapCatalog.resolutions(for: job.model).contains(job.resolution) {
@@ -139,6 +161,8 @@ public enum FaceFusionInvocation {
             flags += [rule.flag, value]
         }
         // info: FaceFusion hides its progress bars at the warn and error levels.
-        return ["facefusion.py", "headless-run", "-s", source, "-t", target, "-o", output, "--processors"] + processors + flags + ["--log-level", "info"]
+        let paths = ["--jobs-path", workDirectory + "/jobs", "--temp-path", workDirectory + "/temp"]
+        return ["facefusion.py", "headless-run", "-s", source, "-t", target, "-o", output] + paths + ["--processors"] + processors + flags
+            + ["--log-level", "info"]
     }
 }

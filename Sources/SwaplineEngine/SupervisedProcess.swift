@@ -55,6 +55,8 @@ public struct SupervisedProcess: Sendable {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        // Python buffers a pipe's output in blocks; progress must arrive as it is printed.
+        process.environment = ProcessInfo.processInfo.environment.merging(["PYTHONUNBUFFERED": "1"]) { _, unbuffered in unbuffered }
         let output = Pipe()
         process.standardOutput = output
         process.standardError = output

@@ -4,7 +4,8 @@ import Testing
 
 @Suite struct FaceFusionInvocationTests {
     func arguments(_ job: EngineJob, kind: TargetKind = .image) -> [String] {
-        FaceFusionInvocation.arguments(for: job, source: "/w/source.jpg", target: "/w/target.jpg", output: "/o/result.jpg", targetKind: kind)
+        FaceFusionInvocation.arguments(
+            for: job, source: "/w/source.jpg", target: "/w/target.jpg", output: "/o/result.jpg", targetKind: kind, workDirectory: "/w")
     }
 
     func value(after flag: String, in arguments: [String]) -> String? {
@@ -19,6 +20,8 @@ import Testing
         #expect(value(after: "--face-swapper-model", in: args) == "simswap_unofficial_512")
         #expect(value(after: "--face-swapper-pixel-boost", in: args) == "768x768")
         #expect(value(after: "--processors", in: args) == "face_swapper")
+        #expect(value(after: "--jobs-path", in: args) == "/w/jobs")
+        #expect(value(after: "--temp-path", in: args) == "/w/temp")
         #expect(!args.contains("--output-image-resolution"))
     }
 
@@ -28,6 +31,15 @@ import Testing
         #expect(value(after: "--output-image-resolution", in: arguments(job)) == "1920x1080")
         #expect(value(after: "--output-video-resolution", in: arguments(job, kind: .video)) == "1920x1080")
         #expect(!arguments(job).contains("--face-swapper-pixel-boost"))
+    }
+
+    @Test func aFaceFusionSizingByScaleTakesOnlyPixelBoosts() {
+        #expect(OutputSizing(programSource: "add_argument('--output-image-resolution', help = ...") == .resolution)
+        #expect(OutputSizing(programSource: "add_argument('--output-image-scale', help = ...") == .scale)
+        let boost = EngineJob(model: "inswapper_128", resolution: "512x512")
+        #expect(FaceFusionInvocation.problem(with: boost, sizing: .scale) == nil)
+        let other = EngineJob(model: "inswapper_128", resolution: "1920x1080")
+        #expect(FaceFusionInvocation.problem(with: other, sizing: .scale)?.contains("sizes outputs by scale") == true)
     }
 
     @Test func faceEnhancerOptionsAddTheirProcessor() {

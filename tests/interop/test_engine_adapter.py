@@ -161,6 +161,10 @@ def test_tasks_run_through_the_adapter_with_their_models_resolutions_and_options
         assert flag(run, "--face-swapper-model") == model
         assert flag(run, "--face-swapper-pixel-boost") == resolution
         assert flag(run, "--log-level") == "info"
+        # FaceFusion's job files and temporary frames stay in the job's own directory.
+        job_directory = Path(flag(run, "-s")).parent
+        assert job_directory.parent == engine.tmpdir / "work" / "jobs"
+        assert (flag(run, "--jobs-path"), flag(run, "--temp-path")) == (str(job_directory / "jobs"), str(job_directory / "temp"))
         processors = run[run.index("--processors") + 1:run.index("--face-swapper-model")]
         assert processors == (["face_swapper", "face_enhancer"] if "face_enhancer_model" in options else ["face_swapper"])
         for option, value in options.items():
