@@ -86,7 +86,8 @@ public enum FaceFusionInvocation {
         "face_enhancer_model": OptionRule(flag: "--face-enhancer-model", processor: "face_enhancer", values: .oneOf(faceEnhancerModels)),
         "face_enhancer_blend": OptionRule(flag: "--face-enhancer-blend", processor: "face_enhancer", values: .integer(0...100)),
         "face_selector_mode": OptionRule(flag: "--face-selector-mode", values: .oneOf(["many", "one", "reference"])),
-        "face_detector_model": OptionRule(flag: "--face-detector-model", values: .oneOf(["many", "retinaface", "scrfd", "yolo_face"])),
+        // yunet came with later 3.x releases; an earlier FaceFusion's parser refuses it (exit 2).
+        "face_detector_model": OptionRule(flag: "--face-detector-model", values: .oneOf(["many", "retinaface", "scrfd", "yolo_face", "yunet"])),
         "output_image_quality": OptionRule(flag: "--output-image-quality", values: .integer(0...100)),
         "output_video_quality": OptionRule(flag: "--output-video-quality", values: .integer(0...100)),
         "output_video_encoder": OptionRule(

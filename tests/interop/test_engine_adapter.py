@@ -227,14 +227,17 @@ def test_a_video_target_keeps_its_container(engine_factory):
         assert response.read() == video
 
 
-@pytest.mark.parametrize("mode, status, exit_code, log_line", [
-    ("crash", 500, 1, "CUDA out of memory"),           # a processing failure: retried by workers
-    ("precheck", 400, 2, "model download failed"),     # invalid arguments or a failed pre-check
+@pytest.mark.parametrize("mode, options, status, exit_code, log_line", [
+    ("crash", {}, 500, 1, "CUDA out of memory"),          # a processing failure: retried by workers
+    ("precheck", {}, 400, 2, "model download failed"),    # a failed pre-check
+    # A value the adapter knows from later 3.x releases, refused by the (early 3.x) parser.
+    ("ok", {"face_detector_model": "yunet"}, 400, 2, "invalid choice: 'yunet'"),
 ])
-def test_facefusion_exit_codes_map_to_statuses_with_the_log_tail(engine_factory, mode, status, exit_code, log_line):
+def test_facefusion_exit_codes_map_to_statuses_with_the_log_tail(engine_factory, mode, options, status, exit_code, log_line):
     engine = engine_factory()
     engine.set_mode(mode)
-    answer, _, body = engine.process({"model": "inswapper_128", "resolution": "512x512"}, ("target.jpg", sample_jpeg()))
+    job = {"model": "inswapper_128", "resolution": "512x512", **options}
+    answer, _, body = engine.process(job, ("target.jpg", sample_jpeg()))
     assert answer == status, body
     assert f"exit code {exit_code}" in body["error"] and log_line in body["error"], body
 
