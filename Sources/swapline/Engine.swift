@@ -94,7 +94,7 @@ struct Engine: AsyncParsableCommand {
         }
         let service = EngineService(configuration: configuration, logger: logger)
         let shutdownSignal = ShutdownSignal.install()
-        let server = try await EngineHTTPServer(service: service, host: host, port: port, maxRequestBytes: maxRequestBytes, logger: logger)
+        let server = try await EngineHTTPServer(service: service, host: host, port: port, maxRequestBytes: maxRequestBytes)
         logger.info("FaceFusion \(service.faceFusionVersion) in \(configuration.faceFusionDirectory), \(slots) slots, queue \(queueLimit)")
         print("swapline engine listening on \(host):\(server.port)")
         fflush(nil)
