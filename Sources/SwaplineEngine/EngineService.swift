@@ -12,6 +12,8 @@ public struct EngineConfiguration: Sendable {
     /// Per-job input directories are made in here and removed when the job ends.
     public var workDirectory: String
     public var slots = 1
+    /// `CUDA_VISIBLE_DEVICES` of each slot's runs, one per slot; empty: the runs inherit it.
+    public var slotDevices: [String] = []
     public var queueLimit = 4
     public var jobTimeout: Duration = .seconds(100)
     /// The Retry-After of a 429.
@@ -137,17 +139,17 @@ public final class EngineService: Sendable {
         guard Self.isValidJobID(jobID) else { return .error(400, "\(Self.jobIDHeader) must be 1 to 64 letters, digits, '_' or '-'") }
         guard jobs.add(jobID) else { return .error(409, "job id '\(jobID)' is already in use") }
 
-        guard await slots.acquire() else {
+        guard let slot = await slots.acquire() else {
             jobs.update(jobID) {
                 $0.state = .failed
                 $0.error = "engine busy"
             }
             return .error(429, "engine busy: all \(slots.slots) slots and \(slots.queueLimit) queue places taken", headers: [("Retry-After", String(configuration.retryAfterSeconds))])
         }
-        defer { Task { await slots.release() } }
+        defer { Task { await slots.release(slot) } }
         jobs.update(jobID) { $0.state = .running }
         let answer = await run(
-            job, jobID: jobID, source: source, sourceExtension: sourceExtension, target: target, targetExtension: targetExtension,
+            job, jobID: jobID, slot: slot, source: source, sourceExtension: sourceExtension, target: target, targetExtension: targetExtension,
             targetKind: targetKind, baseURL: baseURL)
         jobs.update(jobID) {
             $0.state = answer.status == 200 ? .succeeded : .failed
@@ -164,7 +166,7 @@ public final class EngineService: Sendable {
     }
 
     private func run(
-        _ job: EngineJob, jobID: String, source: FormPart, sourceExtension: String, target: FormPart, targetExtension: String,
+        _ job: EngineJob, jobID: String, slot: Int, source: FormPart, sourceExtension: String, target: FormPart, targetExtension: String,
         targetKind: TargetKind, baseURL: String
     ) async -> EngineAnswer {
         let started = ContinuousClock.now
@@ -189,7 +191,11 @@ public final class EngineService: Sendable {
             for: job, source: sourcePath, target: targetPath, output: outputDirectory + "/" + outputName, targetKind: targetKind,
             workDirectory: workDirectory)
         logger.info("job \(jobID): \(configuration.python) \(arguments.joined(separator: " "))")
-        let runner = SupervisedProcess(executable: configuration.python, directory: configuration.faceFusionDirectory, timeout: configuration.jobTimeout, groups: processGroups)
+        var runner = SupervisedProcess(
+            executable: configuration.python, directory: configuration.faceFusionDirectory, timeout: configuration.jobTimeout, groups: processGroups)
+        // Python buffers a pipe's output in blocks; progress must arrive as it is printed.
+        runner.environment["PYTHONUNBUFFERED"] = "1"
+        if configuration.slotDevices.indices.contains(slot) { runner.environment["CUDA_VISIBLE_DEVICES"] = configuration.slotDevices[slot] }
         let exit: ProcessExit
         do {
             exit = try await runner.run(arguments) { [jobs] progress in jobs.update(jobID) { $0.progress = progress } }

@@ -40,6 +40,8 @@ public struct SupervisedProcess: Sendable {
     public var directory: String
     public var timeout: Duration
     public var groups: RunningProcessGroups
+    /// Variables set for the run on top of the engine's own environment.
+    public var environment: [String: String] = [:]
 
     public init(executable: String, directory: String, timeout: Duration, groups: RunningProcessGroups) {
         self.executable = executable
@@ -55,8 +57,7 @@ public struct SupervisedProcess: Sendable {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        // Python buffers a pipe's output in blocks; progress must arrive as it is printed.
-        process.environment = ProcessInfo.processInfo.environment.merging(["PYTHONUNBUFFERED": "1"]) { _, unbuffered in unbuffered }
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, own in own }
         let output = Pipe()
         process.standardOutput = output
         process.standardError = output

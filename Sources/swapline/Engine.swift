@@ -28,6 +28,9 @@ struct Engine: AsyncParsableCommand {
     @Option(help: "FaceFusion runs at once (one per GPU).")
     var slots = 1
 
+    @Option(help: "The CUDA_VISIBLE_DEVICES of one slot's FaceFusion runs, e.g. a GPU index; give one per slot, in slot order (default: runs inherit the engine's).")
+    var slotDevice: [String] = []
+
     @Option(help: "Jobs waiting for a slot beyond which POST /process answers 429.")
     var queueLimit = 4
 
@@ -61,6 +64,9 @@ struct Engine: AsyncParsableCommand {
         }
         try FlagRange.check(port, "--port", in: 0...65535)
         try FlagRange.check(slots, "--slots", in: 1...FlagRange.maxThreadsOrSlots)
+        if !slotDevice.isEmpty, slotDevice.count != slots {
+            throw ValidationError("give one --slot-device per slot: \(slotDevice.count) for --slots \(slots)")
+        }
         try FlagRange.check(queueLimit, "--queue-limit", in: 0...FlagRange.maxThreadsOrSlots)
         try FlagRange.check(retryAfterSeconds, "--retry-after-seconds", in: 1...3600)
         try FlagRange.checkMilliseconds(jobTimeoutMs, "--job-timeout-ms")
@@ -78,6 +84,7 @@ struct Engine: AsyncParsableCommand {
             workDirectory: workDirectory + "/jobs")
         configuration.python = python
         configuration.slots = slots
+        configuration.slotDevices = slotDevice
         configuration.queueLimit = queueLimit
         configuration.retryAfterSeconds = retryAfterSeconds
         configuration.jobTimeout = .milliseconds(jobTimeoutMs)

@@ -121,17 +121,20 @@ import Testing
 }
 
 @Suite struct EngineSlotsTests {
-    @Test func refusesBeyondSlotsAndQueue() async {
-        let slots = EngineSlots(slots: 1, queueLimit: 1)
-        #expect(await slots.acquire())
+    @Test func refusesBeyondSlotsAndQueueAndHandsFreedSlotsOn() async {
+        let slots = EngineSlots(slots: 2, queueLimit: 1)
+        let first = await slots.acquire()
+        let second = await slots.acquire()
+        #expect(Set([first, second]) == [0, 1])
         let waiter = Task { await slots.acquire() }
         while await slots.queued == 0 { await Task.yield() }
         #expect(await slots.isFull)
-        #expect(await slots.acquire() == false)
-        await slots.release()
-        #expect(await waiter.value)
-        #expect(await slots.running == 1)
-        await slots.release()
+        #expect(await slots.acquire() == nil)
+        await slots.release(1)
+        #expect(await waiter.value == 1)
+        #expect(await slots.running == 2)
+        await slots.release(0)
+        await slots.release(1)
         #expect(await slots.running == 0)
     }
 }

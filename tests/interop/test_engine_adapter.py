@@ -58,6 +58,10 @@ class EngineAdapter:
         self.mode.write_text(mode)
 
     def runs(self) -> list[list[str]]:
+        """The arguments of every FaceFusion run so far."""
+        return [entry["argv"] for entry in self.run_log()]
+
+    def run_log(self) -> list[dict]:
         return [json.loads(line) for line in self.log.read_text().splitlines()]
 
     def stderr(self) -> str:
@@ -291,6 +295,20 @@ def wait_gone(pid: int) -> None:
         # A zombie waiting for its (killed) parent's reaper counts as gone.
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
     support.wait_for(gone, 10, what=f"process {pid} killed with its group")
+
+
+def test_each_slot_runs_on_its_own_device(engine_factory):
+    engine = engine_factory("--slots", "2", "--slot-device", "0", "--slot-device", "1")
+    engine.set_mode("slow")
+    answers = []
+    callers = [threading.Thread(target=lambda: answers.append(engine.process(
+        {"model": "inswapper_128", "resolution": "512x512"}, ("target.jpg", sample_jpeg())))) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(60)
+    assert [answer[0] for answer in answers] == [200, 200]
+    assert sorted(entry["cuda_visible_devices"] for entry in engine.run_log()) == ["0", "1"]
 
 
 def test_past_the_queue_the_adapter_answers_429_with_retry_after(engine_factory):

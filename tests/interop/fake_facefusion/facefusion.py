@@ -7,7 +7,8 @@ stderr and writes an output: the target image resized to --output-image-resoluti
 or a copy of a video target.
 
 The test steers it through files named by environment variables the engine passes on:
-- FAKE_FACEFUSION_LOG: each run appends its arguments there as one JSON line;
+- FAKE_FACEFUSION_LOG: each run appends its arguments and CUDA_VISIBLE_DEVICES there as one
+  JSON line;
 - FAKE_FACEFUSION_MODE: a file holding `ok`, `crash` (exit 1 after a traceback), `hang`
   (sleeps, with a child process in its group, writing that child's pid to
   FAKE_FACEFUSION_LOG + '.child'), `slow` (4 s of progress) or `precheck` (a failed pre-check,
@@ -37,7 +38,7 @@ def progress(total: int, seconds: float) -> None:
 def main() -> int:
     args = create_program().parse_args()
     with open(os.environ['FAKE_FACEFUSION_LOG'], 'a') as log:
-        log.write(json.dumps(sys.argv[1:]) + '\n')
+        log.write(json.dumps({'argv': sys.argv[1:], 'cuda_visible_devices': os.environ.get('CUDA_VISIBLE_DEVICES')}) + '\n')
     mode_file = os.environ.get('FAKE_FACEFUSION_MODE')
     mode = open(mode_file).read().strip() if mode_file and os.path.exists(mode_file) else 'ok'
     # FaceFusion's pre-check: the pixel boost must be one the model offers (exit 2).
