@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -297,37 +296,40 @@ def wait_gone(pid: int) -> None:
     support.wait_for(gone, 10, what=f"process {pid} killed with its group")
 
 
+class StartedJobs:
+    """`POST /process` calls running on threads of their own."""
+
+    def __init__(self, engine: EngineAdapter, count: int):
+        self.answers: list[tuple[int, dict, dict]] = []
+        self.callers = [threading.Thread(target=lambda: self.answers.append(engine.process(
+            {"model": "inswapper_128", "resolution": "512x512"}, ("target.jpg", sample_jpeg())))) for _ in range(count)]
+        for caller in self.callers:
+            caller.start()
+
+    def wait(self) -> list[tuple[int, dict, dict]]:
+        for caller in self.callers:
+            caller.join(60)
+        return self.answers
+
+
 def test_each_slot_runs_on_its_own_device(engine_factory):
     engine = engine_factory("--slots", "2", "--slot-device", "0", "--slot-device", "1")
     engine.set_mode("slow")
-    answers = []
-    callers = [threading.Thread(target=lambda: answers.append(engine.process(
-        {"model": "inswapper_128", "resolution": "512x512"}, ("target.jpg", sample_jpeg())))) for _ in range(2)]
-    for caller in callers:
-        caller.start()
-    for caller in callers:
-        caller.join(60)
-    assert [answer[0] for answer in answers] == [200, 200]
+    answers = StartedJobs(engine, 2)
+    assert sorted(answer[0] for answer in answers.wait()) == [200, 200]
     assert sorted(entry["cuda_visible_devices"] for entry in engine.run_log()) == ["0", "1"]
 
 
 def test_past_the_queue_the_adapter_answers_429_with_retry_after(engine_factory):
     engine = engine_factory("--slots", "1", "--queue-limit", "1", "--retry-after-seconds", "7")
     engine.set_mode("slow")
-    answers = []
-    callers = [threading.Thread(target=lambda: answers.append(engine.process(
-        {"model": "inswapper_128", "resolution": "512x512"}, ("target.jpg", sample_jpeg())))) for _ in range(2)]
-    for caller in callers:
-        caller.start()
-        time.sleep(0.3)
+    answers = StartedJobs(engine, 2)
     support.wait_for(lambda: engine.get("/health")[2]["queued"] == 1, 20, what="one job running, one queued")
     status, headers, body = engine.get("/health")
     assert status == 503 and body["status"] == "busy" and body["running"] == 1, body
     status, headers, body = engine.process({"model": "inswapper_128", "resolution": "512x512"}, ("target.jpg", sample_jpeg()))
     assert status == 429 and headers["Retry-After"] == "7", (status, headers, body)
-    for caller in callers:
-        caller.join(60)
-    assert sorted(answer[0] for answer in answers) == [200, 200]
+    assert sorted(answer[0] for answer in answers.wait()) == [200, 200]
     assert len(engine.runs()) == 2
     assert engine.get("/health")[0] == 200
 
