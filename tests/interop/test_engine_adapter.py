@@ -246,7 +246,7 @@ def test_facefusion_exit_codes_map_to_statuses_with_the_log_tail(engine_factory,
 
 
 def test_a_hung_run_is_killed_with_its_process_group_at_the_timeout(engine_factory):
-    engine = engine_factory("--job-timeout-ms", "4000")
+    engine = engine_factory("--job-timeout-ms", "8000")  # generous: progress must show first
     engine.set_mode("hang")
     result = {}
     caller = threading.Thread(target=lambda: result.update(answer=engine.process(
