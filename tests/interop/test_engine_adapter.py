@@ -351,3 +351,28 @@ def test_workers_report_facefusions_progress_while_it_runs(server_factory, simul
         return 0.1 < progress < 0.7  # between the facefusion (0.1) and download (0.7) stages
     support.wait_for(midway, 30, interval=0.2, what=f"a progress report from inside the FaceFusion run (saw {seen})")
     assert wait_terminal(stub, task_id).status == tasks_pb2.TASK_STATUS_COMPLETED
+
+
+def test_malformed_requests_get_clear_errors_and_the_engine_serves_on(engine_factory):
+    engine = engine_factory("--max-request-bytes", "100000")
+
+    def post(body: bytes, content_type: str) -> tuple[int, dict]:
+        request = urllib.request.Request(engine.url + "/process", data=body, headers={"Content-Type": content_type}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as error:
+            return error.code, json.load(error)
+
+    assert post(b"{}", "application/json")[0] == 415
+    status, body = post(b"--b\r\nContent-Disposition: form-data; name=\"job\"\r\n\r\n{}", "multipart/form-data; boundary=b")
+    assert status == 400 and "closing boundary" in body["error"], body
+    status, body = post(b"x" * 200_000, "multipart/form-data; boundary=b")
+    assert status == 413 and "100000 bytes" in body["error"], body
+    status, _, body = engine.process({"model": "inswapper_128", "resolution": "512x512"}, ("target.exe", b"MZ"))
+    assert status == 400 and "image or video" in body["error"], body
+    for path in ["/outputs/../../etc/passwd", "/outputs/job_1/../../x", "/outputs/job_1/result.jpg", "/jobs/nope"]:
+        assert engine.get(path)[0] == 404, path
+    assert engine.runs() == []
+    status, _, body = engine.process({"model": "inswapper_128", "resolution": "512x512"}, ("target.jpg", sample_jpeg()))
+    assert status == 200, body
