@@ -93,6 +93,14 @@ let swiftTargets: [Target] = [
     .target(
         name: "SwaplineWorker", dependencies: ["SwaplineClient", "CurlHTTP", "SwaplineCore", "SwaplineMessages", "RPCCore", logging, crypto],
         swiftSettings: swiftSettings),
+    // `swapline engine`: the engine contract served by a local FaceFusion install.
+    .target(
+        name: "SwaplineEngine",
+        dependencies: [
+            "SwaplineCore", nioCore, nioPosix, logging, .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ],
+        swiftSettings: swiftSettings),
     // Test doubles shared by test targets; never linked into the product.
     .target(
         name: "SwaplineTestKit",
@@ -104,7 +112,8 @@ let swiftTargets: [Target] = [
     .executableTarget(
         name: "swapline",
         dependencies: [
-            "SwaplineServer", "SwaplineWorker", "SwaplineClient", "SwaplineStore", "SwaplinePostgres", "H2Transport", nioCore, nioPosix,
+            "SwaplineServer", "SwaplineWorker", "SwaplineClient", "SwaplineStore", "SwaplinePostgres", "SwaplineEngine", "H2Transport", nioCore,
+            nioPosix,
             logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ],
@@ -143,6 +152,7 @@ let testTargets: [Target] = [
             "SwaplineWorker", "SwaplineClient", "SwaplineServer", "SwaplineMessages", "SwaplineCore", "CurlHTTP", "SwaplineTestKit", logging,
         ],
         swiftSettings: swiftSettings),
+    .testTarget(name: "SwaplineEngineTests", dependencies: ["SwaplineEngine", "SwaplineCore"], swiftSettings: swiftSettings),
     .testTarget(
         name: "SwaplineServerTests",
         dependencies: [

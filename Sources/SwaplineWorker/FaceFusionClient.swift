@@ -133,11 +133,16 @@ public struct FaceFusionClient: Sendable {
         }
     }
 
-    /// Runs `job` on `inputs`: the engine gets the files, never the client's URLs.
-    public func process(_ job: Swapline_V1_FaceSwapParams, inputs: EngineInputs, on engine: String) async throws(EngineCallError) -> FaceFusionOutput {
+    /// Runs `job` on `inputs`: the engine gets the files, never the client's URLs. `jobID`
+    /// names the job for `jobProgress` on engines that follow it (`swapline engine`).
+    public func process(
+        _ job: Swapline_V1_FaceSwapParams, inputs: EngineInputs, on engine: String, jobID: String? = nil
+    ) async throws(EngineCallError) -> FaceFusionOutput {
         let (contentType, requestBody) = job.engineRequestBody(inputs)
+        var headers = [("content-type", contentType)]
+        if let jobID { headers.append((Self.jobIDHeader, jobID)) }
         let request = HTTPRequest(
-            method: .post, url: engine + "/process", headers: HTTPHeaders([("content-type", contentType)]),
+            method: .post, url: engine + "/process", headers: HTTPHeaders(headers),
             body: requestBody, totalTimeout: processTimeout, maxResponseBytes: 1024 * 1024)
         let response: HTTPResponse
         do {
@@ -170,6 +175,20 @@ public struct FaceFusionClient: Sendable {
         return FaceFusionOutput(
             outputPath: outputPath, processingTime: (body["processing_time"] as? Double) ?? 0,
             jobID: (body["job_id"] as? String) ?? "", extraOutputs: extras)
+    }
+
+    /// The request header naming a job's id (docs/facefusion-api.md, `GET /jobs/{id}`).
+    public static let jobIDHeader = "x-swapline-job-id"
+
+    /// How far FaceFusion is with the job `jobID` (0 to 1), from `GET /jobs/{id}`; `nil` when
+    /// the engine does not say (no such route, the job not started yet, no progress printed).
+    public func jobProgress(_ jobID: String, on engine: String) async -> Double? {
+        let request = HTTPRequest(url: engine + "/jobs/" + jobID, connectTimeout: healthTimeout, totalTimeout: healthTimeout, maxResponseBytes: 64 * 1024)
+        guard let response = try? await http.execute(request), response.status == 200,
+            let body = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any],
+            let fraction = (body["progress"] as? [String: Any])?["fraction"] as? Double, (0...1).contains(fraction)
+        else { return nil }
+        return fraction
     }
 
     /// The longest Retry-After honoured; a longer one (up to any number of digits) reads as

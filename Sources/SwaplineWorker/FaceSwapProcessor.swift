@@ -93,7 +93,14 @@ public struct FaceSwapProcessor: TaskProcessor {
                 onRetry: { attempt, error, delay in
                     await progress.report(0.1, "facefusion try \(attempt) failed (\(error.publicDescription)); retrying in \(delay)")
                 },
-                operation: { _ throws(EngineCallError) in try await faceFusion.process(job, inputs: files, on: engine) })
+                operation: { attempt throws(EngineCallError) in
+                    // An id per try: an engine keeps a failed try's id, and another worker may
+                    // run the same task after a lease expiry.
+                    let jobID = "\(task.taskID)-\(attempt)-\(UUID().uuidString.prefix(8).lowercased())"
+                    let watcher = Task { await reportEngineProgress(of: jobID, on: engine, to: progress) }
+                    defer { watcher.cancel() }
+                    return try await faceFusion.process(job, inputs: files, on: engine, jobID: jobID)
+                })
         } catch {
             if case .unreachable = error { engines.markUnhealthy(engine, problem: error.description) }
             throw TaskFailure(stage: "facefusion", reason: error.publicDescription, detail: error.description)
@@ -142,6 +149,17 @@ public struct FaceSwapProcessor: TaskProcessor {
     }
 
     /// The least-loaded engine that answers its health check right now.
+    /// While FaceFusion runs the job, its progress as PROCESSING updates between the
+    /// `facefusion` (0.1) and `download` (0.7) stages, checked every second until cancelled.
+    private func reportEngineProgress(of jobID: String, on engine: String, to progress: ProgressReporter) async {
+        var reported: Double?
+        while (try? await Task.sleep(for: .seconds(1))) != nil {
+            guard let fraction = await faceFusion.jobProgress(jobID, on: engine), fraction != reported, !Task.isCancelled else { continue }
+            reported = fraction
+            await progress.report(Float(0.1 + 0.6 * fraction), "facefusion \(Int(fraction * 100))%")
+        }
+    }
+
     private func healthyEngine() async throws(TaskFailure) -> String {
         var problems: [String] = []
         while let engine = engines.acquire() {
