@@ -12,6 +12,9 @@ struct TransportLimitOptions: ParsableArguments {
             valueName: "count"))
     var maxConnections: Int = H2Configuration.defaultMaxConnections
 
+    @Option(help: "Time a TLS connection has to complete its handshake, in ms (with --tls-cert); then it is closed.")
+    var tlsHandshakeTimeoutMs: Int64 = 10_000
+
     @Option(help: "Time a new connection has to show its protocol, in ms (after the TLS handshake): the HTTP/2 preface and SETTINGS, or the first bytes of an HTTP/1.1 request.")
     var prefaceTimeoutMs: Int64 = 10_000
 
@@ -50,6 +53,7 @@ struct TransportLimitOptions: ParsableArguments {
             throw ValidationError("--max-connections must be between 1 and the open-file limit (\(openFiles)), got \(maxConnections)")
         }
         let timeouts: [(String, Int64)] = [
+            ("--tls-handshake-timeout-ms", tlsHandshakeTimeoutMs),
             ("--preface-timeout-ms", prefaceTimeoutMs), ("--header-timeout-ms", headerTimeoutMs),
             ("--body-timeout-ms", bodyTimeoutMs), ("--send-timeout-ms", sendTimeoutMs),
             ("--idle-timeout-ms", idleTimeoutMs), ("--max-unary-deadline-ms", maxUnaryDeadlineMs),
@@ -68,6 +72,7 @@ struct TransportLimitOptions: ParsableArguments {
 
     func apply(to configuration: inout ServerConfiguration) {
         configuration.http2.maxConnections = maxConnections
+        configuration.http2.tlsHandshakeTimeout = .milliseconds(tlsHandshakeTimeoutMs)
         configuration.http2.prefaceTimeout = .milliseconds(prefaceTimeoutMs)
         configuration.http2.headerTimeout = .milliseconds(headerTimeoutMs)
         configuration.http2.bodyProgressTimeout = .milliseconds(bodyTimeoutMs)

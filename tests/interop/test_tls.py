@@ -156,6 +156,19 @@ def test_a_cleartext_client_gets_nothing_from_a_tls_port(tls_server):
     assert curl("--http1.1", f"http://{HOST}:{tls_server.port}/health").returncode != 0
 
 
+def test_a_handshake_not_completed_in_time_is_closed(server_factory, certs):
+    """A client that connects to a TLS port and never sends its ClientHello is closed after
+    --tls-handshake-timeout-ms, and the port serves the next client."""
+    srv = server_factory("--store", "memory", *certs.flags(), "--tls-handshake-timeout-ms", "500")
+    with socket.create_connection((HOST, srv.port), timeout=10) as silent:
+        started = time.monotonic()
+        assert silent.recv(1) == b""  # closed by the server, nothing sent
+        elapsed = time.monotonic() - started
+    assert 0.3 < elapsed < 8, f"closed after {elapsed:.1f}s"
+    with tls_socket(srv.port, certs.ca, ["h2"]) as tls:
+        assert tls.selected_alpn_protocol() == "h2"
+
+
 def test_without_tls_flags_the_port_stays_cleartext(server, certs):
     assert Stubs(server.channel()).health.Check(health_pb2.HealthCheckRequest(), timeout=T).status == \
         health_pb2.HealthCheckResponse.SERVING
