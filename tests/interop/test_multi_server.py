@@ -35,7 +35,7 @@ import pytest
 
 import services
 from support import ALLOW_LOCAL_URLS, BINARY, CHANNEL_OPTIONS, HOST, Stubs, create_request, health_pb2, tasks_pb2 as pb
-from test_worker import Simulator, params as sim_params, worker_flags
+from test_worker import Simulator, WorkerProcess, params as sim_params, worker_flags
 
 SC = grpc.StatusCode
 T = 10
@@ -48,46 +48,6 @@ RESOLUTION = "128x128"
 # ---------------------------------------------------------------------------------------------
 # Processes: workers, the simulator, servers on PostgreSQL
 # ---------------------------------------------------------------------------------------------
-
-
-class WorkerProcess:
-    """A `swapline worker` whose stdout and stderr go to a log file, shown when a test fails."""
-
-    def __init__(self, server_port: int, *flags: str):
-        self.dir = Path(tempfile.mkdtemp(prefix="swapline-worker-"))
-        self.log_path = self.dir / "worker.log"
-        self._log = open(self.log_path, "wb")
-        self.flags = flags
-        self.proc = subprocess.Popen(
-            [str(BINARY), "worker", "--server", f"http://{HOST}:{server_port}", *flags],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 30
-        while "swapline worker started" not in self.log_tail():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                tail = self.log_tail()
-                self.stop()
-                self.remove()
-                raise RuntimeError(f"swapline worker did not start:\n{tail}")
-            time.sleep(0.05)
-
-    def log_tail(self, limit: int = 4000) -> str:
-        try:
-            return self.log_path.read_bytes()[-limit:].decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
-
-    def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -106,7 +66,7 @@ def workers():
         if worker.proc.poll() is None:
             worker.proc.send_signal(signal.SIGTERM)
     for i, worker in enumerate(started):
-        worker.stop()
+        worker.stop(keep_log=True)
         print(f"\n--- swapline worker[{i}] log (tail) ---\n{worker.log_tail(3000)}")
         worker.remove()
 

@@ -63,16 +63,32 @@ class Simulator:
 
 
 class WorkerProcess:
-    """A separate `swapline worker` process."""
+    """A separate `swapline worker` process. Its stdout and stderr go to a log file
+    (`log_tail()`), removed by `stop()` unless `keep_log` asks to read it afterwards."""
 
     def __init__(self, server_port: int, *flags: str):
+        self.dir = Path(tempfile.mkdtemp(prefix="swapline-worker-"))
+        self.log_path = self.dir / "worker.log"
+        self._log = open(self.log_path, "wb")
+        self.flags = flags
         self.proc = subprocess.Popen(
             [str(BINARY), "worker", "--server", f"http://127.0.0.1:{server_port}", *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
-        line = self.proc.stdout.readline().decode()
-        assert "swapline worker started" in line, line
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while "swapline worker started" not in self.log_tail():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = self.log_tail()
+                self.stop()
+                raise RuntimeError(f"swapline worker did not start:\n{tail}")
+            time.sleep(0.05)
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
+    def log_tail(self, limit: int = 4000) -> str:
+        try:
+            return self.log_path.read_bytes()[-limit:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, keep_log: bool = False) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -80,7 +96,12 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        self.proc.stdout.close()
+        self._log.close()
+        if not keep_log:
+            self.remove()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture
