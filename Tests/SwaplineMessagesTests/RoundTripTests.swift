@@ -17,7 +17,8 @@ let fullParams = Swapline_V1_FaceSwapParams(
 let fullResult = Swapline_V1_TaskResult(
     outputURL: "https://storage.example.com/out.jpg",
     outputs: ["gif_url": "https://storage.example.com/out.gif", "webp_url": "https://storage.example.com/out.webp"],
-    processingTime: 12.5, jobID: "job_12345", storageProvider: "gcs")
+    processingTime: 12.5, jobID: "job_12345", storageProvider: "gif_url:local,webp_url:gcs",
+    outputProviders: ["gif_url": "local", "webp_url": "gcs"])
 
 let fullTask = Swapline_V1_Task(
     taskID: "task_\(unicode)", workflow: "face_swap", environment: "face_swap", targetPort: 8000,

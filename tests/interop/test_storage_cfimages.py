@@ -193,6 +193,7 @@ def test_outputs_go_to_cloudflare_images_and_the_delivery_urls_serve_the_exact_b
     assert task.status == tasks_pb2.TASK_STATUS_COMPLETED, task.error
     assert task.result.storage_provider == "cfimages"
     assert set(task.result.outputs) == {"jpg", "gif", "webp"}
+    assert dict(task.result.output_providers) == {"jpg": "cfimages", "gif": "cfimages", "webp": "cfimages"}
     assert task.result.output_url == task.result.outputs["jpg"]
     for ext, url in task.result.outputs.items():
         assert re.fullmatch(rf"http://127\.0\.0\.1:\d+/delivery/{ACCOUNT_HASH}/[0-9a-f-]+/public", url), url
@@ -289,6 +290,10 @@ def test_files_over_10_mb_or_100_megapixels_fall_back_to_the_next_backend(
         engine.stop()
     assert task.status == tasks_pb2.TASK_STATUS_COMPLETED, task.error
     assert task.result.storage_provider == "gif:local,jpg:cfimages,png:local"
+    assert dict(task.result.output_providers) == {"gif": "local", "jpg": "cfimages", "png": "local"}
+    rest = json.loads(download(f"http://127.0.0.1:{server.port}/api/face-swap/task/{task.task_id}"))
+    assert rest["result"]["output_providers"] == {"gif": "local", "jpg": "cfimages", "png": "local"}
+    assert rest["result"]["storage_provider"] == "gif:local,jpg:cfimages,png:local"
     assert set(task.result.outputs) == {"jpg", "gif", "png"}
     assert f"/delivery/{ACCOUNT_HASH}/" in task.result.outputs["jpg"]
     assert download(task.result.outputs["jpg"]) == files["result.jpg"]
