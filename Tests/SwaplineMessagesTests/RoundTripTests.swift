@@ -212,3 +212,15 @@ let fullTask = Swapline_V1_Task(
         }
     }
 }
+
+@Suite struct LargeTaskRoundTripTests {
+    @Test func aTaskLargerThanTheArenasStackPartRoundTrips() throws {
+        let long = String(repeating: "x", count: 300)
+        var task = fullTask
+        task.result = Swapline_V1_TaskResult(
+            outputURL: "https://cdn.example.com/\(long).jpg",
+            outputs: ["jpg": "https://cdn.example.com/\(long).jpg", "gif": "https://cdn.example.com/\(long).gif", "webp": "https://cdn.example.com/\(long).webp"],
+            processingTime: 1, jobID: "job", storageProvider: "local", outputProviders: ["jpg": "local", "gif": "local", "webp": "local"])
+        #expect(try roundTrip(task) == task)
+    }
+}
