@@ -170,6 +170,19 @@ import Testing
         await api.stop()
     }
 
+    @Test func svgGoesUpAsSVGWithoutAPixelCheck() async throws {
+        let api = try await ScriptedHTTPServer(routes: [Self.uploadTarget: Self.uploaded(id: "svg1")])
+        let http = CurlHTTPClient()
+        defer { http.shutdown() }
+        let svg = Array("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"100000\" height=\"100000\"/>".utf8)
+        let file = LocalResultStorageTests.file(svg, format: "svg")
+        defer { try? FileManager.default.removeItem(atPath: file.path) }
+        #expect(try await Self.storage(api, http: http).store(file, taskID: "t") == "https://imagedelivery.net/HASH/svg1/public")
+        let body = String(decoding: try #require(api.requests.first).body, as: UTF8.self)
+        #expect(body.contains("filename=\"t.svg\"\r\nContent-Type: image/svg+xml\r\n\r\n<svg"))
+        await api.stop()
+    }
+
     @Test func errorsNameCloudflaresCodeAndThrottlingIsRetried() async throws {
         let api = try await ScriptedHTTPServer(routes: [
             Self.uploadTarget: .init(status: 429, body: Array(#"{"success":false,"errors":[{"code":971,"message":"Please wait and consider throttling your request speed"}]}"#.utf8))

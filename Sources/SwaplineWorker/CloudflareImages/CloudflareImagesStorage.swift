@@ -64,7 +64,7 @@ public struct CloudflareImagesStorage: ResultStorage {
         var request = HTTPRequest(method: .post, url: imagesURL, totalTimeout: settings.requestTimeout, maxResponseBytes: 1024 * 1024)
         request.headers = HTTPHeaders([("Authorization", "Bearer \(settings.apiToken)")])
         request.multipartFile = MultipartFile(
-            fieldName: "file", fileName: "\(taskID).\(file.format)", contentType: file.contentType, path: file.path)
+            fieldName: "file", fileName: "\(taskID).\(file.format)", contentType: Self.contentType(of: file), path: file.path)
         let answer = try await send(request, what: "upload")
         guard let image = CloudflareAnswer.parse(answer.body)?.image else {
             throw StorageFailure(provider: providerName, reason: "upload: HTTP \(answer.status) without an image id in the answer")
@@ -111,10 +111,17 @@ public struct CloudflareImagesStorage: ResultStorage {
     }
 
     private func deleteImage(id: String) async throws(StorageFailure) -> Bool {
-        guard !id.isEmpty, id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else { return false }
+        // Cloudflare's ids (UUIDs, or custom ids) as a single URL path segment.
+        guard !id.isEmpty, id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else { return false }
         var request = HTTPRequest(method: .delete, url: "\(imagesURL)/\(id)", totalTimeout: settings.requestTimeout, maxResponseBytes: 1024 * 1024)
         request.headers = HTTPHeaders([("Authorization", "Bearer \(settings.apiToken)")])
         return try await send(request, what: "DELETE of the image", notFoundIsAnswer: true).status != 404
+    }
+
+    /// The output's content type; SVG's here only (MediaType leaves it out, so that the
+    /// server's `/outputs/` never serves a scriptable SVG from its own origin).
+    static func contentType(of file: OutputFile) -> String {
+        file.format.lowercased() == "svg" ? "image/svg+xml" : file.contentType
     }
 
     /// The last path component of a delivery URL.
