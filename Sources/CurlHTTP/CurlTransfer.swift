@@ -25,6 +25,8 @@ final class CurlTransfer: @unchecked Sendable {
     /// The open body file of an upload and how many of its bytes are still to be sent.
     private var uploadFile: UnsafeMutablePointer<FILE>?
     private var uploadRemaining: Int64 = 0
+    /// The MIME body of a multipart POST; curl reads its file part while sending.
+    private var mime: OpaquePointer?
 
     private var status = 0
     private var headers = HTTPHeaders()
@@ -41,6 +43,8 @@ final class CurlTransfer: @unchecked Sendable {
 
     deinit {
         if let easy { curl_easy_cleanup(easy) }
+        // After the easy handle that used it, as curl_mime_free requires.
+        if let mime { curl_mime_free(mime) }
         // Only once no easy handle uses it any more.
         if let dnsShare { curl_share_cleanup(UnsafeMutableRawPointer(dnsShare)) }
         curl_slist_free_all(resolveList)
@@ -101,7 +105,12 @@ final class CurlTransfer: @unchecked Sendable {
         case .put, .delete:
             set(swapline_curl_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.method.rawValue))
         }
-        if let slice = request.bodyFile {
+        if let part = request.multipartFile {
+            guard request.method == .post, attachMultipart(part, easy: easy, set: set) else {
+                fail(.transport("cannot read the multipart file \(part.path) (\(request.method.rawValue))"))
+                return nil
+            }
+        } else if let slice = request.bodyFile {
             guard request.method == .put, let file = fopen(slice.path, "rb"), fseeko(file, off_t(slice.offset), SEEK_SET) == 0 else {
                 fail(.transport("cannot read the body file \(slice.path) (\(request.method.rawValue))"))
                 return nil
@@ -157,6 +166,19 @@ final class CurlTransfer: @unchecked Sendable {
             return nil
         }
         return easy
+    }
+
+    /// Builds the one-part MIME body of `part` and sets it as the POST body; false when the
+    /// file cannot be opened or curl refuses the part.
+    private func attachMultipart(_ part: MultipartFile, easy: UnsafeMutableRawPointer, set: (CURLcode) -> Void) -> Bool {
+        guard let mime = curl_mime_init(easy) else { return false }
+        self.mime = mime
+        guard let field = curl_mime_addpart(mime), curl_mime_name(field, part.fieldName) == CURLE_OK,
+            curl_mime_filedata(field, part.path) == CURLE_OK, curl_mime_filename(field, part.fileName) == CURLE_OK,
+            curl_mime_type(field, part.contentType) == CURLE_OK
+        else { return false }
+        set(swapline_curl_setopt_ptr(easy, CURLOPT_MIMEPOST, UnsafeMutableRawPointer(mime)))
+        return true
     }
 
     /// Sets up address pinning (see `AddressPinning`); false (and the stream failed) when the

@@ -67,6 +67,9 @@ public struct HTTPRequest: Sendable {
     /// A PUT body read from this part of a file while it is sent (`body` is then ignored), so
     /// a large upload never sits in memory.
     public var bodyFile: FileSlice?
+    /// A `multipart/form-data` POST body of this one file part (`body` and `bodyFile` are then
+    /// ignored); curl reads the file while it sends it (libcurl's MIME API).
+    public var multipartFile: MultipartFile?
     /// Signs the request with AWS Signature Version 4 (libcurl's CURLOPT_AWS_SIGV4). The
     /// payload hash is whatever the request's `x-amz-content-sha256` header says, so a caller
     /// that wants the signature to cover the body sets that header to the body's SHA-256.
@@ -131,6 +134,22 @@ public struct FileSlice: Sendable, Equatable {
         self.path = path
         self.offset = offset
         self.length = length
+    }
+}
+
+/// The one file part of a `multipart/form-data` body: `Content-Disposition: form-data;
+/// name="{fieldName}"; filename="{fileName}"` and `Content-Type: {contentType}`.
+public struct MultipartFile: Sendable, Equatable {
+    public var fieldName: String
+    public var fileName: String
+    public var contentType: String
+    public var path: String
+
+    public init(fieldName: String, fileName: String, contentType: String, path: String) {
+        self.fieldName = fieldName
+        self.fileName = fileName
+        self.contentType = contentType
+        self.path = path
     }
 }
 

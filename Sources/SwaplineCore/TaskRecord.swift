@@ -56,6 +56,23 @@ public struct TaskOutput: Sendable, Hashable {
         self.jobID = jobID
         self.storageProvider = storageProvider
     }
+
+    /// The provider of each output (format → provider), read from `storageProvider`: one name
+    /// for every output, or the worker's `format:provider,…` list when it fell back for some;
+    /// empty when `storageProvider` is empty or only lists the providers ("local,s3").
+    public var outputProviders: [String: String] {
+        guard !storageProvider.isEmpty else { return [:] }
+        guard storageProvider.contains(":") else {
+            return storageProvider.contains(",") ? [:] : outputs.mapValues { _ in storageProvider }
+        }
+        var providers: [String: String] = [:]
+        for entry in storageProvider.split(separator: ",") {
+            let pair = entry.split(separator: ":", maxSplits: 1)
+            guard pair.count == 2 else { return [:] }
+            providers[String(pair[0])] = String(pair[1])
+        }
+        return providers
+    }
 }
 
 /// The right of one consumer to work on a PROCESSING task until `expiresAtMs`.

@@ -12,6 +12,7 @@ extension Grpc__Testing__GrpclbRouteType: CEnum {}
 extension Swapline__V1__FaceSwapParams__OptionsEntry: CStringMapEntry { static func initialize(_ m: UnsafeMutablePointer<Self>) { swapline__v1__face_swap_params__options_entry__init(m) } }
 extension Swapline__V1__FaceSwapParams: CMessage { static func initialize(_ m: UnsafeMutablePointer<Self>) { swapline__v1__face_swap_params__init(m) } }
 extension Swapline__V1__TaskResult__OutputsEntry: CStringMapEntry { static func initialize(_ m: UnsafeMutablePointer<Self>) { swapline__v1__task_result__outputs_entry__init(m) } }
+extension Swapline__V1__TaskResult__OutputProvidersEntry: CStringMapEntry { static func initialize(_ m: UnsafeMutablePointer<Self>) { swapline__v1__task_result__output_providers_entry__init(m) } }
 extension Swapline__V1__TaskResult: CMessage { static func initialize(_ m: UnsafeMutablePointer<Self>) { swapline__v1__task_result__init(m) } }
 extension Swapline__V1__Task: CMessage { static func initialize(_ m: UnsafeMutablePointer<Self>) { swapline__v1__task__init(m) } }
 extension Swapline__V1__CreateTaskRequest: CMessage { static func initialize(_ m: UnsafeMutablePointer<Self>) { swapline__v1__create_task_request__init(m) } }

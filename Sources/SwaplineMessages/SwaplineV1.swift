@@ -60,16 +60,19 @@ public struct Swapline_V1_TaskResult: Sendable, Equatable {
     public var processingTime: Double
     public var jobID: String
     public var storageProvider: String
+    /// Format → the provider that stored that output.
+    public var outputProviders: [String: String]
 
     public init(
         outputURL: String = "", outputs: [String: String] = [:], processingTime: Double = 0,
-        jobID: String = "", storageProvider: String = ""
+        jobID: String = "", storageProvider: String = "", outputProviders: [String: String] = [:]
     ) {
         self.outputURL = outputURL
         self.outputs = outputs
         self.processingTime = processingTime
         self.jobID = jobID
         self.storageProvider = storageProvider
+        self.outputProviders = outputProviders
     }
 }
 
@@ -78,7 +81,8 @@ extension Swapline_V1_TaskResult: CBridged {
         self.init(
             outputURL: try CField.string(c.output_url, field: "output_url", maxBytes: MessageLimits.urlBytes), outputs: try CField.map(c.n_outputs, c.outputs, field: "outputs"),
             processingTime: c.processing_time, jobID: try CField.string(c.job_id, field: "job_id", maxBytes: MessageLimits.nameBytes),
-            storageProvider: try CField.string(c.storage_provider, field: "storage_provider", maxBytes: MessageLimits.nameBytes))
+            storageProvider: try CField.string(c.storage_provider, field: "storage_provider", maxBytes: MessageLimits.nameBytes),
+            outputProviders: try CField.map(c.n_output_providers, c.output_providers, field: "output_providers"))
     }
 
     func fill(_ c: inout Swapline__V1__TaskResult, arena: inout CArena) {
@@ -87,6 +91,7 @@ extension Swapline_V1_TaskResult: CBridged {
         c.processing_time = processingTime
         c.job_id = arena.cString(jobID)
         c.storage_provider = arena.cString(storageProvider)
+        (c.n_output_providers, c.output_providers) = arena.map(outputProviders)
     }
 }
 

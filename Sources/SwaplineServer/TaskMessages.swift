@@ -21,7 +21,7 @@ enum TaskMessages {
     static func message(_ output: TaskOutput) -> Swapline_V1_TaskResult {
         Swapline_V1_TaskResult(
             outputURL: output.outputURL, outputs: output.outputs, processingTime: output.processingTime,
-            jobID: output.jobID, storageProvider: output.storageProvider)
+            jobID: output.jobID, storageProvider: output.storageProvider, outputProviders: output.outputProviders)
     }
 
     static func parameters(_ message: Swapline_V1_FaceSwapParams?) -> FaceSwapParameters {

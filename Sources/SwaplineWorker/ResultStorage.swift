@@ -41,8 +41,8 @@ public struct StoredFile: Sendable, Equatable {
     public var provider: String
 }
 
-/// Where finished outputs go. S3-compatible stores and local files implement it; Cloudflare
-/// Images would too, refusing files it cannot hold so the chain moves on.
+/// Where finished outputs go. S3-compatible stores, Cloudflare Images and local files implement
+/// it; a backend refuses files it cannot hold so the chain moves on.
 public protocol ResultStorage: Sendable {
     /// The `storage_provider` reported with results, e.g. "local", "s3".
     var providerName: String { get }
@@ -149,9 +149,12 @@ enum UnguessableKey {
     }
 }
 
-/// Parses `--storage` values: `local:DIR` and `s3://BUCKET[/PREFIX]` (configured by `s3`).
+/// Parses `--storage` values: `local:DIR`, `s3://BUCKET[/PREFIX]` (configured by `s3`) and
+/// `cfimages:ACCOUNT_ID` (configured by `cloudflareImages`, the account taken from the spec).
 public enum ResultStorageSpec {
-    public static func make(_ spec: String, publicBaseURL: String, s3: S3Settings?, http: CurlHTTPClient) throws -> any ResultStorage {
+    public static func make(
+        _ spec: String, publicBaseURL: String, s3: S3Settings?, cloudflareImages: CloudflareImagesSettings? = nil, http: CurlHTTPClient
+    ) throws -> any ResultStorage {
         if spec.hasPrefix("local:"), spec.count > "local:".count {
             return LocalResultStorage(directory: String(spec.dropFirst("local:".count)), publicBaseURL: publicBaseURL)
         }
@@ -159,7 +162,12 @@ public enum ResultStorageSpec {
             guard let s3 else { throw StorageSpecError(spec: spec, problem: "S3 storage is not configured") }
             return S3ResultStorage(location: try S3Location.parse(spec), settings: s3, http: http)
         }
-        throw StorageSpecError(spec: spec, problem: "expected local:DIR or s3://BUCKET[/PREFIX]")
+        if spec.hasPrefix("cfimages:") {
+            let account = try CloudflareImagesSettings.accountID(ofSpec: spec)
+            guard let cloudflareImages else { throw StorageSpecError(spec: spec, problem: "Cloudflare Images is not configured") }
+            return CloudflareImagesStorage(accountID: account, settings: cloudflareImages, http: http)
+        }
+        throw StorageSpecError(spec: spec, problem: "expected local:DIR, s3://BUCKET[/PREFIX] or cfimages:ACCOUNT_ID")
     }
 }
 

@@ -12,10 +12,12 @@ struct WorkerOptions: ParsableArguments {
     @Option(name: .customLong("engine"), help: "FaceFusion engine base URL, e.g. http://127.0.0.1:8000; repeat for several.")
     var engines: [String] = []
 
-    @Option(help: "Where outputs are stored: local:DIR or s3://BUCKET[/PREFIX] (default: local:<data dir>/outputs). Repeat for fallbacks, tried in order when one refuses a file or fails (docs/storage.md).")
+    @Option(help: "Where outputs are stored: local:DIR, s3://BUCKET[/PREFIX] or cfimages:ACCOUNT_ID (default: local:<data dir>/outputs). Repeat for fallbacks, tried in order when one refuses a file or fails (docs/storage.md).")
     var storage: [String] = []
 
     @OptionGroup(title: "S3 storage") var s3: S3StorageOptions
+
+    @OptionGroup(title: "Cloudflare Images storage") var cloudflareImages: CloudflareImagesOptions
 
     @Option(help: "FaceFusion's output directory when it runs on this machine: outputs are read from it instead of downloaded.")
     var engineOutputDir: String?
@@ -53,8 +55,13 @@ struct WorkerOptions: ParsableArguments {
     /// The `--storage` backends in their order (`defaultStorage` when none is given).
     func storageChain(publicBaseURL: String, defaultStorage: String, http: CurlHTTPClient) throws -> ResultStorageChain {
         let specs = storage.isEmpty ? [defaultStorage] : storage
-        let s3Settings = try s3.settings(for: specs, environment: ProcessInfo.processInfo.environment)
-        return ResultStorageChain(try specs.map { try ResultStorageSpec.make($0, publicBaseURL: publicBaseURL, s3: s3Settings, http: http) })
+        let environment = ProcessInfo.processInfo.environment
+        let s3Settings = try s3.settings(for: specs, environment: environment)
+        let imagesSettings = try cloudflareImages.settings(for: specs, environment: environment)
+        return ResultStorageChain(
+            try specs.map {
+                try ResultStorageSpec.make($0, publicBaseURL: publicBaseURL, s3: s3Settings, cloudflareImages: imagesSettings, http: http)
+            })
     }
 
     /// A consumer of `serverURL` (an `https://` one verified against `caFile`, or the system's

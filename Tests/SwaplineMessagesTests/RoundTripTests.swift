@@ -17,7 +17,8 @@ let fullParams = Swapline_V1_FaceSwapParams(
 let fullResult = Swapline_V1_TaskResult(
     outputURL: "https://storage.example.com/out.jpg",
     outputs: ["gif_url": "https://storage.example.com/out.gif", "webp_url": "https://storage.example.com/out.webp"],
-    processingTime: 12.5, jobID: "job_12345", storageProvider: "gcs")
+    processingTime: 12.5, jobID: "job_12345", storageProvider: "gif_url:local,webp_url:gcs",
+    outputProviders: ["gif_url": "local", "webp_url": "gcs"])
 
 let fullTask = Swapline_V1_Task(
     taskID: "task_\(unicode)", workflow: "face_swap", environment: "face_swap", targetPort: 8000,
@@ -209,5 +210,17 @@ let fullTask = Swapline_V1_Task(
             }
             try await group.waitForAll()
         }
+    }
+}
+
+@Suite struct LargeTaskRoundTripTests {
+    @Test func aTaskLargerThanTheArenasStackPartRoundTrips() throws {
+        let long = String(repeating: "x", count: 300)
+        var task = fullTask
+        task.result = Swapline_V1_TaskResult(
+            outputURL: "https://cdn.example.com/\(long).jpg",
+            outputs: ["jpg": "https://cdn.example.com/\(long).jpg", "gif": "https://cdn.example.com/\(long).gif", "webp": "https://cdn.example.com/\(long).webp"],
+            processingTime: 1, jobID: "job", storageProvider: "local", outputProviders: ["jpg": "local", "gif": "local", "webp": "local"])
+        #expect(try roundTrip(task) == task)
     }
 }

@@ -163,8 +163,10 @@ def test_fetch_and_update_to_completion(http):
     assert r.status_code == 200
     done = r.json()
     assert done["status"] == "COMPLETED" and done["progress"] == 1.0
+    # output_providers: the typed form of storage_provider, set by the server.
     assert done["result"] == {**result, "outputs": {"gif": "https://cdn.example.com/r.gif",
-                                                    "jpg": "https://cdn.example.com/r.jpg"}}
+                                                    "jpg": "https://cdn.example.com/r.jpg"},
+                              "output_providers": {"gif": "gcs", "jpg": "gcs"}}
     assert checked(http.get(f"/api/face-swap/task/{task_id}"), http).json() == done
 
 

@@ -386,6 +386,8 @@ def test_completed_is_terminal(stubs):
                            outputs={"gif_url": "https://cdn.example.com/out.gif"})
     done = update(stubs, resp.task.task_id, resp.lease_id, pb.TASK_STATUS_COMPLETED,
                   result=result)
+    # The server adds output_providers, the typed form of storage_provider.
+    result.output_providers["gif_url"] = "gcs"
     assert done.status == pb.TASK_STATUS_COMPLETED
     assert done.result == result
     for status in [pb.TASK_STATUS_PROCESSING, pb.TASK_STATUS_FAILED, pb.TASK_STATUS_COMPLETED]:

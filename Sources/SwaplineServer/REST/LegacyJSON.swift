@@ -36,7 +36,7 @@ enum LegacyJSON {
         [
             ("output_url", .string(result.outputURL)), ("outputs", stringMap(result.outputs)),
             ("processing_time", .number(result.processingTime)), ("job_id", .string(result.jobID)),
-            ("storage_provider", .string(result.storageProvider)),
+            ("storage_provider", .string(result.storageProvider)), ("output_providers", stringMap(result.outputProviders)),
         ]
     }
 

@@ -284,12 +284,13 @@ public enum OpenAPIDocument {
                     ("lease_expires_at", type("string", "UTC, `YYYY-MM-DDTHH:MM:SS`.")),
                     ("lease_expires_at_ms", type("integer", "Unix milliseconds.")),
                 ])),
-            ("TaskResult", object(required: ["output_url", "outputs", "processing_time", "job_id", "storage_provider"], [
+            ("TaskResult", object(required: ["output_url", "outputs", "processing_time", "job_id", "storage_provider", "output_providers"], [
                 ("output_url", type("string", "URL of the main result (jpg).")),
                 ("outputs", stringMap),
                 ("processing_time", type("number", "Seconds.")),
                 ("job_id", .object([("type", "string")])),
                 ("storage_provider", .object([("type", "string")])),
+                ("output_providers", stringMap),
             ])),
             ("FaceSwapResponse", object(required: ["status", "output_path", "processing_time", "job_id", "metadata", "task_id"], [
                 ("status", .object([("type", "string"), ("enum", .array(["success", "failed", "cancelled"]))])),

@@ -64,6 +64,12 @@ void   swapline__v1__task_result__outputs_entry__init
   static const Swapline__V1__TaskResult__OutputsEntry init_value = SWAPLINE__V1__TASK_RESULT__OUTPUTS_ENTRY__INIT;
   *message = init_value;
 }
+void   swapline__v1__task_result__output_providers_entry__init
+                     (Swapline__V1__TaskResult__OutputProvidersEntry         *message)
+{
+  static const Swapline__V1__TaskResult__OutputProvidersEntry init_value = SWAPLINE__V1__TASK_RESULT__OUTPUT_PROVIDERS_ENTRY__INIT;
+  *message = init_value;
+}
 void   swapline__v1__task_result__init
                      (Swapline__V1__TaskResult         *message)
 {
@@ -802,7 +808,58 @@ const ProtobufCMessageDescriptor swapline__v1__task_result__outputs_entry__descr
   (ProtobufCMessageInit) swapline__v1__task_result__outputs_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor swapline__v1__task_result__field_descriptors[5] =
+static const ProtobufCFieldDescriptor swapline__v1__task_result__output_providers_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__TaskResult__OutputProvidersEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__TaskResult__OutputProvidersEntry, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swapline__v1__task_result__output_providers_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange swapline__v1__task_result__output_providers_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor swapline__v1__task_result__output_providers_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swapline.v1.TaskResult.OutputProvidersEntry",
+  "OutputProvidersEntry",
+  "Swapline__V1__TaskResult__OutputProvidersEntry",
+  "swapline.v1",
+  sizeof(Swapline__V1__TaskResult__OutputProvidersEntry),
+  2,
+  swapline__v1__task_result__output_providers_entry__field_descriptors,
+  swapline__v1__task_result__output_providers_entry__field_indices_by_name,
+  1,  swapline__v1__task_result__output_providers_entry__number_ranges,
+  (ProtobufCMessageInit) swapline__v1__task_result__output_providers_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor swapline__v1__task_result__field_descriptors[6] =
 {
   {
     "output_url",
@@ -864,9 +921,22 @@ static const ProtobufCFieldDescriptor swapline__v1__task_result__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "output_providers",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Swapline__V1__TaskResult, n_output_providers),
+    offsetof(Swapline__V1__TaskResult, output_providers),
+    &swapline__v1__task_result__output_providers_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned swapline__v1__task_result__field_indices_by_name[] = {
   3,   /* field[3] = job_id */
+  5,   /* field[5] = output_providers */
   0,   /* field[0] = output_url */
   1,   /* field[1] = outputs */
   2,   /* field[2] = processing_time */
@@ -875,7 +945,7 @@ static const unsigned swapline__v1__task_result__field_indices_by_name[] = {
 static const ProtobufCIntRange swapline__v1__task_result__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor swapline__v1__task_result__descriptor =
 {
@@ -885,7 +955,7 @@ const ProtobufCMessageDescriptor swapline__v1__task_result__descriptor =
   "Swapline__V1__TaskResult",
   "swapline.v1",
   sizeof(Swapline__V1__TaskResult),
-  5,
+  6,
   swapline__v1__task_result__field_descriptors,
   swapline__v1__task_result__field_indices_by_name,
   1,  swapline__v1__task_result__number_ranges,

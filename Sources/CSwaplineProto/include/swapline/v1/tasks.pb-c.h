@@ -19,6 +19,7 @@ typedef struct Swapline__V1__FaceSwapParams Swapline__V1__FaceSwapParams;
 typedef struct Swapline__V1__FaceSwapParams__OptionsEntry Swapline__V1__FaceSwapParams__OptionsEntry;
 typedef struct Swapline__V1__TaskResult Swapline__V1__TaskResult;
 typedef struct Swapline__V1__TaskResult__OutputsEntry Swapline__V1__TaskResult__OutputsEntry;
+typedef struct Swapline__V1__TaskResult__OutputProvidersEntry Swapline__V1__TaskResult__OutputProvidersEntry;
 typedef struct Swapline__V1__Task Swapline__V1__Task;
 typedef struct Swapline__V1__CreateTaskRequest Swapline__V1__CreateTaskRequest;
 typedef struct Swapline__V1__ProcessSyncRequest Swapline__V1__ProcessSyncRequest;
@@ -148,6 +149,17 @@ struct  Swapline__V1__TaskResult__OutputsEntry
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
+struct  Swapline__V1__TaskResult__OutputProvidersEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  char *value;
+};
+#define SWAPLINE__V1__TASK_RESULT__OUTPUT_PROVIDERS_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swapline__v1__task_result__output_providers_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
 /*
  * Outcome of a successfully completed task.
  */
@@ -182,10 +194,19 @@ struct  Swapline__V1__TaskResult
    * Empty when unknown.
    */
   char *storage_provider;
+  /*
+   * The storage backend of each output, by the same format keys as `outputs`, e.g.
+   * {"gif": "local", "jpg": "cfimages"}: the typed form of `storage_provider`, which
+   * stays as it is for older clients. Set by the server from `storage_provider` (ignored
+   * in UpdateStatus); empty when that is empty or, should the per-output list not fit
+   * its 128 bytes, only names the providers.
+   */
+  size_t n_output_providers;
+  Swapline__V1__TaskResult__OutputProvidersEntry **output_providers;
 };
 #define SWAPLINE__V1__TASK_RESULT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&swapline__v1__task_result__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL }
 
 
 /*
@@ -565,6 +586,9 @@ void   swapline__v1__face_swap_params__free_unpacked
 /* Swapline__V1__TaskResult__OutputsEntry methods */
 void   swapline__v1__task_result__outputs_entry__init
                      (Swapline__V1__TaskResult__OutputsEntry         *message);
+/* Swapline__V1__TaskResult__OutputProvidersEntry methods */
+void   swapline__v1__task_result__output_providers_entry__init
+                     (Swapline__V1__TaskResult__OutputProvidersEntry         *message);
 /* Swapline__V1__TaskResult methods */
 void   swapline__v1__task_result__init
                      (Swapline__V1__TaskResult         *message);
@@ -807,6 +831,9 @@ typedef void (*Swapline__V1__FaceSwapParams_Closure)
 typedef void (*Swapline__V1__TaskResult__OutputsEntry_Closure)
                  (const Swapline__V1__TaskResult__OutputsEntry *message,
                   void *closure_data);
+typedef void (*Swapline__V1__TaskResult__OutputProvidersEntry_Closure)
+                 (const Swapline__V1__TaskResult__OutputProvidersEntry *message,
+                  void *closure_data);
 typedef void (*Swapline__V1__TaskResult_Closure)
                  (const Swapline__V1__TaskResult *message,
                   void *closure_data);
@@ -944,6 +971,7 @@ extern const ProtobufCMessageDescriptor swapline__v1__face_swap_params__descript
 extern const ProtobufCMessageDescriptor swapline__v1__face_swap_params__options_entry__descriptor;
 extern const ProtobufCMessageDescriptor swapline__v1__task_result__descriptor;
 extern const ProtobufCMessageDescriptor swapline__v1__task_result__outputs_entry__descriptor;
+extern const ProtobufCMessageDescriptor swapline__v1__task_result__output_providers_entry__descriptor;
 extern const ProtobufCMessageDescriptor swapline__v1__task__descriptor;
 extern const ProtobufCMessageDescriptor swapline__v1__create_task_request__descriptor;
 extern const ProtobufCMessageDescriptor swapline__v1__process_sync_request__descriptor;
