@@ -1,24 +1,58 @@
+import H2Transport
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import SwaplineCore
+
+/// What the engine's listener allows a client: slow or stalled clients are closed, and the
+/// connections held open at once are bounded.
+public struct EngineListenerLimits: Sendable {
+    /// Largest `POST /process` body; a larger one is answered 413.
+    public var maxRequestBytes = 256 * 1024 * 1024
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    public var maxConnections = 256
+    /// From a request's first byte until its head is complete (then 408 and close).
+    public var headerTimeout: TimeAmount = .seconds(10)
+    /// A request body may go this long without a byte (then 408 and close).
+    public var bodyProgressTimeout: TimeAmount = .seconds(30)
+    /// A connection may wait this long for its next request (then it closes).
+    public var idleTimeout: TimeAmount = .seconds(60)
+
+    public init() {}
+}
 
 /// The engine's HTTP/1.1 listener: routes `GET /health`, `POST /process`, `GET /jobs/{id}`
 /// and `GET /outputs/{path}` to `EngineService`. Each request runs in a task of its own, so a
-/// FaceFusion run never holds an event loop.
+/// FaceFusion run never holds an event loop; the task is cancelled when its connection closes,
+/// which takes a job still waiting for a slot out of the queue.
+///
+/// Request heads are timed by H2Transport's `HTTP1HeadTimer` (the `swapline serve` HTTP/1.1
+/// rules: `idleTimeout` to begin, `headerTimeout` to complete); bodies by `bodyProgressTimeout`.
 public final class EngineHTTPServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
     public let port: Int
 
-    public init(service: EngineService, host: String, port: Int, maxRequestBytes: Int) async throws {
+    public init(service: EngineService, host: String, port: Int, limits: EngineListenerLimits) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let openConnections = NIOLockedValueBox(0)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let admitted = openConnections.withLockedValue { count in
+                    guard count < limits.maxConnections else { return false }
+                    count += 1
+                    return true
+                }
+                guard admitted else { return channel.close() }
+                channel.closeFuture.whenComplete { _ in openConnections.withLockedValue { $0 -= 1 } }
+                return channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
+                    let headTimer = HTTP1HeadTimer(idleTimeout: limits.idleTimeout, headerTimeout: limits.headerTimeout)
+                    try pipeline.addHandler(headTimer)
                     try pipeline.configureHTTPServerPipeline()
-                    try pipeline.addHandler(EngineRequestHandler(service: service, maxRequestBytes: maxRequestBytes))
+                    try pipeline.addHandler(EngineRequestHandler(service: service, limits: limits, headTimer: headTimer))
                 }
             }
         do {
@@ -47,36 +81,62 @@ private final class EngineRequestHandler: ChannelInboundHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     private let service: EngineService
-    private let maxRequestBytes: Int
+    private let limits: EngineListenerLimits
+    private let headTimer: HTTP1HeadTimer
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var tooLarge = false
+    private var bodyTimer: Scheduled<Void>?
+    /// The task answering the current request; cancelled when the connection closes.
+    private var answering: Task<Void, Never>?
 
-    init(service: EngineService, maxRequestBytes: Int) {
+    init(service: EngineService, limits: EngineListenerLimits, headTimer: HTTP1HeadTimer) {
         self.service = service
-        self.maxRequestBytes = maxRequestBytes
+        self.limits = limits
+        self.headTimer = headTimer
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        bodyTimer?.cancel()
+        answering?.cancel()
+        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
+            headTimer.requestHeadReceived()
             self.head = head
             body = []
             tooLarge = false
-            if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > maxRequestBytes { tooLarge = true }
+            if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > limits.maxRequestBytes {
+                // Refused before the body is sent: a client waiting for 100 Continue sends none.
+                let answer = EngineAnswer.error(413, "the request is larger than the engine's limit of \(limits.maxRequestBytes) bytes")
+                self.head = nil
+                write(answer, keepAlive: false, context: context)
+                return
+            }
+            if head.version != .http1_0, head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            }
+            armBodyTimer(context: context)
         case .body(let chunk):
+            guard head != nil else { return }
+            armBodyTimer(context: context)
             guard !tooLarge else { return }
-            if body.count + chunk.readableBytes > maxRequestBytes {
+            if body.count + chunk.readableBytes > limits.maxRequestBytes {
                 tooLarge = true
                 body = []
             } else {
                 body += chunk.readableBytesView
             }
         case .end:
+            bodyTimer?.cancel()
+            bodyTimer = nil
             guard let head else { return }
             self.head = nil
             if tooLarge {
-                let answer = EngineAnswer.error(413, "the request is larger than the engine's limit of \(maxRequestBytes) bytes")
+                let answer = EngineAnswer.error(413, "the request is larger than the engine's limit of \(limits.maxRequestBytes) bytes")
                 write(answer, keepAlive: false, context: context)
                 return
             }
@@ -86,14 +146,28 @@ private final class EngineRequestHandler: ChannelInboundHandler {
         }
     }
 
+    /// A body that goes `bodyProgressTimeout` without a byte gets 408 and the connection closes.
+    private func armBodyTimer(context: ChannelHandlerContext) {
+        bodyTimer?.cancel()
+        let timeout = limits.bodyProgressTimeout
+        bodyTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+            guard head != nil else { return }
+            head = nil
+            body = []
+            let seconds = Double(timeout.nanoseconds) / 1e9
+            write(.error(408, "the request body stalled: no byte for \(seconds) s"), keepAlive: false, context: context)
+        }
+    }
+
     private func respond(to head: HTTPRequestHead, body: [UInt8], context: ChannelHandlerContext) {
         let service = self.service
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
-        Task {
+        answering = Task {
             let answer = await routeEngineRequest(head, body: body, service: service)
             eventLoop.execute {
                 let (handler, context) = bound.value
+                handler.answering = nil
                 handler.write(answer, keepAlive: head.isKeepAlive, context: context)
             }
         }
@@ -113,6 +187,7 @@ private final class EngineRequestHandler: ChannelInboundHandler {
             return
         }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        headTimer.awaitingNextRequest()
     }
 }
 
@@ -130,7 +205,7 @@ private func routeEngineRequest(_ head: HTTPRequestHead, body: [UInt8], service:
         }
         return await service.process(
             contentType: head.headers.first(name: "content-type") ?? "", body: body,
-            requestedJobID: head.headers.first(name: EngineService.jobIDHeader), baseURL: "http://\(host)")
+            requestedJobID: head.headers.first(name: EngineContract.jobIDHeader), baseURL: "http://\(host)")
     case (.GET, _) where path.hasPrefix("/jobs/"):
         return service.jobStatus(String(path.dropFirst("/jobs/".count)))
     case (.GET, _) where path.hasPrefix("/outputs/"):

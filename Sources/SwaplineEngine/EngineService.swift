@@ -60,9 +60,6 @@ public final class EngineService: Sendable {
     public let outputSizing: OutputSizing
     private let logger: Logger
 
-    /// The request header a worker may name its job id with, to follow it at `GET /jobs/{id}`.
-    public static let jobIDHeader = "x-swapline-job-id"
-
     public init(configuration: EngineConfiguration, logger: Logger) {
         self.configuration = configuration
         self.slots = EngineSlots(slots: configuration.slots, queueLimit: configuration.queueLimit)
@@ -136,10 +133,19 @@ public final class EngineService: Sendable {
             return .error(400, "the target must be an image or video file (.jpg, .png, .webp, .bmp, .mp4, .mov, .mkv, .webm, .avi, .m4v)")
         }
         let jobID = requestedJobID ?? "job_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
-        guard Self.isValidJobID(jobID) else { return .error(400, "\(Self.jobIDHeader) must be 1 to 64 letters, digits, '_' or '-'") }
+        guard Self.isValidJobID(jobID) else { return .error(400, "\(EngineContract.jobIDHeader) must be 1 to 64 letters, digits, '_' or '-'") }
         guard jobs.add(jobID) else { return .error(409, "job id '\(jobID)' is already in use") }
 
         guard let slot = await slots.acquire() else {
+            if Task.isCancelled {
+                // Its client (a worker that gave up) is gone: nobody would take the result.
+                jobs.update(jobID) {
+                    $0.state = .failed
+                    $0.error = "the client disconnected while the job was queued"
+                }
+                logger.info("job \(jobID): dropped from the queue, its client disconnected")
+                return .error(499, "the client disconnected while the job was queued")
+            }
             jobs.update(jobID) {
                 $0.state = .failed
                 $0.error = "engine busy"
