@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import RPCCore
 import SwaplineCore
 
 /// What the engine's listener allows a client: slow or stalled clients are closed, and the
@@ -23,7 +24,9 @@ public struct EngineListenerLimits: Sendable {
 }
 
 /// The engine's HTTP/1.1 listener: routes `GET /health`, `POST /process`, `GET /jobs/{id}`
-/// and `GET /outputs/{path}` to `EngineService`. Each request runs in a task of its own, so a
+/// and `GET /outputs/{path}` to `EngineService`. Outputs are streamed from disk by H2Transport's
+/// `OutputFiles` (the reads on a small thread pool, a piece at a time as the client takes
+/// them, never through a symlink out of the output directory). Each other request runs in a task of its own, so a
 /// FaceFusion run never holds an event loop; the task is cancelled when its connection closes,
 /// which takes a job still waiting for a slot out of the queue.
 ///
@@ -32,10 +35,15 @@ public struct EngineListenerLimits: Sendable {
 public final class EngineHTTPServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
+    /// Reads output files off the event loop; its threads bound the reads at once.
+    private let fileThreads: NIOThreadPool
     public let port: Int
 
     public init(service: EngineService, host: String, port: Int, limits: EngineListenerLimits) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let fileThreads = NIOThreadPool(numberOfThreads: 2)
+        fileThreads.start()
+        let outputs = OutputFiles(directory: service.configuration.outputDirectory, threadPool: fileThreads)
         let openConnections = NIOLockedValueBox(0)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -52,16 +60,18 @@ public final class EngineHTTPServer: Sendable {
                     let headTimer = HTTP1HeadTimer(idleTimeout: limits.idleTimeout, headerTimeout: limits.headerTimeout)
                     try pipeline.addHandler(headTimer)
                     try pipeline.configureHTTPServerPipeline()
-                    try pipeline.addHandler(EngineRequestHandler(service: service, limits: limits, headTimer: headTimer))
+                    try pipeline.addHandler(EngineRequestHandler(service: service, outputs: outputs, limits: limits, headTimer: headTimer))
                 }
             }
         do {
             channel = try await bootstrap.bind(host: host, port: port).get()
         } catch {
             try? await group.shutdownGracefully()
+            try? await fileThreads.shutdownGracefully()
             throw error
         }
         self.group = group
+        self.fileThreads = fileThreads
         self.port = channel.localAddress?.port ?? port
     }
 
@@ -73,6 +83,7 @@ public final class EngineHTTPServer: Sendable {
     public func stop() async {
         try? await channel.close()
         try? await group.shutdownGracefully()
+        try? await fileThreads.shutdownGracefully()
     }
 }
 
@@ -81,6 +92,7 @@ private final class EngineRequestHandler: ChannelInboundHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     private let service: EngineService
+    private let outputs: OutputFiles
     private let limits: EngineListenerLimits
     private let headTimer: HTTP1HeadTimer
     private var head: HTTPRequestHead?
@@ -89,9 +101,12 @@ private final class EngineRequestHandler: ChannelInboundHandler {
     private var bodyTimer: Scheduled<Void>?
     /// The task answering the current request; cancelled when the connection closes.
     private var answering: Task<Void, Never>?
+    /// The output file being sent; cancelled when the connection closes.
+    private var outputWriter: EngineOutputWriter?
 
-    init(service: EngineService, limits: EngineListenerLimits, headTimer: HTTP1HeadTimer) {
+    init(service: EngineService, outputs: OutputFiles, limits: EngineListenerLimits, headTimer: HTTP1HeadTimer) {
         self.service = service
+        self.outputs = outputs
         self.limits = limits
         self.headTimer = headTimer
     }
@@ -99,6 +114,8 @@ private final class EngineRequestHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         bodyTimer?.cancel()
         answering?.cancel()
+        outputWriter?.connectionClosed()
+        outputWriter = nil
         context.fireChannelInactive()
     }
 
@@ -160,6 +177,9 @@ private final class EngineRequestHandler: ChannelInboundHandler {
     }
 
     private func respond(to head: HTTPRequestHead, body: [UInt8], context: ChannelHandlerContext) {
+        if head.method == .GET, head.uri.hasPrefix("/outputs/") {
+            return serveOutput(head, context: context)
+        }
         let service = self.service
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
@@ -171,6 +191,30 @@ private final class EngineRequestHandler: ChannelInboundHandler {
                 handler.write(answer, keepAlive: head.isKeepAlive, context: context)
             }
         }
+    }
+
+    /// `GET /outputs/{job id}/result.{ext}`: opened on the file threads, then streamed (with
+    /// `nosniff`).
+    private func serveOutput(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let path = String(head.uri.dropFirst("/outputs/".count).prefix { $0 != "?" })
+        guard let components = EngineService.outputFileComponents(path) else {
+            return write(.error(404, "no such output"), keepAlive: head.isKeepAlive, context: context)
+        }
+        let outputs = self.outputs
+        outputs.threadPool.runIfActive(eventLoop: context.eventLoop) { outputs.open(components) }
+            .assumeIsolated().whenComplete { [self] result in
+                guard case .success(let opened?) = result else {
+                    return write(.error(404, "no such output"), keepAlive: head.isKeepAlive, context: context)
+                }
+                guard context.channel.isActive else { return outputs.close(opened) }
+                let writer = EngineOutputWriter(context: context, keepAlive: head.isKeepAlive) { [self] in
+                    outputWriter = nil
+                    headTimer.awaitingNextRequest()
+                }
+                outputWriter = writer
+                let contentType = MediaType.forFileExtension(String(components[1].split(separator: ".").last ?? ""))
+                writer.send(OutputFileSender(file: opened, files: outputs, writer: writer), contentType: contentType)
+            }
     }
 
     private func write(_ answer: EngineAnswer, keepAlive: Bool, context: ChannelHandlerContext) {
@@ -191,6 +235,69 @@ private final class EngineRequestHandler: ChannelInboundHandler {
     }
 }
 
+/// An output file's response on the engine's connection, for `OutputFileSender`: each write
+/// that leaves nothing queued lets the sender read and write its next piece. Lives on the
+/// connection's event loop.
+private final class EngineOutputWriter: HTTPStreamWriter {
+    private let context: ChannelHandlerContext
+    private let keepAlive: Bool
+    private let ended: () -> Void
+    private var sender: OutputFileSender?
+    private(set) var queuedBodyBytes = 0
+
+    init(context: ChannelHandlerContext, keepAlive: Bool, ended: @escaping () -> Void) {
+        self.context = context
+        self.keepAlive = keepAlive
+        self.ended = ended
+    }
+
+    var eventLoop: any EventLoop { context.eventLoop }
+    var peerAddress: String? { nil }
+
+    func send(_ sender: OutputFileSender, contentType: String) {
+        self.sender = sender
+        sender.start(contentType: contentType)
+    }
+
+    func writeHead(status: Int, headers: [HeaderField], endStream: Bool) {
+        var fields = HTTPHeaders(headers.map { ($0.name, $0.value) })
+        if !keepAlive { fields.add(name: "connection", value: "close") }
+        let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: fields)
+        context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
+        if endStream { writeEnd(trailers: []) }
+    }
+
+    func writeBody(_ bytes: ByteBuffer) {
+        let count = bytes.readableBytes
+        queuedBodyBytes += count
+        context.writeAndFlush(NIOAny(HTTPServerResponsePart.body(.byteBuffer(bytes)))).assumeIsolated().whenComplete { [self] _ in
+            queuedBodyBytes -= count
+            if queuedBodyBytes == 0 { sender?.drained() }
+        }
+    }
+
+    func writeEnd(trailers: [HeaderField]) {
+        sender = nil
+        let channel = context.channel
+        let keepAlive = self.keepAlive
+        context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil))).whenComplete { _ in
+            if !keepAlive { channel.close(promise: nil) }
+        }
+        ended()
+    }
+
+    func reset() {
+        sender = nil
+        context.close(promise: nil)
+    }
+
+    /// The client left mid-file: the sender stops and closes the file.
+    func connectionClosed() {
+        sender?.cancel()
+        sender = nil
+    }
+}
+
 /// The engine's routes; runs in a task, off the event loop.
 private func routeEngineRequest(_ head: HTTPRequestHead, body: [UInt8], service: EngineService) async -> EngineAnswer {
     let path = String(head.uri.prefix { $0 != "?" })
@@ -208,8 +315,6 @@ private func routeEngineRequest(_ head: HTTPRequestHead, body: [UInt8], service:
             requestedJobID: head.headers.first(name: EngineContract.jobIDHeader), baseURL: "http://\(host)")
     case (.GET, _) where path.hasPrefix("/jobs/"):
         return service.jobStatus(String(path.dropFirst("/jobs/".count)))
-    case (.GET, _) where path.hasPrefix("/outputs/"):
-        return await service.outputFile(String(path.dropFirst("/outputs/".count)))
     case (_, "/health"), (_, "/process"):
         return .error(405, "\(head.method.rawValue) is not allowed on \(path)")
     default:

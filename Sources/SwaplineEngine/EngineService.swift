@@ -264,18 +264,14 @@ public final class EngineService: Sendable {
         }
     }
 
-    /// `GET /outputs/{job id}/result.{ext}`: the file, or 404 for any other path.
-    public func outputFile(_ path: String) async -> EngineAnswer {
-        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
-        guard segments.count == 2, Self.isValidJobID(String(segments[0])),
-            segments[1].hasPrefix("result."), let ext = Self.fileExtension(String(segments[1])), segments[1] == "result." + ext
-        else { return .error(404, "no such output") }
-        let file = configuration.outputDirectory + "/" + path
-        // Off the event loop: outputs can be videos of many megabytes.
-        guard let data = await Task.detached(operation: { FileManager.default.contents(atPath: file) }).value else {
-            return .error(404, "no such output")
-        }
-        return EngineAnswer(status: 200, body: Array(data), contentType: MediaType.forFileExtension(ext))
+    /// The path components of `GET /outputs/{job id}/result.{ext}` under the output directory;
+    /// `nil` (404) for any other path.
+    public static func outputFileComponents(_ path: String) -> [String]? {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard segments.count == 2, isValidJobID(segments[0]),
+            segments[1].hasPrefix("result."), let ext = fileExtension(segments[1]), segments[1] == "result." + ext
+        else { return nil }
+        return segments
     }
 }
 

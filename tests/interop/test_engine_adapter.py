@@ -519,3 +519,21 @@ def test_a_video_task_stores_its_video_as_the_main_output(server_factory, simula
     assert done.result.output_url == done.result.outputs["mp4"] and done.result.output_url.endswith("/result.mp4")
     with urllib.request.urlopen(done.result.output_url, timeout=10) as response:
         assert response.headers["Content-Type"] == "video/mp4" and response.read() == video
+
+
+def test_outputs_are_streamed_with_nosniff_and_never_through_a_symlink_out(engine_factory):
+    engine = engine_factory()
+    status, _, body = engine.process(JOB, ("target.jpg", sample_jpeg()))
+    assert status == 200, body
+    with urllib.request.urlopen(body["output_path"], timeout=10) as response:
+        assert response.headers["X-Content-Type-Options"] == "nosniff" and response.headers["Content-Type"] == "image/jpeg"
+        stored = response.read()
+    output = engine.tmpdir / "work" / "outputs" / body["job_id"] / "result.jpg"
+    assert stored == output.read_bytes()
+    outside = engine.tmpdir / "secret.jpg"
+    outside.write_bytes(b"not an output")
+    output.unlink()
+    output.symlink_to(outside)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(body["output_path"], timeout=10)
+    assert refused.value.code == 404
