@@ -137,4 +137,18 @@ import Testing
         await slots.release(1)
         #expect(await slots.running == 0)
     }
+
+    @Test func aCancelledWaiterLeavesTheQueueAndNeverGetsASlot() async {
+        let slots = EngineSlots(slots: 1, queueLimit: 2)
+        let running = await slots.acquire()
+        let abandoned = Task { await slots.acquire() }
+        while await slots.queued == 0 { await Task.yield() }
+        let next = Task { await slots.acquire() }
+        while await slots.queued < 2 { await Task.yield() }
+        abandoned.cancel()
+        #expect(await abandoned.value == nil)
+        #expect(await slots.queued == 1)
+        await slots.release(running ?? 0)
+        #expect(await next.value == 0)  // the slot went past the abandoned job
+    }
 }
