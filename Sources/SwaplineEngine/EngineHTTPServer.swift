@@ -1,3 +1,4 @@
+import Foundation
 import H2Transport
 import NIOConcurrencyHelpers
 import NIOCore
@@ -96,8 +97,10 @@ private final class EngineRequestHandler: ChannelInboundHandler {
     private let limits: EngineListenerLimits
     private let headTimer: HTTP1HeadTimer
     private var head: HTTPRequestHead?
-    private var body: [UInt8] = []
+    private var bodyBytes = 0
     private var tooLarge = false
+    /// Where the body of the `POST /process` under way goes as it arrives.
+    private var spool: BodySpool?
     private var bodyTimer: Scheduled<Void>?
     /// The task answering the current request; cancelled when the connection closes.
     private var answering: Task<Void, Never>?
@@ -113,6 +116,8 @@ private final class EngineRequestHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         bodyTimer?.cancel()
+        spool?.discard()
+        spool = nil
         answering?.cancel()
         outputWriter?.connectionClosed()
         outputWriter = nil
@@ -124,7 +129,7 @@ private final class EngineRequestHandler: ChannelInboundHandler {
         case .head(let head):
             headTimer.requestHeadReceived()
             self.head = head
-            body = []
+            bodyBytes = 0
             tooLarge = false
             if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > limits.maxRequestBytes {
                 // Refused before the body is sent: a client waiting for 100 Continue sends none.
@@ -136,16 +141,22 @@ private final class EngineRequestHandler: ChannelInboundHandler {
             if head.version != .http1_0, head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
                 context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
             }
+            if head.method == .POST, head.uri.prefix(while: { $0 != "?" }) == "/process" {
+                let path = service.configuration.workDirectory + "/upload-" + UUID().uuidString.lowercased()
+                spool = BodySpool(path: path, threadPool: outputs.threadPool, channel: context.channel)
+            }
             armBodyTimer(context: context)
         case .body(let chunk):
             guard head != nil else { return }
             armBodyTimer(context: context)
             guard !tooLarge else { return }
-            if body.count + chunk.readableBytes > limits.maxRequestBytes {
+            bodyBytes += chunk.readableBytes
+            if bodyBytes > limits.maxRequestBytes {
                 tooLarge = true
-                body = []
+                spool?.discard()
+                spool = nil
             } else {
-                body += chunk.readableBytesView
+                spool?.append(chunk)
             }
         case .end:
             bodyTimer?.cancel()
@@ -157,9 +168,15 @@ private final class EngineRequestHandler: ChannelInboundHandler {
                 write(answer, keepAlive: false, context: context)
                 return
             }
-            let requestBody = body
-            body = []
-            respond(to: head, body: requestBody, context: context)
+            guard let spool else { return respond(to: head, bodyFile: nil, context: context) }
+            self.spool = nil
+            spool.finish().assumeIsolated().whenComplete { [self] result in
+                guard case .success = result else {
+                    spool.discard()
+                    return write(.error(500, "the engine cannot store the request body"), keepAlive: false, context: context)
+                }
+                respond(to: head, bodyFile: spool.path, context: context)
+            }
         }
     }
 
@@ -170,13 +187,15 @@ private final class EngineRequestHandler: ChannelInboundHandler {
         bodyTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
             guard head != nil else { return }
             head = nil
-            body = []
+            spool?.discard()
+            spool = nil
             let seconds = Double(timeout.nanoseconds) / 1e9
             write(.error(408, "the request body stalled: no byte for \(seconds) s"), keepAlive: false, context: context)
         }
     }
 
-    private func respond(to head: HTTPRequestHead, body: [UInt8], context: ChannelHandlerContext) {
+    /// Answers `head` in a task; `bodyFile`, the spooled body, is removed after.
+    private func respond(to head: HTTPRequestHead, bodyFile: String?, context: ChannelHandlerContext) {
         if head.method == .GET, head.uri.hasPrefix("/outputs/") {
             return serveOutput(head, context: context)
         }
@@ -184,7 +203,8 @@ private final class EngineRequestHandler: ChannelInboundHandler {
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         answering = Task {
-            let answer = await routeEngineRequest(head, body: body, service: service)
+            let answer = await routeEngineRequest(head, bodyFile: bodyFile, service: service)
+            if let bodyFile { try? FileManager.default.removeItem(atPath: bodyFile) }
             eventLoop.execute {
                 let (handler, context) = bound.value
                 handler.answering = nil
@@ -232,6 +252,77 @@ private final class EngineRequestHandler: ChannelInboundHandler {
         }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         headTimer.awaitingNextRequest()
+    }
+}
+
+/// A request body written to a file as it arrives, a piece after the other on the file
+/// threads; the connection stops reading while `maxPiecesWaiting` pieces wait for the disk, so
+/// a body is never held in memory whole. Lives on the connection's event loop.
+private final class BodySpool {
+    static let maxPiecesWaiting = 4
+    let path: String
+    private let threadPool: NIOThreadPool
+    private let channel: any Channel
+    /// The file, once the writes queued so far are done.
+    private var tail: EventLoopFuture<FileHandle>
+    private var piecesWaiting = 0
+    private var paused = false
+
+    init(path: String, threadPool: NIOThreadPool, channel: any Channel) {
+        self.path = path
+        self.threadPool = threadPool
+        self.channel = channel
+        tail = threadPool.runIfActive(eventLoop: channel.eventLoop) {
+            guard FileManager.default.createFile(atPath: path, contents: nil), let file = FileHandle(forWritingAtPath: path) else {
+                throw SpoolError()
+            }
+            return file
+        }
+    }
+
+    struct SpoolError: Error {}
+
+    func append(_ piece: ByteBuffer) {
+        let bytes = Data(piece.readableBytesView)
+        let threadPool = self.threadPool
+        let eventLoop = channel.eventLoop
+        tail = tail.flatMap { file in
+            threadPool.runIfActive(eventLoop: eventLoop) {
+                try file.write(contentsOf: bytes)
+                return file
+            }
+        }
+        piecesWaiting += 1
+        if piecesWaiting >= Self.maxPiecesWaiting, !paused {
+            paused = true
+            channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        }
+        tail.assumeIsolated().whenComplete { [self] _ in
+            piecesWaiting -= 1
+            if paused, piecesWaiting <= 1 {
+                paused = false
+                channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+            }
+        }
+    }
+
+    /// Every piece written and the file closed.
+    func finish() -> EventLoopFuture<Void> {
+        let threadPool = self.threadPool
+        let eventLoop = channel.eventLoop
+        return tail.flatMap { file in threadPool.runIfActive(eventLoop: eventLoop) { try file.close() } }
+    }
+
+    /// The request was abandoned: the file is closed and removed.
+    func discard() {
+        let path = self.path
+        let threadPool = self.threadPool
+        tail.whenComplete { result in
+            threadPool.submit { _ in
+                if case .success(let file) = result { try? file.close() }
+                try? FileManager.default.removeItem(atPath: path)
+            }
+        }
     }
 }
 
@@ -299,19 +390,20 @@ private final class EngineOutputWriter: HTTPStreamWriter {
 }
 
 /// The engine's routes; runs in a task, off the event loop.
-private func routeEngineRequest(_ head: HTTPRequestHead, body: [UInt8], service: EngineService) async -> EngineAnswer {
+private func routeEngineRequest(_ head: HTTPRequestHead, bodyFile: String?, service: EngineService) async -> EngineAnswer {
     let path = String(head.uri.prefix { $0 != "?" })
     switch (head.method, path) {
     case (.GET, "/health"):
         return await service.health()
     case (.POST, "/process"):
+        guard let bodyFile else { return .error(500, "the request body was not stored") }
         let host = head.headers.first(name: "host") ?? ""
         // The Host a worker used is its --engine URL's authority: output URLs must carry it.
         guard !host.isEmpty, host.utf8.allSatisfy({ $0.isASCIIAlphanumeric || Array(".-:[]".utf8).contains($0) }) else {
             return .error(400, "the request needs a Host header naming this engine")
         }
         return await service.process(
-            contentType: head.headers.first(name: "content-type") ?? "", body: body,
+            contentType: head.headers.first(name: "content-type") ?? "", bodyFile: bodyFile,
             requestedJobID: head.headers.first(name: EngineContract.jobIDHeader), baseURL: "http://\(host)")
     case (.GET, _) where path.hasPrefix("/jobs/"):
         return service.jobStatus(String(path.dropFirst("/jobs/".count)))

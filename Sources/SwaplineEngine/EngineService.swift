@@ -101,19 +101,28 @@ public final class EngineService: Sendable {
         (1...64).contains(id.utf8.count) && id.utf8.allSatisfy { $0.isASCIIAlphanumeric || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
     }
 
-    /// `POST /process`; `baseURL` is the scheme, host and port the request came to.
-    public func process(contentType: String, body: [UInt8], requestedJobID: String?, baseURL: String) async -> EngineAnswer {
+    /// `POST /process`, its body spooled to `bodyFile`; `baseURL` is the scheme, host and port
+    /// the request came to.
+    public func process(contentType: String, bodyFile: String, requestedJobID: String?, baseURL: String) async -> EngineAnswer {
+        let uploadDirectory = bodyFile + ".parts"
+        defer { try? FileManager.default.removeItem(atPath: uploadDirectory) }
         guard let boundary = MultipartForm.boundary(ofContentType: contentType) else {
             return .error(415, "the request must be multipart/form-data with a boundary")
         }
-        let parts: [FormPart]
+        let form: UploadedForm
         do {
-            parts = try MultipartForm.parse(body, boundary: boundary)
+            try FileManager.default.createDirectory(atPath: uploadDirectory, withIntermediateDirectories: true)
+            // Off the cooperative pool: the parts are read and written a piece at a time.
+            form = try await Task.detached { () throws(MultipartForm.Malformed) -> UploadedForm in
+                try UploadedForm.read(bodyFile: bodyFile, boundary: boundary, into: uploadDirectory)
+            }.value
+        } catch let malformed as MultipartForm.Malformed {
+            return .error(400, malformed.description)
         } catch {
-            return .error(400, error.description)
+            logger.error("cannot make the upload directory \(uploadDirectory): \(error)")
+            return .error(500, "the engine cannot store the inputs")
         }
-        func part(_ name: String) -> FormPart? { parts.first { $0.name == name } }
-        guard let jobPart = part("job"), let fields = (try? JSONSerialization.jsonObject(with: Data(jobPart.body))) as? [String: Any] else {
+        guard let jobPart = form.fields["job"], let fields = (try? JSONSerialization.jsonObject(with: Data(jobPart))) as? [String: Any] else {
             return .error(400, "the 'job' part must be a JSON object")
         }
         var strings: [String: String] = [:]
@@ -123,13 +132,13 @@ public final class EngineService: Sendable {
         }
         let job = EngineJob(fields: strings)
         if let problem = FaceFusionInvocation.problem(with: job, sizing: outputSizing) { return .error(400, problem) }
-        guard let source = part("source"), let target = part("target") else {
+        guard let source = form.files["source"], let target = form.files["target"] else {
             return .error(400, "the request needs the parts 'source' and 'target'")
         }
-        guard let sourceExtension = Self.fileExtension(source.filename), TargetKind(fileExtension: sourceExtension) == .image else {
+        guard let sourceExtension = Self.fileExtension(source.head.filename), TargetKind(fileExtension: sourceExtension) == .image else {
             return .error(400, "the source must be an image file (.jpg, .png, .webp or .bmp)")
         }
-        guard let targetExtension = Self.fileExtension(target.filename), let targetKind = TargetKind(fileExtension: targetExtension) else {
+        guard let targetExtension = Self.fileExtension(target.head.filename), let targetKind = TargetKind(fileExtension: targetExtension) else {
             return .error(400, "the target must be an image or video file (.jpg, .png, .webp, .bmp, .mp4, .mov, .mkv, .webm, .avi, .m4v)")
         }
         let jobID = requestedJobID ?? "job_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
@@ -172,7 +181,8 @@ public final class EngineService: Sendable {
     }
 
     private func run(
-        _ job: EngineJob, jobID: String, slot: Int, source: FormPart, sourceExtension: String, target: FormPart, targetExtension: String,
+        _ job: EngineJob, jobID: String, slot: Int, source: UploadedForm.UploadedFile, sourceExtension: String,
+        target: UploadedForm.UploadedFile, targetExtension: String,
         targetKind: TargetKind, baseURL: String
     ) async -> EngineAnswer {
         let started = ContinuousClock.now
@@ -187,8 +197,8 @@ public final class EngineService: Sendable {
         do {
             try files.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
             try files.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
-            try Data(source.body).write(to: URL(fileURLWithPath: sourcePath))
-            try Data(target.body).write(to: URL(fileURLWithPath: targetPath))
+            try files.moveItem(atPath: source.path, toPath: sourcePath)
+            try files.moveItem(atPath: target.path, toPath: targetPath)
         } catch {
             logger.error("job \(jobID): cannot store its inputs: \(error)")
             return .error(500, "the engine cannot store the inputs")
