@@ -537,3 +537,44 @@ def test_outputs_are_streamed_with_nosniff_and_never_through_a_symlink_out(engin
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(body["output_path"], timeout=10)
     assert refused.value.code == 404
+
+
+def test_a_200_mb_upload_is_spooled_to_disk_not_held_in_memory(engine_factory):
+    """The engine's RSS (from /proc) rises by at most 64 MiB, sampled throughout a 200 MB upload
+    and its job: the body goes to a file as it arrives and is split from there."""
+    from abuse import rss_bytes
+
+    engine = engine_factory("--max-request-bytes", str(300 * 1024 * 1024))
+    assert engine.process(JOB, ("target.jpg", sample_jpeg()))[0] == 200  # warm-up
+    baseline = rss_bytes(engine.proc.pid)
+    peak = [baseline]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], rss_bytes(engine.proc.pid))
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        boundary = "b" + uuid.uuid4().hex
+        job_part, video_size, piece = json.dumps(JOB).encode(), 200 * 1024 * 1024, bytes(1024 * 1024)
+        opening = (f'--{boundary}\r\nContent-Disposition: form-data; name="job"\r\n\r\n').encode() + job_part + (
+            f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="source"; filename="source.jpg"\r\n\r\n').encode() + (
+            sample_jpeg() + f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="target"; filename="target.mp4"\r\n\r\n'.encode())
+        closing = f"\r\n--{boundary}--\r\n".encode()
+        with engine_socket(engine) as connection:
+            connection.settimeout(120)
+            connection.sendall(process_request_head(engine, f"multipart/form-data; boundary={boundary}",
+                                                    len(opening) + video_size + len(closing)) + opening)
+            for _ in range(video_size // len(piece)):
+                connection.sendall(piece)
+            connection.sendall(closing)
+            response = connection.recv(65536)
+    finally:
+        done.set()
+        sampler.join()
+    assert response.startswith(b"HTTP/1.1 200"), response[:500]
+    growth_mib = (peak[0] - baseline) / (1024 * 1024)
+    print(f"engine RSS growth during the 200 MB upload: {growth_mib:.1f} MiB")
+    assert growth_mib < 64, f"the engine's RSS rose by {growth_mib:.0f} MiB during a 200 MB upload"
+    assert not list((engine.tmpdir / "work" / "jobs").iterdir())  # the spooled body and its parts are gone
