@@ -26,7 +26,7 @@ public struct EngineListenerLimits: Sendable {
 
 /// The engine's HTTP/1.1 listener: routes `GET /health`, `POST /process`, `GET /jobs/{id}`
 /// and `GET /outputs/{path}` to `EngineService`. Outputs are streamed from disk by H2Transport's
-/// `OutputFiles` (the reads on a small thread pool, a piece at a time as the client takes
+/// `OutputFiles` (the reads on the service's file threads, a piece at a time as the client takes
 /// them, never through a symlink out of the output directory). Each other request runs in a task of its own, so a
 /// FaceFusion run never holds an event loop; the task is cancelled when its connection closes,
 /// which takes a job still waiting for a slot out of the queue.
@@ -36,15 +36,11 @@ public struct EngineListenerLimits: Sendable {
 public final class EngineHTTPServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
-    /// Reads output files off the event loop; its threads bound the reads at once.
-    private let fileThreads: NIOThreadPool
     public let port: Int
 
     public init(service: EngineService, host: String, port: Int, limits: EngineListenerLimits) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let fileThreads = NIOThreadPool(numberOfThreads: 2)
-        fileThreads.start()
-        let outputs = OutputFiles(directory: service.configuration.outputDirectory, threadPool: fileThreads)
+        let outputs = OutputFiles(directory: service.configuration.outputDirectory, threadPool: service.fileThreads)
         let openConnections = NIOLockedValueBox(0)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -68,11 +64,9 @@ public final class EngineHTTPServer: Sendable {
             channel = try await bootstrap.bind(host: host, port: port).get()
         } catch {
             try? await group.shutdownGracefully()
-            try? await fileThreads.shutdownGracefully()
             throw error
         }
         self.group = group
-        self.fileThreads = fileThreads
         self.port = channel.localAddress?.port ?? port
     }
 
@@ -84,7 +78,6 @@ public final class EngineHTTPServer: Sendable {
     public func stop() async {
         try? await channel.close()
         try? await group.shutdownGracefully()
-        try? await fileThreads.shutdownGracefully()
     }
 }
 
@@ -171,6 +164,8 @@ private final class EngineRequestHandler: ChannelInboundHandler {
             guard let spool else { return respond(to: head, bodyFile: nil, context: context) }
             self.spool = nil
             spool.finish().assumeIsolated().whenComplete { [self] result in
+                // The client may have left while the last pieces were written: nothing to run.
+                guard context.channel.isActive else { return spool.discard() }
                 guard case .success = result else {
                     spool.discard()
                     return write(.error(500, "the engine cannot store the request body"), keepAlive: false, context: context)

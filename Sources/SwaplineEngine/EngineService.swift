@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOPosix
 import SwaplineCore
 
 /// The engine's settings (`swapline engine`'s flags).
@@ -54,6 +55,10 @@ public final class EngineService: Sendable {
     public let jobs = EngineJobBoard()
     /// The FaceFusion and ffmpeg runs in progress.
     public let processGroups = RunningProcessGroups()
+    /// Reads and writes request bodies, inputs and outputs off the event loops and the
+    /// cooperative pool; its threads bound that file work at once. Started here; the owner
+    /// shuts it down after the listener.
+    public let fileThreads = NIOThreadPool(numberOfThreads: 2)
     /// FaceFusion's version, from its `facefusion/metadata.py`.
     public let faceFusionVersion: String
     /// Whether it takes output resolutions or scales, from its `facefusion/program.py`.
@@ -67,6 +72,7 @@ public final class EngineService: Sendable {
         let program = try? String(contentsOfFile: configuration.faceFusionDirectory + "/facefusion/program.py", encoding: .utf8)
         self.outputSizing = OutputSizing(programSource: program ?? "")
         self.logger = logger
+        fileThreads.start()
     }
 
     /// `'version': '3.1.1'` in FaceFusion's metadata, read without starting Python.
@@ -112,14 +118,13 @@ public final class EngineService: Sendable {
         let form: UploadedForm
         do {
             try FileManager.default.createDirectory(atPath: uploadDirectory, withIntermediateDirectories: true)
-            // Off the cooperative pool: the parts are read and written a piece at a time.
-            form = try await Task.detached { () throws(MultipartForm.Malformed) -> UploadedForm in
+            form = try await fileThreads.runIfActive {
                 try UploadedForm.read(bodyFile: bodyFile, boundary: boundary, into: uploadDirectory)
-            }.value
+            }
         } catch let malformed as MultipartForm.Malformed {
             return .error(400, malformed.description)
         } catch {
-            logger.error("cannot make the upload directory \(uploadDirectory): \(error)")
+            logger.error("cannot split the upload into \(uploadDirectory): \(error)")
             return .error(500, "the engine cannot store the inputs")
         }
         guard let jobPart = form.fields["job"], let fields = (try? JSONSerialization.jsonObject(with: Data(jobPart))) as? [String: Any] else {

@@ -132,5 +132,6 @@ struct Engine: AsyncParsableCommand {
         logger.info("received \(signal), stopping")
         await server.stop()
         service.processGroups.killAll()
+        try? await service.fileThreads.shutdownGracefully()
     }
 }
