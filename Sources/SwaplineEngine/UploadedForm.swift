@@ -17,10 +17,17 @@ struct UploadedForm {
     var fields: [String: [UInt8]] = [:]
     var files: [String: UploadedFile] = [:]
 
-    /// Reads `bodyFile` a piece at a time; the file parts go to `directory/{name}`. Blocking:
+    /// The engine could not read the spooled body or write a part (a server fault, not the
+    /// client's).
+    struct StorageFailure: Error {
+        var path: String
+    }
+
+    /// Reads `bodyFile` a piece at a time; the file parts go to `directory/{name}`. Throws
+    /// `MultipartForm.Malformed` for a bad body, another error when the disk fails. Blocking:
     /// call off the event loops.
-    static func read(bodyFile: String, boundary: String, into directory: String) throws(MultipartForm.Malformed) -> UploadedForm {
-        guard let body = FileHandle(forReadingAtPath: bodyFile) else { throw MultipartForm.Malformed(description: "the request body was not stored") }
+    static func read(bodyFile: String, boundary: String, into directory: String) throws -> UploadedForm {
+        guard let body = FileHandle(forReadingAtPath: bodyFile) else { throw StorageFailure(path: bodyFile) }
         defer { try? body.close() }
         var form = UploadedForm()
         var parser = MultipartStreamParser(boundary: boundary)
@@ -33,7 +40,7 @@ struct UploadedForm {
                         if fileParts.contains(head.name), form.files[head.name] == nil {
                             let path = directory + "/" + head.name
                             guard FileManager.default.createFile(atPath: path, contents: nil), let sink = FileHandle(forWritingAtPath: path) else {
-                                throw MultipartForm.Malformed(description: "the engine cannot store the part '\(head.name)'")
+                                throw StorageFailure(path: path)
                             }
                             form.files[head.name] = UploadedFile(head: head, path: path)
                             current = (head, sink, nil)
@@ -56,12 +63,9 @@ struct UploadedForm {
                 }
             }
             try parser.finish()
-        } catch let malformed as MultipartForm.Malformed {
-            try? current?.sink?.close()
-            throw malformed
         } catch {
             try? current?.sink?.close()
-            throw MultipartForm.Malformed(description: "the engine cannot read the request body")
+            throw error
         }
         return form
     }
