@@ -97,7 +97,7 @@ let swiftTargets: [Target] = [
     .target(
         name: "SwaplineEngine",
         dependencies: [
-            "SwaplineCore", nioCore, nioPosix, logging, .product(name: "NIOHTTP1", package: "swift-nio"),
+            "SwaplineCore", "H2Transport", "RPCCore", nioCore, nioPosix, logging, .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ],
         swiftSettings: swiftSettings),

@@ -293,11 +293,12 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler {
 /// request (then the connection closes silently), `headerTimeout` from that byte until the head
 /// is complete (then the client gets 408, written here as bytes since no request exists for
 /// NIOHTTP1's pipelining handler to answer, and the connection closes). A pipelined head that
-/// arrived partly during the previous exchange is timed by `idleTimeout`.
-final class HTTP1HeadTimer: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+/// arrived partly during the previous exchange is timed by `idleTimeout`. Public for other
+/// HTTP/1.1 listeners (`swapline engine`'s): add it in front of NIOHTTP1's decoder.
+public final class HTTP1HeadTimer: ChannelInboundHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
 
     private static let timedOutAnswer: String = {
         let body = "request head not completed in time\n"
@@ -312,22 +313,22 @@ final class HTTP1HeadTimer: ChannelInboundHandler {
     private var awaitingHead = true
     private var headBegun = false
 
-    init(idleTimeout: TimeAmount, headerTimeout: TimeAmount) {
+    public init(idleTimeout: TimeAmount, headerTimeout: TimeAmount) {
         self.idleTimeout = idleTimeout
         self.headerTimeout = headerTimeout
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         awaitingNextRequest()
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    public func handlerRemoved(context: ChannelHandlerContext) {
         timer?.cancel()
         self.context = nil
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if awaitingHead, !headBegun {
             headBegun = true
             arm(headerTimeout, answering: true)
@@ -336,7 +337,7 @@ final class HTTP1HeadTimer: ChannelInboundHandler {
     }
 
     /// The decoder produced a complete head: its body and response are timed elsewhere.
-    func requestHeadReceived() {
+    public func requestHeadReceived() {
         awaitingHead = false
         headBegun = false
         timer?.cancel()
@@ -344,7 +345,7 @@ final class HTTP1HeadTimer: ChannelInboundHandler {
     }
 
     /// The previous exchange is over: the next request has `idleTimeout` to begin.
-    func awaitingNextRequest() {
+    public func awaitingNextRequest() {
         awaitingHead = true
         headBegun = false
         arm(idleTimeout, answering: false)

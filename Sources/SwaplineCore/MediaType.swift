@@ -6,7 +6,11 @@ public enum MediaType {
         case "png": "image/png"
         case "gif": "image/gif"
         case "webp": "image/webp"
-        case "mp4": "video/mp4"
+        case "mp4", "m4v": "video/mp4"
+        case "mov": "video/quicktime"
+        case "webm": "video/webm"
+        case "mkv": "video/x-matroska"
+        case "avi": "video/x-msvideo"
         default: "application/octet-stream"
         }
     }
@@ -20,6 +24,10 @@ public enum MediaType {
         case "image/gif": return "gif"
         case "image/webp": return "webp"
         case "video/mp4": return "mp4"
+        case "video/quicktime": return "mov"
+        case "video/webm": return "webm"
+        case "video/x-matroska": return "mkv"
+        case "video/x-msvideo": return "avi"
         default: return nil
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOPosix
 import SwaplineCore
 
 /// The engine's settings (`swapline engine`'s flags).
@@ -54,14 +55,15 @@ public final class EngineService: Sendable {
     public let jobs = EngineJobBoard()
     /// The FaceFusion and ffmpeg runs in progress.
     public let processGroups = RunningProcessGroups()
+    /// Reads and writes request bodies, inputs and outputs off the event loops and the
+    /// cooperative pool; its threads bound that file work at once. Started here; the owner
+    /// shuts it down after the listener.
+    public let fileThreads = NIOThreadPool(numberOfThreads: 2)
     /// FaceFusion's version, from its `facefusion/metadata.py`.
     public let faceFusionVersion: String
     /// Whether it takes output resolutions or scales, from its `facefusion/program.py`.
     public let outputSizing: OutputSizing
     private let logger: Logger
-
-    /// The request header a worker may name its job id with, to follow it at `GET /jobs/{id}`.
-    public static let jobIDHeader = "x-swapline-job-id"
 
     public init(configuration: EngineConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -70,6 +72,7 @@ public final class EngineService: Sendable {
         let program = try? String(contentsOfFile: configuration.faceFusionDirectory + "/facefusion/program.py", encoding: .utf8)
         self.outputSizing = OutputSizing(programSource: program ?? "")
         self.logger = logger
+        fileThreads.start()
     }
 
     /// `'version': '3.1.1'` in FaceFusion's metadata, read without starting Python.
@@ -104,19 +107,27 @@ public final class EngineService: Sendable {
         (1...64).contains(id.utf8.count) && id.utf8.allSatisfy { $0.isASCIIAlphanumeric || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
     }
 
-    /// `POST /process`; `baseURL` is the scheme, host and port the request came to.
-    public func process(contentType: String, body: [UInt8], requestedJobID: String?, baseURL: String) async -> EngineAnswer {
+    /// `POST /process`, its body spooled to `bodyFile`; `baseURL` is the scheme, host and port
+    /// the request came to.
+    public func process(contentType: String, bodyFile: String, requestedJobID: String?, baseURL: String) async -> EngineAnswer {
+        let uploadDirectory = bodyFile + ".parts"
+        defer { try? FileManager.default.removeItem(atPath: uploadDirectory) }
         guard let boundary = MultipartForm.boundary(ofContentType: contentType) else {
             return .error(415, "the request must be multipart/form-data with a boundary")
         }
-        let parts: [FormPart]
+        let form: UploadedForm
         do {
-            parts = try MultipartForm.parse(body, boundary: boundary)
+            try FileManager.default.createDirectory(atPath: uploadDirectory, withIntermediateDirectories: true)
+            form = try await fileThreads.runIfActive {
+                try UploadedForm.read(bodyFile: bodyFile, boundary: boundary, into: uploadDirectory)
+            }
+        } catch let malformed as MultipartForm.Malformed {
+            return .error(400, malformed.description)
         } catch {
-            return .error(400, error.description)
+            logger.error("cannot split the upload into \(uploadDirectory): \(error)")
+            return .error(500, "the engine cannot store the inputs")
         }
-        func part(_ name: String) -> FormPart? { parts.first { $0.name == name } }
-        guard let jobPart = part("job"), let fields = (try? JSONSerialization.jsonObject(with: Data(jobPart.body))) as? [String: Any] else {
+        guard let jobPart = form.fields["job"], let fields = (try? JSONSerialization.jsonObject(with: Data(jobPart))) as? [String: Any] else {
             return .error(400, "the 'job' part must be a JSON object")
         }
         var strings: [String: String] = [:]
@@ -126,20 +137,29 @@ public final class EngineService: Sendable {
         }
         let job = EngineJob(fields: strings)
         if let problem = FaceFusionInvocation.problem(with: job, sizing: outputSizing) { return .error(400, problem) }
-        guard let source = part("source"), let target = part("target") else {
+        guard let source = form.files["source"], let target = form.files["target"] else {
             return .error(400, "the request needs the parts 'source' and 'target'")
         }
-        guard let sourceExtension = Self.fileExtension(source.filename), TargetKind(fileExtension: sourceExtension) == .image else {
+        guard let sourceExtension = Self.fileExtension(source.head.filename), TargetKind(fileExtension: sourceExtension) == .image else {
             return .error(400, "the source must be an image file (.jpg, .png, .webp or .bmp)")
         }
-        guard let targetExtension = Self.fileExtension(target.filename), let targetKind = TargetKind(fileExtension: targetExtension) else {
+        guard let targetExtension = Self.fileExtension(target.head.filename), let targetKind = TargetKind(fileExtension: targetExtension) else {
             return .error(400, "the target must be an image or video file (.jpg, .png, .webp, .bmp, .mp4, .mov, .mkv, .webm, .avi, .m4v)")
         }
         let jobID = requestedJobID ?? "job_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
-        guard Self.isValidJobID(jobID) else { return .error(400, "\(Self.jobIDHeader) must be 1 to 64 letters, digits, '_' or '-'") }
+        guard Self.isValidJobID(jobID) else { return .error(400, "\(EngineContract.jobIDHeader) must be 1 to 64 letters, digits, '_' or '-'") }
         guard jobs.add(jobID) else { return .error(409, "job id '\(jobID)' is already in use") }
 
         guard let slot = await slots.acquire() else {
+            if Task.isCancelled {
+                // Its client (a worker that gave up) is gone: nobody would take the result.
+                jobs.update(jobID) {
+                    $0.state = .failed
+                    $0.error = "the client disconnected while the job was queued"
+                }
+                logger.info("job \(jobID): dropped from the queue, its client disconnected")
+                return .error(499, "the client disconnected while the job was queued")
+            }
             jobs.update(jobID) {
                 $0.state = .failed
                 $0.error = "engine busy"
@@ -166,7 +186,8 @@ public final class EngineService: Sendable {
     }
 
     private func run(
-        _ job: EngineJob, jobID: String, slot: Int, source: FormPart, sourceExtension: String, target: FormPart, targetExtension: String,
+        _ job: EngineJob, jobID: String, slot: Int, source: UploadedForm.UploadedFile, sourceExtension: String,
+        target: UploadedForm.UploadedFile, targetExtension: String,
         targetKind: TargetKind, baseURL: String
     ) async -> EngineAnswer {
         let started = ContinuousClock.now
@@ -181,8 +202,8 @@ public final class EngineService: Sendable {
         do {
             try files.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
             try files.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
-            try Data(source.body).write(to: URL(fileURLWithPath: sourcePath))
-            try Data(target.body).write(to: URL(fileURLWithPath: targetPath))
+            try files.moveItem(atPath: source.path, toPath: sourcePath)
+            try files.moveItem(atPath: target.path, toPath: targetPath)
         } catch {
             logger.error("job \(jobID): cannot store its inputs: \(error)")
             return .error(500, "the engine cannot store the inputs")
@@ -258,18 +279,14 @@ public final class EngineService: Sendable {
         }
     }
 
-    /// `GET /outputs/{job id}/result.{ext}`: the file, or 404 for any other path.
-    public func outputFile(_ path: String) async -> EngineAnswer {
-        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
-        guard segments.count == 2, Self.isValidJobID(String(segments[0])),
-            segments[1].hasPrefix("result."), let ext = Self.fileExtension(String(segments[1])), segments[1] == "result." + ext
-        else { return .error(404, "no such output") }
-        let file = configuration.outputDirectory + "/" + path
-        // Off the event loop: outputs can be videos of many megabytes.
-        guard let data = await Task.detached(operation: { FileManager.default.contents(atPath: file) }).value else {
-            return .error(404, "no such output")
-        }
-        return EngineAnswer(status: 200, body: Array(data), contentType: MediaType.forFileExtension(ext))
+    /// The path components of `GET /outputs/{job id}/result.{ext}` under the output directory;
+    /// `nil` (404) for any other path.
+    public static func outputFileComponents(_ path: String) -> [String]? {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard segments.count == 2, isValidJobID(segments[0]),
+            segments[1].hasPrefix("result."), let ext = fileExtension(segments[1]), segments[1] == "result." + ext
+        else { return nil }
+        return segments
     }
 }
 

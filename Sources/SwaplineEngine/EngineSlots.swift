@@ -5,7 +5,8 @@ public actor EngineSlots {
     public nonisolated let slots: Int
     public nonisolated let queueLimit: Int
     private var free: [Int]
-    private var waiting: [CheckedContinuation<Int, Never>] = []
+    private var waiting: [(ticket: UInt64, continuation: CheckedContinuation<Int?, Never>)] = []
+    private var nextTicket: UInt64 = 0
 
     public init(slots: Int, queueLimit: Int) {
         self.slots = slots
@@ -21,11 +22,24 @@ public actor EngineSlots {
     public var isFull: Bool { free.isEmpty && waiting.count >= queueLimit }
 
     /// Waits for a slot and returns its number; `nil` at once when every slot is busy and the
-    /// queue is full.
+    /// queue is full, and `nil` when the waiting task is cancelled (its client went away): the
+    /// job leaves the queue and its place goes to the next one.
     public func acquire() async -> Int? {
+        guard !Task.isCancelled else { return nil }
         if let slot = free.popLast() { return slot }
         guard waiting.count < queueLimit else { return nil }
-        return await withCheckedContinuation { waiting.append($0) }
+        let ticket = nextTicket
+        nextTicket += 1
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { waiting.append((ticket, $0)) }
+        } onCancel: {
+            Task { await self.leaveQueue(ticket) }
+        }
+    }
+
+    private func leaveQueue(_ ticket: UInt64) {
+        guard let index = waiting.firstIndex(where: { $0.ticket == ticket }) else { return }
+        waiting.remove(at: index).continuation.resume(returning: nil)
     }
 
     /// Frees `slot`, taken by `acquire()`: the longest-waiting job gets it.
@@ -33,7 +47,7 @@ public actor EngineSlots {
         if waiting.isEmpty {
             free.append(slot)
         } else {
-            waiting.removeFirst().resume(returning: slot)
+            waiting.removeFirst().continuation.resume(returning: slot)
         }
     }
 }

@@ -140,7 +140,7 @@ public struct FaceFusionClient: Sendable {
     ) async throws(EngineCallError) -> FaceFusionOutput {
         let (contentType, requestBody) = job.engineRequestBody(inputs)
         var headers = [("content-type", contentType)]
-        if let jobID { headers.append((Self.jobIDHeader, jobID)) }
+        if let jobID { headers.append((EngineContract.jobIDHeader, jobID)) }
         let request = HTTPRequest(
             method: .post, url: engine + "/process", headers: HTTPHeaders(headers),
             body: requestBody, totalTimeout: processTimeout, maxResponseBytes: 1024 * 1024)
@@ -176,9 +176,6 @@ public struct FaceFusionClient: Sendable {
             outputPath: outputPath, processingTime: (body["processing_time"] as? Double) ?? 0,
             jobID: (body["job_id"] as? String) ?? "", extraOutputs: extras)
     }
-
-    /// The request header naming a job's id (docs/facefusion-api.md, `GET /jobs/{id}`).
-    public static let jobIDHeader = "x-swapline-job-id"
 
     /// How far FaceFusion is with the job `jobID` (0 to 1), from `GET /jobs/{id}`; `nil` when
     /// the engine does not say (no such route, the job not started yet, no progress printed).

@@ -107,8 +107,11 @@ public struct FaceSwapProcessor: TaskProcessor {
         }
 
         await progress.report(0.7, "download")
-        var sources = ["jpg": output.outputPath]
+        // The main output keeps the target's kind: an image is a jpg, a video keeps its container.
+        let mainFormat = Self.fileExtension(of: output.outputPath) ?? "jpg"
+        var sources: [String: String] = [:]
         for (format, url) in output.extraOutputs { sources[format] = url }
+        sources[mainFormat] = output.outputPath
         let downloads = try await DownloadDirectory.create()
         defer { downloads.remove() }
         let outputs = try await download(sources, from: engine, into: downloads)
@@ -117,7 +120,7 @@ public struct FaceSwapProcessor: TaskProcessor {
         let stored = try await upload(outputs, taskID: task.taskID)
         let processingTime = started.duration(to: .now)
         return Swapline_V1_TaskResult(
-            outputURL: stored["jpg"]?.url ?? stored.values.first?.url ?? "", outputs: stored.mapValues(\.url),
+            outputURL: stored[mainFormat]?.url ?? "", outputs: stored.mapValues(\.url),
             processingTime: Double(processingTime.components.seconds) + Double(processingTime.components.attoseconds) / 1e18,
             jobID: output.jobID, storageProvider: Self.providerSummary(stored))
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NIOCore
 import SwaplineEngine
 
 struct Engine: AsyncParsableCommand {
@@ -55,6 +56,18 @@ struct Engine: AsyncParsableCommand {
     @Option(help: "Largest POST /process body accepted, in bytes (the worker sends two inputs of up to --max-input-bytes each).")
     var maxRequestBytes = 256 * 1024 * 1024
 
+    @Option(help: "Most connections open at once; more are closed as soon as they are accepted.")
+    var maxConnections = 256
+
+    @Option(help: "Time a request head may take from its first byte, in ms; then 408 and the connection closes.")
+    var headerTimeoutMs: Int64 = 10_000
+
+    @Option(help: "Time an unfinished request body may go without a byte, in ms; then 408 and the connection closes.")
+    var bodyTimeoutMs: Int64 = 30_000
+
+    @Option(help: "Time a connection may wait for its next request (or its first), in ms; then it is closed.")
+    var idleTimeoutMs: Int64 = 60_000
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -72,6 +85,10 @@ struct Engine: AsyncParsableCommand {
         try FlagRange.checkMilliseconds(jobTimeoutMs, "--job-timeout-ms")
         try FlagRange.checkMilliseconds(outputLifetimeMs, "--output-lifetime-ms")
         try FlagRange.check(maxRequestBytes, "--max-request-bytes", in: 1...(1 << 40))
+        try FlagRange.check(maxConnections, "--max-connections", in: 1...65536)
+        try FlagRange.checkMilliseconds(headerTimeoutMs, "--header-timeout-ms")
+        try FlagRange.checkMilliseconds(bodyTimeoutMs, "--body-timeout-ms")
+        try FlagRange.checkMilliseconds(idleTimeoutMs, "--idle-timeout-ms")
     }
 
     func run() async throws {
@@ -101,7 +118,13 @@ struct Engine: AsyncParsableCommand {
         }
         let service = EngineService(configuration: configuration, logger: logger)
         let shutdownSignal = ShutdownSignal.install()
-        let server = try await EngineHTTPServer(service: service, host: host, port: port, maxRequestBytes: maxRequestBytes)
+        var limits = EngineListenerLimits()
+        limits.maxRequestBytes = maxRequestBytes
+        limits.maxConnections = maxConnections
+        limits.headerTimeout = .milliseconds(headerTimeoutMs)
+        limits.bodyProgressTimeout = .milliseconds(bodyTimeoutMs)
+        limits.idleTimeout = .milliseconds(idleTimeoutMs)
+        let server = try await EngineHTTPServer(service: service, host: host, port: port, limits: limits)
         logger.info("FaceFusion \(service.faceFusionVersion) in \(configuration.faceFusionDirectory), \(slots) slots, queue \(queueLimit)")
         print("swapline engine listening on \(host):\(server.port)")
         fflush(nil)
@@ -109,5 +132,6 @@ struct Engine: AsyncParsableCommand {
         logger.info("received \(signal), stopping")
         await server.stop()
         service.processGroups.killAll()
+        try? await service.fileThreads.shutdownGracefully()
     }
 }

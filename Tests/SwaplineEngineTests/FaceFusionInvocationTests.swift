@@ -101,21 +101,44 @@ import Testing
 }
 
 @Suite struct MultipartFormTests {
-    @Test func splitsTheWorkersRequest() throws {
-        let body = Array("--b1\r\nContent-Disposition: form-data; name=\"job\"\r\nContent-Type: application/json\r\n\r\n{}\r\n--b1\r\nContent-Disposition: form-data; name=\"target\"; filename=\"target.mp4\"\r\n\r\n\r\nbytes\r\n--b1--\r\n".utf8)
+    /// The parts of `body` fed in pieces of `pieceSize` bytes: (head, body) each.
+    static func parts(of body: [UInt8], boundary: String, pieceSize: Int) throws -> [(FormPartHead, [UInt8])] {
+        var parser = MultipartStreamParser(boundary: boundary)
+        var parts: [(FormPartHead, [UInt8])] = []
+        var start = 0
+        repeat {
+            let piece = body[start..<min(body.count, start + pieceSize)]
+            start += pieceSize
+            for event in try parser.feed(piece) {
+                switch event {
+                case .partBegan(let head): parts.append((head, []))
+                case .bodyBytes(let bytes): parts[parts.count - 1].1 += bytes
+                case .partEnded: break
+                }
+            }
+        } while start < body.count
+        try parser.finish()
+        return parts
+    }
+
+    @Test(arguments: [1, 3, 7, 1000])
+    func splitsTheWorkersRequestWhateverThePieces(pieceSize: Int) throws {
+        let body = Array("--b1\r\nContent-Disposition: form-data; name=\"job\"\r\nContent-Type: application/json\r\n\r\n{}\r\n--b1\r\nContent-Disposition: form-data; name=\"target\"; filename=\"target.mp4\"\r\n\r\n\r\nbytes\r\n--b\r\n--b1--\r\n".utf8)
         #expect(MultipartForm.boundary(ofContentType: "multipart/form-data; boundary=b1") == "b1")
-        let parts = try MultipartForm.parse(body, boundary: "b1")
-        #expect(parts.map(\.name) == ["job", "target"])
-        #expect(parts[0].contentType == "application/json")
-        #expect(Array(parts[0].body) == Array("{}".utf8))
-        #expect(parts[1].filename == "target.mp4")
-        #expect(Array(parts[1].body) == Array("\r\nbytes".utf8))
+        let parts = try Self.parts(of: body, boundary: "b1", pieceSize: pieceSize)
+        #expect(parts.map(\.0.name) == ["job", "target"])
+        #expect(parts[0].0.contentType == "application/json")
+        #expect(parts[0].1 == Array("{}".utf8))
+        #expect(parts[1].0.filename == "target.mp4")
+        #expect(parts[1].1 == Array("\r\nbytes\r\n--b".utf8))  // a near-boundary inside the body is body
     }
 
     @Test func truncatedBodiesAreMalformed() {
         let body = Array("--b1\r\nContent-Disposition: form-data; name=\"job\"\r\n\r\n{}".utf8)
-        #expect(throws: MultipartForm.Malformed.self) { try MultipartForm.parse(body, boundary: "b1") }
-        #expect(throws: MultipartForm.Malformed.self) { try MultipartForm.parse([], boundary: "b1") }
+        #expect(throws: MultipartForm.Malformed.self) { try Self.parts(of: body, boundary: "b1", pieceSize: 5) }
+        #expect(throws: MultipartForm.Malformed.self) { try Self.parts(of: [], boundary: "b1", pieceSize: 5) }
+        let endless = Array("--b1\r\nContent-Disposition: form-data; name=\"job\"\r\n".utf8) + Array(repeating: UInt8(ascii: "x"), count: 20_000)
+        #expect(throws: MultipartForm.Malformed.self) { try Self.parts(of: endless, boundary: "b1", pieceSize: 4096) }
         #expect(MultipartForm.boundary(ofContentType: "application/json") == nil)
     }
 }
@@ -136,5 +159,19 @@ import Testing
         await slots.release(0)
         await slots.release(1)
         #expect(await slots.running == 0)
+    }
+
+    @Test func aCancelledWaiterLeavesTheQueueAndNeverGetsASlot() async {
+        let slots = EngineSlots(slots: 1, queueLimit: 2)
+        let running = await slots.acquire()
+        let abandoned = Task { await slots.acquire() }
+        while await slots.queued == 0 { await Task.yield() }
+        let next = Task { await slots.acquire() }
+        while await slots.queued < 2 { await Task.yield() }
+        abandoned.cancel()
+        #expect(await abandoned.value == nil)
+        #expect(await slots.queued == 1)
+        await slots.release(running ?? 0)
+        #expect(await next.value == 0)  // the slot went past the abandoned job
     }
 }

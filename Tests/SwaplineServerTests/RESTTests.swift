@@ -1,4 +1,5 @@
 import Foundation
+import H2Transport
 import NIOCore
 import NIOEmbedded
 import NIOPosix

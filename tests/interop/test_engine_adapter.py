@@ -10,10 +10,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -75,17 +77,8 @@ class EngineAdapter:
 
     def process(self, job: dict, target: tuple[str, bytes], job_id: str | None = None,
                 timeout: float = 60) -> tuple[int, dict, dict]:
-        boundary = "b" + uuid.uuid4().hex
-        body = b""
-        for name, filename, content_type, data in [
-                ("job", None, "application/json", json.dumps(job).encode()),
-                ("source", "source.jpg", "image/jpeg", sample_jpeg()),
-                ("target", target[0], "application/octet-stream", target[1])]:
-            disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
-            body += (f"--{boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: {content_type}\r\n\r\n").encode()
-            body += data + b"\r\n"
-        body += f"--{boundary}--\r\n".encode()
-        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        content_type, body = process_form(job, target)
+        headers = {"Content-Type": content_type}
         if job_id:
             headers["X-Swapline-Job-Id"] = job_id
         request = urllib.request.Request(self.url + "/process", data=body, headers=headers, method="POST")
@@ -105,6 +98,21 @@ class EngineAdapter:
                 self.proc.wait(10)
         self.proc.stdout.close()
         shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+def process_form(job: dict, target: tuple[str, bytes]) -> tuple[str, bytes]:
+    """The Content-Type and multipart body of a `POST /process`."""
+    boundary = "b" + uuid.uuid4().hex
+    body = b""
+    for name, filename, content_type, data in [
+            ("job", None, "application/json", json.dumps(job).encode()),
+            ("source", "source.jpg", "image/jpeg", sample_jpeg()),
+            ("target", target[0], "application/octet-stream", target[1])]:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        body += (f"--{boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: {content_type}\r\n\r\n").encode()
+        body += data + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    return f"multipart/form-data; boundary={boundary}", body
 
 
 def sample_jpeg() -> bytes:
@@ -376,3 +384,197 @@ def test_malformed_requests_get_clear_errors_and_the_engine_serves_on(engine_fac
     assert engine.runs() == []
     status, _, body = engine.process({"model": "inswapper_128", "resolution": "512x512"}, ("target.jpg", sample_jpeg()))
     assert status == 200, body
+
+
+JOB = {"model": "inswapper_128", "resolution": "512x512"}
+
+
+def engine_socket(engine: EngineAdapter) -> socket.socket:
+    host, port = engine.url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=30)
+
+
+def process_request_head(engine: EngineAdapter, content_type: str, length: int, *extra: str) -> bytes:
+    host = engine.url.removeprefix("http://")
+    lines = [f"POST /process HTTP/1.1", f"Host: {host}", f"Content-Type: {content_type}", f"Content-Length: {length}", *extra]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def read_until_closed(connection: socket.socket) -> bytes:
+    """Everything the engine sends until it closes the connection (a 30 s socket timeout fails)."""
+    received = b""
+    while chunk := connection.recv(65536):
+        received += chunk
+    return received
+
+
+def test_slow_clients_are_closed_at_their_timeouts_while_a_normal_job_is_served(engine_factory):
+    # Short timeouts through the flags; the waits below are generous for a loaded machine.
+    engine = engine_factory("--header-timeout-ms", "1500", "--body-timeout-ms", "1500", "--idle-timeout-ms", "3000")
+    stalled_head, stalled_body, silent = engine_socket(engine), engine_socket(engine), engine_socket(engine)
+    started = time.monotonic()
+    stalled_head.sendall(b"POST /process HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n")
+    stalled_body.sendall(process_request_head(engine, "multipart/form-data; boundary=b", 100_000) + b"--b\r\n")
+    # While all three stall, a normal job is served.
+    status, _, body = engine.process(JOB, ("target.jpg", sample_jpeg()))
+    assert status == 200, body
+    answer = read_until_closed(stalled_head)
+    assert answer.startswith(b"HTTP/1.1 408") and b"request head not completed in time" in answer, answer
+    answer = read_until_closed(stalled_body)
+    assert answer.startswith(b"HTTP/1.1 408") and b"the request body stalled" in answer, answer
+    assert read_until_closed(silent) == b""  # no request begun: closed without an answer
+    assert time.monotonic() - started < 25  # within the timeouts (plus slack), not the 30 s socket timeout
+    for connection in (stalled_head, stalled_body, silent):
+        connection.close()
+    assert len(engine.runs()) == 1
+
+
+def test_a_client_expecting_100_continue_gets_it_before_sending_its_body(engine_factory):
+    engine = engine_factory("--max-request-bytes", "100000")
+    content_type, body = process_form(JOB, ("target.jpg", sample_jpeg()))
+    with engine_socket(engine) as connection:
+        connection.sendall(process_request_head(engine, content_type, len(body), "Expect: 100-continue"))
+        assert connection.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        connection.sendall(body)
+        response = connection.recv(65536)
+        assert response.startswith(b"HTTP/1.1 200"), response
+    # Too large a body is refused on its head: the client need not send it.
+    with engine_socket(engine) as connection:
+        connection.sendall(process_request_head(engine, content_type, 200_000, "Expect: 100-continue"))
+        answer = read_until_closed(connection)
+        assert answer.startswith(b"HTTP/1.1 413") and b"100000 bytes" in answer, answer
+
+
+def test_connections_past_the_limit_are_closed_at_once(engine_factory):
+    engine = engine_factory("--max-connections", "3")
+    held = [engine_socket(engine) for _ in range(3)]
+    for connection in held:  # an answered request: the engine has accepted the connection
+        connection.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+    with engine_socket(engine) as refused:
+        assert read_until_closed(refused) == b""
+    for connection in held:
+        connection.close()
+
+    def served() -> bool:
+        try:
+            return engine.get("/health")[0] == 200
+        except OSError:  # the closes not seen by the engine yet
+            return False
+    support.wait_for(served, 20, what="served again once connections closed")
+
+
+def test_a_queued_job_whose_client_disconnected_never_starts(engine_factory):
+    engine = engine_factory("--slots", "1", "--queue-limit", "2")
+    engine.set_mode("slow")
+    running = StartedJobs(engine, 1)
+    support.wait_for(lambda: engine.get("/health")[2]["running"] == 1, 20, what="the first job running")
+    content_type, body = process_form(JOB, ("target.jpg", sample_jpeg()))
+    with engine_socket(engine) as gone:
+        gone.sendall(process_request_head(engine, content_type, len(body), "X-Swapline-Job-Id: gone-1") + body)
+        support.wait_for(lambda: engine.get("/health")[2]["queued"] == 1, 20, what="the second job queued")
+    # Its client is gone: it leaves the queue at once, long before the running job ends.
+    support.wait_for(lambda: engine.get("/jobs/gone-1")[2]["state"] == "failed", 20, what="the abandoned job dropped")
+    status, _, job = engine.get("/jobs/gone-1")
+    assert "disconnected" in job["error"] and engine.get("/health")[2]["queued"] == 0, job
+    assert [answer[0] for answer in running.wait()] == [200]
+    time.sleep(1)  # the freed slot had time to start anything left queued
+    assert len(engine.runs()) == 1 and not any("gone-1" in flag(run, "-s") for run in engine.runs())
+
+
+def test_a_video_task_stores_its_video_as_the_main_output(server_factory, simulator_factory, engine_factory, storage_dir):
+    """The worker files the engine's main output under its own extension and points output_url
+    at it, not at one of its renditions."""
+    import http.server
+
+    sim = simulator_factory()
+    engine = engine_factory()
+    # JPEG bytes behind an .mp4 name: FaceFusion's stand-in copies a video target through, and
+    # the Pillow stand-in of ffmpeg can read them, so the video gets GIF and WebP renditions.
+    video = sample_jpeg()
+
+    class Target(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(video)))
+            self.end_headers()
+            self.wfile.write(video)
+
+        def log_message(self, *args) -> None:
+            pass
+    target_server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Target)
+    threading.Thread(target=target_server.serve_forever, daemon=True).start()
+    try:
+        server = server_factory("--store", "memory", "--workers", "1", "--engine", engine.url, "--storage",
+                                f"local:{storage_dir}", "--health-interval-ms", "200", ALLOW_LOCAL_URLS)
+        stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
+        params = tasks_pb2.FaceSwapParams(source_url=sim.sample("source.jpg"),
+                                          target_url=f"http://127.0.0.1:{target_server.server_port}/clip.mp4")
+        done = wait_terminal(stub, stub.CreateTask(tasks_pb2.CreateTaskRequest(params=params), timeout=10).task_id)
+    finally:
+        target_server.shutdown()
+    assert done.status == tasks_pb2.TASK_STATUS_COMPLETED, (done.error, engine.stderr())
+    assert set(done.result.outputs) == {"mp4", "gif", "webp"}, done.result.outputs
+    assert done.result.output_url == done.result.outputs["mp4"] and done.result.output_url.endswith("/result.mp4")
+    with urllib.request.urlopen(done.result.output_url, timeout=10) as response:
+        assert response.headers["Content-Type"] == "video/mp4" and response.read() == video
+
+
+def test_outputs_are_streamed_with_nosniff_and_never_through_a_symlink_out(engine_factory):
+    engine = engine_factory()
+    status, _, body = engine.process(JOB, ("target.jpg", sample_jpeg()))
+    assert status == 200, body
+    with urllib.request.urlopen(body["output_path"], timeout=10) as response:
+        assert response.headers["X-Content-Type-Options"] == "nosniff" and response.headers["Content-Type"] == "image/jpeg"
+        stored = response.read()
+    output = engine.tmpdir / "work" / "outputs" / body["job_id"] / "result.jpg"
+    assert stored == output.read_bytes()
+    outside = engine.tmpdir / "secret.jpg"
+    outside.write_bytes(b"not an output")
+    output.unlink()
+    output.symlink_to(outside)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(body["output_path"], timeout=10)
+    assert refused.value.code == 404
+
+
+def test_a_200_mb_upload_is_spooled_to_disk_not_held_in_memory(engine_factory):
+    """The engine's RSS (from /proc) rises by at most 64 MiB, sampled throughout a 200 MB upload
+    and its job: the body goes to a file as it arrives and is split from there."""
+    from abuse import rss_bytes
+
+    engine = engine_factory("--max-request-bytes", str(300 * 1024 * 1024))
+    assert engine.process(JOB, ("target.jpg", sample_jpeg()))[0] == 200  # warm-up
+    baseline = rss_bytes(engine.proc.pid)
+    peak = [baseline]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], rss_bytes(engine.proc.pid))
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        boundary = "b" + uuid.uuid4().hex
+        job_part, video_size, piece = json.dumps(JOB).encode(), 200 * 1024 * 1024, bytes(1024 * 1024)
+        opening = (f'--{boundary}\r\nContent-Disposition: form-data; name="job"\r\n\r\n').encode() + job_part + (
+            f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="source"; filename="source.jpg"\r\n\r\n').encode() + (
+            sample_jpeg() + f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="target"; filename="target.mp4"\r\n\r\n'.encode())
+        closing = f"\r\n--{boundary}--\r\n".encode()
+        with engine_socket(engine) as connection:
+            connection.settimeout(120)
+            connection.sendall(process_request_head(engine, f"multipart/form-data; boundary={boundary}",
+                                                    len(opening) + video_size + len(closing)) + opening)
+            for _ in range(video_size // len(piece)):
+                connection.sendall(piece)
+            connection.sendall(closing)
+            response = connection.recv(65536)
+    finally:
+        done.set()
+        sampler.join()
+    assert response.startswith(b"HTTP/1.1 200"), response[:500]
+    growth_mib = (peak[0] - baseline) / (1024 * 1024)
+    print(f"engine RSS growth during the 200 MB upload: {growth_mib:.1f} MiB")
+    assert growth_mib < 64, f"the engine's RSS rose by {growth_mib:.0f} MiB during a 200 MB upload"
+    assert not list((engine.tmpdir / "work" / "jobs").iterdir())  # the spooled body and its parts are gone

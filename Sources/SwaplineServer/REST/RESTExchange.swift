@@ -1,4 +1,5 @@
 import Foundation
+import H2Transport
 import NIOCore
 import RPCCore
 import SwaplineCore
@@ -281,7 +282,7 @@ final class RESTExchange: HTTPStreamHandler {
     }
 
     /// Answers with a stored result file, opened and streamed by `OutputFiles` off the event
-    /// loop. `nosniff`: a browser must not run a stored file as anything but its own type.
+    /// loop (with `nosniff`).
     private func serveOutput(_ components: [String]) {
         guard let files = factory.outputFiles, let file = components.last else { return fail(.notFound) }
         let contentType = MediaType.forFileExtension(String(file.split(separator: ".").last ?? ""))
@@ -289,16 +290,9 @@ final class RESTExchange: HTTPStreamHandler {
             .assumeIsolated().whenComplete { [self] result in
                 guard case .success(let opened?) = result else { return fail(.notFound) }
                 guard !isClosed else { return files.close(opened) }
-                writer.writeHead(
-                    status: 200,
-                    headers: [
-                        HeaderField("content-type", contentType), HeaderField("content-length", String(opened.size)),
-                        HeaderField("x-content-type-options", "nosniff"),
-                    ],
-                    endStream: false)
                 let sender = OutputFileSender(file: opened, files: files, writer: writer)
                 outputSender = sender
-                sender.start()
+                sender.start(contentType: contentType)
             }
     }
 

@@ -3,17 +3,18 @@ import NIOCore
 import NIOPosix
 import RPCCore
 
-/// The local result storage served read-only at `/outputs/`, and the threads that read it.
+/// Files served read-only from a directory (`swapline serve`'s local result storage and
+/// `swapline engine`'s outputs, both at `/outputs/`), and the threads that read them.
 ///
 /// Files are streamed in `chunkSize` pieces (never whole in memory), read on `threadPool`
 /// (never on an event loop; its few threads also bound the reads running at once), and only
 /// files whose real path (every symlink resolved, checked on the opened descriptor, so a link
 /// swapped in meanwhile changes nothing) lies inside the directory are served.
 public struct OutputFiles: Sendable {
-    static let chunkSize = 64 * 1024
+    public static let chunkSize = 64 * 1024
 
-    let directory: String
-    let threadPool: NIOThreadPool
+    public let directory: String
+    public let threadPool: NIOThreadPool
 
     /// `threadPool` must be started; its owner shuts it down after the server.
     public init(directory: String, threadPool: NIOThreadPool) {
@@ -22,14 +23,14 @@ public struct OutputFiles: Sendable {
     }
 
     /// A regular file opened for reading, and its size.
-    struct OpenedFile: Sendable {
-        let handle: FileHandle
-        let size: Int
+    public struct OpenedFile: Sendable {
+        public let handle: FileHandle
+        public let size: Int
     }
 
     /// Opens `components` under the directory: `nil` when it does not exist, is not a regular
     /// file or resolves outside the directory. Blocking: call on `threadPool`.
-    func open(_ components: [String]) -> OpenedFile? {
+    public func open(_ components: [String]) -> OpenedFile? {
         let root = URL(fileURLWithPath: directory).resolvingSymlinksInPath().path
         let path = ([directory] + components).joined(separator: "/")
         guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
@@ -46,7 +47,7 @@ public struct OutputFiles: Sendable {
     }
 
     /// Closes `file` on the pool.
-    func close(_ file: OpenedFile) {
+    public func close(_ file: OpenedFile) {
         threadPool.submit { _ in try? file.handle.close() }
     }
 }
@@ -55,7 +56,7 @@ public struct OutputFiles: Sendable {
 /// the previous one is written, and written only once the writer has drained the one before,
 /// so a client that reads slowly or not at all holds at most two pieces in memory. Lives on
 /// the writer's event loop.
-final class OutputFileSender {
+public final class OutputFileSender {
     private let file: OutputFiles.OpenedFile
     private let files: OutputFiles
     private let writer: any HTTPStreamWriter
@@ -65,13 +66,22 @@ final class OutputFileSender {
     private var readInFlight = false
     private var finished = false
 
-    init(file: OutputFiles.OpenedFile, files: OutputFiles, writer: any HTTPStreamWriter) {
+    public init(file: OutputFiles.OpenedFile, files: OutputFiles, writer: any HTTPStreamWriter) {
         self.file = file
         self.files = files
         self.writer = writer
     }
 
-    func start() {
+    /// Writes the head (200, `contentType`, the file's length, and `nosniff`: a browser must not
+    /// run a served file as anything but its own type), then the file.
+    public func start(contentType: String) {
+        writer.writeHead(
+            status: 200,
+            headers: [
+                HeaderField("content-type", contentType), HeaderField("content-length", String(file.size)),
+                HeaderField("x-content-type-options", "nosniff"),
+            ],
+            endStream: false)
         guard file.size > 0 else {
             writer.writeEnd(trailers: [])
             return finish()
@@ -80,14 +90,14 @@ final class OutputFileSender {
     }
 
     /// The writer sent what was queued.
-    func drained() {
+    public func drained() {
         guard let piece = waitingPiece else { return }
         waitingPiece = nil
         write(piece)
     }
 
     /// The exchange is over (the client left): stop reading and close the file.
-    func cancel() { finish() }
+    public func cancel() { finish() }
 
     private func readNextPiece() {
         let handle = file.handle
