@@ -36,10 +36,10 @@ class EngineAdapter:
 
     def __init__(self, *flags: str):
         self.tmpdir = Path(tempfile.mkdtemp(prefix="swapline-engine-"))
-        # Renditions through the Pillow stand-in: this machine need not have ffmpeg.
-        ffmpeg = self.tmpdir / "ffmpeg"
-        ffmpeg.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_FACEFUSION / "ffmpeg.py"}" "$@"\n')
-        ffmpeg.chmod(0o755)
+        # The GIF and WebP renditions come from the real ffmpeg (tools/install-deps.sh installs it).
+        ffmpeg = shutil.which("ffmpeg")
+        if ffmpeg is None:
+            raise RuntimeError("ffmpeg not found: tools/install-deps.sh installs it (Debian package ffmpeg)")
         self.log = self.tmpdir / "facefusion-runs.jsonl"
         self.mode = self.tmpdir / "mode"
         self.log.touch()
@@ -113,6 +113,15 @@ def process_form(job: dict, target: tuple[str, bytes]) -> tuple[str, bytes]:
         body += data + b"\r\n"
     body += f"--{boundary}--\r\n".encode()
     return f"multipart/form-data; boundary={boundary}", body
+
+
+def sample_mp4() -> bytes:
+    """One second of ffmpeg's test pattern, 64x48 at 5 frames a second, as an MP4."""
+    with tempfile.TemporaryDirectory(prefix="swapline-mp4-") as directory:
+        path = Path(directory) / "clip.mp4"
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+                        "testsrc=duration=1:size=64x48:rate=5", "-c:v", "mpeg4", str(path)], check=True, timeout=60)
+        return path.read_bytes()
 
 
 def sample_jpeg() -> bytes:
@@ -233,7 +242,7 @@ def test_a_video_target_keeps_its_container(engine_factory):
     assert status == 200, body
     assert flag(engine.runs()[-1], "--output-video-resolution") == "1920x1080"
     assert body["output_path"].endswith("/result.mp4")
-    assert body["metadata"] == {}  # the stand-in ffmpeg reads no video: no renditions, still a success
+    assert body["metadata"] == {}  # ffmpeg reads no video in these bytes: no renditions, still a success
     with urllib.request.urlopen(body["output_path"], timeout=10) as response:
         assert response.read() == video
 
@@ -489,9 +498,9 @@ def test_a_video_task_stores_its_video_as_the_main_output(server_factory, simula
 
     sim = simulator_factory()
     engine = engine_factory()
-    # JPEG bytes behind an .mp4 name: FaceFusion's stand-in copies a video target through, and
-    # the Pillow stand-in of ffmpeg can read them, so the video gets GIF and WebP renditions.
-    video = sample_jpeg()
+    # A real MP4 made by ffmpeg: FaceFusion's stand-in copies a video target through, and ffmpeg
+    # makes its GIF and WebP renditions.
+    video = sample_mp4()
 
     class Target(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
