@@ -131,18 +131,17 @@ import Testing
     }
 
     @Test func whichAnswersAreRetried() {
-        func answer(_ status: Int, _ body: String = "") -> S3Outcome {
-            .answered(status: status, headers: HTTPHeaders([("Retry-After", "2")]), body: Array(body.utf8))
+        func answer(_ status: Int, _ body: String = "") -> StorageTryFailure {
+            S3ResultStorage.judge(status: status, headers: HTTPHeaders([("Retry-After", "2")]), body: Array(body.utf8))
         }
-        #expect(answer(503, "<Error><Code>SlowDown</Code></Error>").isRetryable)
+        #expect(answer(503, "<Error><Code>SlowDown</Code></Error>").retryable)
         #expect(answer(503, "<Error><Code>SlowDown</Code></Error>").summary == "HTTP 503 SlowDown")
-        #expect(answer(500).isRetryable && answer(429).isRetryable)
-        #expect(answer(400, "<Error><Code>RequestTimeout</Code></Error>").isRetryable)
-        #expect(!answer(403, "<Error><Code>InvalidAccessKeyId</Code></Error>").isRetryable)
-        #expect(!answer(400, "<Error><Code>BadDigest</Code></Error>").isRetryable)
+        #expect(answer(500).retryable && answer(429).retryable)
+        #expect(answer(400, "<Error><Code>RequestTimeout</Code></Error>").retryable)
+        #expect(!answer(403, "<Error><Code>InvalidAccessKeyId</Code></Error>").retryable)
+        #expect(!answer(400, "<Error><Code>BadDigest</Code></Error>").retryable)
         #expect(answer(503).retryAfter == .seconds(2))
-        #expect(S3Outcome.unreachable(.couldNotConnect("10.0.0.1 refused")).isRetryable)
-        #expect(S3Outcome.unreachable(.couldNotConnect("10.0.0.1 refused")).summary == "could not connect to the endpoint")
+        #expect(StorageRequests.transportSummary(.couldNotConnect("10.0.0.1 refused"), endpoint: "the endpoint") == "could not connect to the endpoint")
     }
 
     @Test func theCompletionManifestListsPartsInOrder() {

@@ -132,34 +132,15 @@ public struct CloudflareImagesStorage: ResultStorage {
     /// `request`, tried again with backoff on transport failures, 5xx and 429; the answer when
     /// it is a 2xx (or, with `notFoundIsAnswer`, a 404).
     private func send(_ request: HTTPRequest, what: String, notFoundIsAnswer: Bool = false) async throws(StorageFailure) -> HTTPResponse {
-        var attempt = 1
-        while true {
-            let summary: String
-            var retryable = true
-            var retryAfter: Duration?
-            do {
-                let response = try await http.execute(request)
-                if (200..<300).contains(response.status) || (notFoundIsAnswer && response.status == 404) { return response }
-                summary = "HTTP \(response.status)" + (CloudflareAnswer.parse(response.body)?.errorSummary.map { " \($0)" } ?? "")
-                retryable = response.status >= 500 || response.status == 429
-                if let value = response.headers["retry-after"], let seconds = Int(value), seconds >= 0 { retryAfter = .seconds(seconds) }
-            } catch {
-                if error == .cancelled { throw StorageFailure(provider: providerName, reason: "\(what): cancelled") }
-                switch error {
-                case .timedOut: summary = "timed out"
-                case .couldNotConnect: summary = "could not connect to the API"
-                default: summary = "the connection failed"
-                }
-            }
-            guard retryable, attempt < settings.retry.maxAttempts else {
-                throw StorageFailure(provider: providerName, reason: "\(what): \(summary) after \(attempt) \(attempt == 1 ? "try" : "tries")")
-            }
-            let wait = settings.retry.delay(afterAttempt: attempt, retryAfter: retryAfter, jitter: Double.random(in: 0..<1))
-            do { try await Task.sleep(for: wait) } catch {
-                throw StorageFailure(provider: providerName, reason: "\(what): cancelled")
-            }
-            attempt += 1
-        }
+        try await StorageRequests.send(
+            request, http: http, policy: settings.retry, provider: providerName, what: what, endpoint: "the API",
+            isAnswer: { (200..<300).contains($0.status) || (notFoundIsAnswer && $0.status == 404) },
+            judge: { response in
+                StorageTryFailure(
+                    summary: "HTTP \(response.status)" + (CloudflareAnswer.parse(response.body)?.errorSummary.map { " \($0)" } ?? ""),
+                    retryable: response.status >= 500 || response.status == 429,
+                    retryAfter: StorageRequests.retryAfter(response.headers))
+            })
     }
 }
 

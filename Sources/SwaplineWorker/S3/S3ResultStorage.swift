@@ -180,60 +180,20 @@ public struct S3ResultStorage: ResultStorage {
         request.awsSigV4 = AWSSigV4(
             parameters: "aws:amz:\(settings.region):s3", accessKeyID: settings.credentials.accessKeyID,
             secretAccessKey: settings.credentials.secretAccessKey)
-        var attempt = 1
-        while true {
-            let outcome: S3Outcome
-            do {
-                let response = try await http.execute(request)
-                if (200..<300).contains(response.status) { return response }
-                outcome = .answered(status: response.status, headers: response.headers, body: response.body)
-            } catch {
-                if error == .cancelled { throw StorageFailure(provider: providerName, reason: "\(what): cancelled") }
-                outcome = .unreachable(error)
-            }
-            guard outcome.isRetryable, attempt < settings.retry.maxAttempts else {
-                throw StorageFailure(provider: providerName, reason: "\(what): \(outcome.summary) after \(attempt) \(attempt == 1 ? "try" : "tries")")
-            }
-            let wait = settings.retry.delay(afterAttempt: attempt, retryAfter: outcome.retryAfter, jitter: Double.random(in: 0..<1))
-            do { try await Task.sleep(for: wait) } catch {
-                throw StorageFailure(provider: providerName, reason: "\(what): cancelled")
-            }
-            attempt += 1
-        }
-    }
-}
-
-/// What one try of an S3 request met, short of success.
-enum S3Outcome {
-    case answered(status: Int, headers: HTTPHeaders, body: [UInt8])
-    case unreachable(HTTPClientError)
-
-    /// 5xx (503 SlowDown among them), 429, S3's 400 RequestTimeout, and every transport failure.
-    var isRetryable: Bool {
-        switch self {
-        case .unreachable: return true
-        case .answered(let status, _, let body):
-            return status >= 500 || status == 429 || S3ErrorBody.parse(body)?.code == "RequestTimeout"
-        }
+        return try await StorageRequests.send(
+            request, http: http, policy: settings.retry, provider: providerName, what: what, endpoint: "the endpoint",
+            isAnswer: { (200..<300).contains($0.status) },
+            judge: { Self.judge(status: $0.status, headers: $0.headers, body: $0.body) })
     }
 
-    var retryAfter: Duration? {
-        guard case .answered(_, let headers, _) = self, let value = headers["retry-after"], let seconds = Int(value), seconds >= 0
-        else { return nil }
-        return .seconds(seconds)
-    }
-
-    /// The HTTP status and the provider's error code; for transport failures only their kind,
-    /// since what a connection met (addresses) is not for the client.
-    var summary: String {
-        switch self {
-        case .answered(let status, _, let body):
-            guard let error = S3ErrorBody.parse(body) else { return "HTTP \(status)" }
-            return "HTTP \(status) \(error.code)"
-        case .unreachable(.timedOut): return "timed out"
-        case .unreachable(.couldNotConnect): return "could not connect to the endpoint"
-        case .unreachable: return "the connection failed"
-        }
+    /// An S3 answer short of success: its HTTP status and the S3 error code; 5xx (503 SlowDown
+    /// among them), 429 and S3's 400 RequestTimeout are worth another try.
+    static func judge(status: Int, headers: HTTPHeaders, body: [UInt8]) -> StorageTryFailure {
+        let error = S3ErrorBody.parse(body)
+        return StorageTryFailure(
+            summary: error.map { "HTTP \(status) \($0.code)" } ?? "HTTP \(status)",
+            retryable: status >= 500 || status == 429 || error?.code == "RequestTimeout",
+            retryAfter: StorageRequests.retryAfter(headers))
     }
 }
 
