@@ -111,7 +111,11 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
         let call = ServerCall(
             context: context, deadline: timeLimit.map { .now() + $0 }, sink: self, eventLoop: writer.eventLoop)
         self.call = call
-        if let limit = timeLimit ?? serverLimit { armDeadline(after: limit) }
+        if let timeLimit {
+            armDeadline(after: timeLimit)
+        } else if let serverLimit {
+            ServerDeadlineQueue.on(writer.eventLoop).add(self, deadline: writer.eventLoop.now + serverLimit)
+        }
         switch routed.handler {
         case .singleRequest(let body):
             phase = .collectingSingle(body, received: nil)
@@ -326,6 +330,12 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
 
     /// Relative to the loop's clock rather than an absolute `NIODeadline`, so loops with a
     /// virtual clock (tests) behave like real ones.
+    /// The server's maximum for unary calls passed (`ServerDeadlineQueue`); nothing when the
+    /// call has ended.
+    func serverDeadlinePassed() {
+        endCall(deadlineStatus)
+    }
+
     private func armDeadline(after timeLimit: TimeAmount) {
         deadlineTimer = writer.eventLoop.assumeIsolated().scheduleTask(in: timeLimit) { [self] in
             deadlineTimer = nil

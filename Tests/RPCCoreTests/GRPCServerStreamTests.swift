@@ -210,8 +210,12 @@ final class TestBox<T>: @unchecked Sendable {
 
 @Suite struct MaxUnaryDeadlineTests {
     let loop = EmbeddedEventLoop()
+    let openStreams = TestBox<[GRPCServerStream]>()
+
+    init() { openStreams.value = [] }
 
     /// A handler that never answers, registered as `method` (unary or streaming responses).
+    /// The stream is kept as a transport keeps it while the exchange is open.
     private func hangingCall(streamsResponses: Bool, grpcTimeout: String?) -> RecordingStreamWriter {
         var router = RPCRouter()
         router.register(MethodDescriptor(service: "t.S", method: "Wait", streamsResponses: streamsResponses), handler: .singleRequest { _, _ in })
@@ -223,16 +227,31 @@ final class TestBox<T>: @unchecked Sendable {
         if let grpcTimeout { fields.append(HeaderField("grpc-timeout", grpcTimeout)) }
         stream.receiveHead(fields, endStream: false)
         stream.receiveRequestBody()
+        openStreams.value!.append(stream)
         return writer
     }
 
-    @Test(arguments: [nil, "60S"] as [String?])
-    func aUnaryCallWithoutOrWithALongerDeadlineEndsAtTheServerMaximum(grpcTimeout: String?) {
-        let writer = hangingCall(streamsResponses: false, grpcTimeout: grpcTimeout)
+    @Test func aUnaryCallWithALongerDeadlineEndsAtTheServerMaximum() {
+        let writer = hangingCall(streamsResponses: false, grpcTimeout: "60S")
         loop.advanceTime(by: .milliseconds(4999))
         #expect(writer.statusFields["grpc-status"] == nil)
         loop.advanceTime(by: .milliseconds(1))
         #expect(writer.statusFields["grpc-status"] == "4")
+    }
+
+    /// Without a deadline of its own the call is on its loop's deadline queue, checked once a
+    /// second: it ends within a second after the maximum, and never before it.
+    @Test func aUnaryCallWithoutADeadlineEndsWithinASecondOfTheServerMaximum() {
+        let early = hangingCall(streamsResponses: false, grpcTimeout: nil)
+        loop.advanceTime(by: .milliseconds(2500))
+        let late = hangingCall(streamsResponses: false, grpcTimeout: nil)
+        loop.advanceTime(by: .milliseconds(2499))
+        #expect(early.statusFields["grpc-status"] == nil)
+        loop.advanceTime(by: ServerDeadlineQueue.checkInterval)
+        #expect(early.statusFields["grpc-status"] == "4")
+        #expect(late.statusFields["grpc-status"] == nil)
+        loop.advanceTime(by: .milliseconds(2500) + ServerDeadlineQueue.checkInterval)
+        #expect(late.statusFields["grpc-status"] == "4")
     }
 
     @Test func aShorterClientDeadlineStillApplies() {

@@ -12,6 +12,7 @@ import socket
 import struct
 import time
 
+import grpc
 import h2.config
 import h2.connection
 import h2.settings
@@ -22,7 +23,7 @@ from hyperframe.frame import (ContinuationFrame, DataFrame, HeadersFrame, PingFr
 
 import support
 from abuse import assert_normal_client_served, assert_rss_back, server_rss
-from support import HOST, RawH2
+from support import HOST, RawH2, Stubs
 
 # Timeouts short enough for tests; the watchdog checks every quarter of the shortest.
 SHORT_TIMEOUTS = ("--preface-timeout-ms", "1000", "--header-timeout-ms", "1000",
@@ -313,3 +314,16 @@ def test_connection_flood_past_the_limit(server_factory):
     assert_normal_client_served(server)
     assert_rss_back(server, baseline, "connection flood past --max-connections 20",
                     bound_mib=RSS_BOUND_MIB)
+
+
+def test_the_server_maximum_ends_a_unary_call_that_has_no_deadline(server_factory):
+    """grpcio without a timeout sends no grpc-timeout: a FetchTask long poll of 20 s ends at
+    --max-unary-deadline-ms (checked once a second on the call's event loop)."""
+    server = server_factory("--max-unary-deadline-ms", "1000", "--max-wait-ms", "30000")
+    stubs = Stubs(server.channel())
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as ended:
+        stubs.consumer.FetchTask(support.tasks_pb2.FetchTaskRequest(consumer_id="c", wait_ms=20_000))
+    elapsed = time.monotonic() - started
+    assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, ended.value
+    assert 0.9 < elapsed < 6, f"ended after {elapsed:.1f}s"
