@@ -160,6 +160,51 @@ void   swapline__v1__task__free_unpacked
   assert(message->base.descriptor == &swapline__v1__task__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   swapline__v1__task_transition__init
+                     (Swapline__V1__TaskTransition         *message)
+{
+  static const Swapline__V1__TaskTransition init_value = SWAPLINE__V1__TASK_TRANSITION__INIT;
+  *message = init_value;
+}
+size_t swapline__v1__task_transition__get_packed_size
+                     (const Swapline__V1__TaskTransition *message)
+{
+  assert(message->base.descriptor == &swapline__v1__task_transition__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swapline__v1__task_transition__pack
+                     (const Swapline__V1__TaskTransition *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swapline__v1__task_transition__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swapline__v1__task_transition__pack_to_buffer
+                     (const Swapline__V1__TaskTransition *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swapline__v1__task_transition__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swapline__V1__TaskTransition *
+       swapline__v1__task_transition__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swapline__V1__TaskTransition *)
+     protobuf_c_message_unpack (&swapline__v1__task_transition__descriptor,
+                                allocator, len, data);
+}
+void   swapline__v1__task_transition__free_unpacked
+                     (Swapline__V1__TaskTransition *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swapline__v1__task_transition__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   swapline__v1__create_task_request__init
                      (Swapline__V1__CreateTaskRequest         *message)
 {
@@ -479,6 +524,192 @@ void   swapline__v1__task_event__free_unpacked
   if(!message)
     return;
   assert(message->base.descriptor == &swapline__v1__task_event__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   swapline__v1__list_tasks_request__init
+                     (Swapline__V1__ListTasksRequest         *message)
+{
+  static const Swapline__V1__ListTasksRequest init_value = SWAPLINE__V1__LIST_TASKS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t swapline__v1__list_tasks_request__get_packed_size
+                     (const Swapline__V1__ListTasksRequest *message)
+{
+  assert(message->base.descriptor == &swapline__v1__list_tasks_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swapline__v1__list_tasks_request__pack
+                     (const Swapline__V1__ListTasksRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swapline__v1__list_tasks_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swapline__v1__list_tasks_request__pack_to_buffer
+                     (const Swapline__V1__ListTasksRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swapline__v1__list_tasks_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swapline__V1__ListTasksRequest *
+       swapline__v1__list_tasks_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swapline__V1__ListTasksRequest *)
+     protobuf_c_message_unpack (&swapline__v1__list_tasks_request__descriptor,
+                                allocator, len, data);
+}
+void   swapline__v1__list_tasks_request__free_unpacked
+                     (Swapline__V1__ListTasksRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swapline__v1__list_tasks_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   swapline__v1__list_tasks_response__init
+                     (Swapline__V1__ListTasksResponse         *message)
+{
+  static const Swapline__V1__ListTasksResponse init_value = SWAPLINE__V1__LIST_TASKS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t swapline__v1__list_tasks_response__get_packed_size
+                     (const Swapline__V1__ListTasksResponse *message)
+{
+  assert(message->base.descriptor == &swapline__v1__list_tasks_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swapline__v1__list_tasks_response__pack
+                     (const Swapline__V1__ListTasksResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swapline__v1__list_tasks_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swapline__v1__list_tasks_response__pack_to_buffer
+                     (const Swapline__V1__ListTasksResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swapline__v1__list_tasks_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swapline__V1__ListTasksResponse *
+       swapline__v1__list_tasks_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swapline__V1__ListTasksResponse *)
+     protobuf_c_message_unpack (&swapline__v1__list_tasks_response__descriptor,
+                                allocator, len, data);
+}
+void   swapline__v1__list_tasks_response__free_unpacked
+                     (Swapline__V1__ListTasksResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swapline__v1__list_tasks_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   swapline__v1__get_queue_stats_request__init
+                     (Swapline__V1__GetQueueStatsRequest         *message)
+{
+  static const Swapline__V1__GetQueueStatsRequest init_value = SWAPLINE__V1__GET_QUEUE_STATS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t swapline__v1__get_queue_stats_request__get_packed_size
+                     (const Swapline__V1__GetQueueStatsRequest *message)
+{
+  assert(message->base.descriptor == &swapline__v1__get_queue_stats_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swapline__v1__get_queue_stats_request__pack
+                     (const Swapline__V1__GetQueueStatsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swapline__v1__get_queue_stats_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swapline__v1__get_queue_stats_request__pack_to_buffer
+                     (const Swapline__V1__GetQueueStatsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swapline__v1__get_queue_stats_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swapline__V1__GetQueueStatsRequest *
+       swapline__v1__get_queue_stats_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swapline__V1__GetQueueStatsRequest *)
+     protobuf_c_message_unpack (&swapline__v1__get_queue_stats_request__descriptor,
+                                allocator, len, data);
+}
+void   swapline__v1__get_queue_stats_request__free_unpacked
+                     (Swapline__V1__GetQueueStatsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swapline__v1__get_queue_stats_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   swapline__v1__queue_stats__count__init
+                     (Swapline__V1__QueueStats__Count         *message)
+{
+  static const Swapline__V1__QueueStats__Count init_value = SWAPLINE__V1__QUEUE_STATS__COUNT__INIT;
+  *message = init_value;
+}
+void   swapline__v1__queue_stats__init
+                     (Swapline__V1__QueueStats         *message)
+{
+  static const Swapline__V1__QueueStats init_value = SWAPLINE__V1__QUEUE_STATS__INIT;
+  *message = init_value;
+}
+size_t swapline__v1__queue_stats__get_packed_size
+                     (const Swapline__V1__QueueStats *message)
+{
+  assert(message->base.descriptor == &swapline__v1__queue_stats__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t swapline__v1__queue_stats__pack
+                     (const Swapline__V1__QueueStats *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &swapline__v1__queue_stats__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t swapline__v1__queue_stats__pack_to_buffer
+                     (const Swapline__V1__QueueStats *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &swapline__v1__queue_stats__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Swapline__V1__QueueStats *
+       swapline__v1__queue_stats__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Swapline__V1__QueueStats *)
+     protobuf_c_message_unpack (&swapline__v1__queue_stats__descriptor,
+                                allocator, len, data);
+}
+void   swapline__v1__queue_stats__free_unpacked
+                     (Swapline__V1__QueueStats *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &swapline__v1__queue_stats__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
 void   swapline__v1__fetch_task_request__init
@@ -962,7 +1193,7 @@ const ProtobufCMessageDescriptor swapline__v1__task_result__descriptor =
   (ProtobufCMessageInit) swapline__v1__task_result__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor swapline__v1__task__field_descriptors[14] =
+static const ProtobufCFieldDescriptor swapline__v1__task__field_descriptors[15] =
 {
   {
     "task_id",
@@ -1132,12 +1363,25 @@ static const ProtobufCFieldDescriptor swapline__v1__task__field_descriptors[14] 
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "history",
+    15,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Swapline__V1__Task, n_history),
+    offsetof(Swapline__V1__Task, history),
+    &swapline__v1__task_transition__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned swapline__v1__task__field_indices_by_name[] = {
   12,   /* field[12] = attempt */
   7,   /* field[7] = created_at_ms */
   2,   /* field[2] = environment */
   10,   /* field[10] = error */
+  14,   /* field[14] = history */
   4,   /* field[4] = params */
   13,   /* field[13] = priority */
   9,   /* field[9] = progress */
@@ -1152,7 +1396,7 @@ static const unsigned swapline__v1__task__field_indices_by_name[] = {
 static const ProtobufCIntRange swapline__v1__task__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 14 }
+  { 0, 15 }
 };
 const ProtobufCMessageDescriptor swapline__v1__task__descriptor =
 {
@@ -1162,11 +1406,88 @@ const ProtobufCMessageDescriptor swapline__v1__task__descriptor =
   "Swapline__V1__Task",
   "swapline.v1",
   sizeof(Swapline__V1__Task),
-  14,
+  15,
   swapline__v1__task__field_descriptors,
   swapline__v1__task__field_indices_by_name,
   1,  swapline__v1__task__number_ranges,
   (ProtobufCMessageInit) swapline__v1__task__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor swapline__v1__task_transition__field_descriptors[4] =
+{
+  {
+    "status",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__TaskTransition, status),
+    &swapline__v1__task_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "at_ms",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__TaskTransition, at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "attempt",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__TaskTransition, attempt),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "note",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__TaskTransition, note),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swapline__v1__task_transition__field_indices_by_name[] = {
+  1,   /* field[1] = at_ms */
+  2,   /* field[2] = attempt */
+  3,   /* field[3] = note */
+  0,   /* field[0] = status */
+};
+static const ProtobufCIntRange swapline__v1__task_transition__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor swapline__v1__task_transition__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swapline.v1.TaskTransition",
+  "TaskTransition",
+  "Swapline__V1__TaskTransition",
+  "swapline.v1",
+  sizeof(Swapline__V1__TaskTransition),
+  4,
+  swapline__v1__task_transition__field_descriptors,
+  swapline__v1__task_transition__field_indices_by_name,
+  1,  swapline__v1__task_transition__number_ranges,
+  (ProtobufCMessageInit) swapline__v1__task_transition__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor swapline__v1__create_task_request__field_descriptors[4] =
@@ -1603,6 +1924,404 @@ const ProtobufCMessageDescriptor swapline__v1__task_event__descriptor =
   (ProtobufCMessageInit) swapline__v1__task_event__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor swapline__v1__list_tasks_request__field_descriptors[7] =
+{
+  {
+    "statuses",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_ENUM,
+    offsetof(Swapline__V1__ListTasksRequest, n_statuses),
+    offsetof(Swapline__V1__ListTasksRequest, statuses),
+    &swapline__v1__task_status__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "workflow",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__ListTasksRequest, workflow),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_after_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__ListTasksRequest, created_after_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_before_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__ListTasksRequest, created_before_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "idempotency_key",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__ListTasksRequest, idempotency_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_size",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__ListTasksRequest, page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_token",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__ListTasksRequest, page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swapline__v1__list_tasks_request__field_indices_by_name[] = {
+  2,   /* field[2] = created_after_ms */
+  3,   /* field[3] = created_before_ms */
+  4,   /* field[4] = idempotency_key */
+  5,   /* field[5] = page_size */
+  6,   /* field[6] = page_token */
+  0,   /* field[0] = statuses */
+  1,   /* field[1] = workflow */
+};
+static const ProtobufCIntRange swapline__v1__list_tasks_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor swapline__v1__list_tasks_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swapline.v1.ListTasksRequest",
+  "ListTasksRequest",
+  "Swapline__V1__ListTasksRequest",
+  "swapline.v1",
+  sizeof(Swapline__V1__ListTasksRequest),
+  7,
+  swapline__v1__list_tasks_request__field_descriptors,
+  swapline__v1__list_tasks_request__field_indices_by_name,
+  1,  swapline__v1__list_tasks_request__number_ranges,
+  (ProtobufCMessageInit) swapline__v1__list_tasks_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor swapline__v1__list_tasks_response__field_descriptors[2] =
+{
+  {
+    "tasks",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Swapline__V1__ListTasksResponse, n_tasks),
+    offsetof(Swapline__V1__ListTasksResponse, tasks),
+    &swapline__v1__task__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "next_page_token",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__ListTasksResponse, next_page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swapline__v1__list_tasks_response__field_indices_by_name[] = {
+  1,   /* field[1] = next_page_token */
+  0,   /* field[0] = tasks */
+};
+static const ProtobufCIntRange swapline__v1__list_tasks_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor swapline__v1__list_tasks_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swapline.v1.ListTasksResponse",
+  "ListTasksResponse",
+  "Swapline__V1__ListTasksResponse",
+  "swapline.v1",
+  sizeof(Swapline__V1__ListTasksResponse),
+  2,
+  swapline__v1__list_tasks_response__field_descriptors,
+  swapline__v1__list_tasks_response__field_indices_by_name,
+  1,  swapline__v1__list_tasks_response__number_ranges,
+  (ProtobufCMessageInit) swapline__v1__list_tasks_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor swapline__v1__get_queue_stats_request__field_descriptors[1] =
+{
+  {
+    "workflow",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__GetQueueStatsRequest, workflow),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swapline__v1__get_queue_stats_request__field_indices_by_name[] = {
+  0,   /* field[0] = workflow */
+};
+static const ProtobufCIntRange swapline__v1__get_queue_stats_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor swapline__v1__get_queue_stats_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swapline.v1.GetQueueStatsRequest",
+  "GetQueueStatsRequest",
+  "Swapline__V1__GetQueueStatsRequest",
+  "swapline.v1",
+  sizeof(Swapline__V1__GetQueueStatsRequest),
+  1,
+  swapline__v1__get_queue_stats_request__field_descriptors,
+  swapline__v1__get_queue_stats_request__field_indices_by_name,
+  1,  swapline__v1__get_queue_stats_request__number_ranges,
+  (ProtobufCMessageInit) swapline__v1__get_queue_stats_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor swapline__v1__queue_stats__count__field_descriptors[3] =
+{
+  {
+    "workflow",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__QueueStats__Count, workflow),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__QueueStats__Count, status),
+    &swapline__v1__task_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "count",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__QueueStats__Count, count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swapline__v1__queue_stats__count__field_indices_by_name[] = {
+  2,   /* field[2] = count */
+  1,   /* field[1] = status */
+  0,   /* field[0] = workflow */
+};
+static const ProtobufCIntRange swapline__v1__queue_stats__count__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor swapline__v1__queue_stats__count__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swapline.v1.QueueStats.Count",
+  "Count",
+  "Swapline__V1__QueueStats__Count",
+  "swapline.v1",
+  sizeof(Swapline__V1__QueueStats__Count),
+  3,
+  swapline__v1__queue_stats__count__field_descriptors,
+  swapline__v1__queue_stats__count__field_indices_by_name,
+  1,  swapline__v1__queue_stats__count__number_ranges,
+  (ProtobufCMessageInit) swapline__v1__queue_stats__count__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor swapline__v1__queue_stats__field_descriptors[8] =
+{
+  {
+    "counts",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Swapline__V1__QueueStats, n_counts),
+    offsetof(Swapline__V1__QueueStats, counts),
+    &swapline__v1__queue_stats__count__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "oldest_pending_age_ms",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__QueueStats, oldest_pending_age_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "waiting_consumers",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__QueueStats, waiting_consumers),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "active_leases",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__QueueStats, active_leases),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "finished_last_minute",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__QueueStats, finished_last_minute),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "failed_last_minute",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__QueueStats, failed_last_minute),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "failure_share_last_minute",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__QueueStats, failure_share_last_minute),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "generated_at_ms",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__QueueStats, generated_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned swapline__v1__queue_stats__field_indices_by_name[] = {
+  3,   /* field[3] = active_leases */
+  0,   /* field[0] = counts */
+  5,   /* field[5] = failed_last_minute */
+  6,   /* field[6] = failure_share_last_minute */
+  4,   /* field[4] = finished_last_minute */
+  7,   /* field[7] = generated_at_ms */
+  1,   /* field[1] = oldest_pending_age_ms */
+  2,   /* field[2] = waiting_consumers */
+};
+static const ProtobufCIntRange swapline__v1__queue_stats__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor swapline__v1__queue_stats__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "swapline.v1.QueueStats",
+  "QueueStats",
+  "Swapline__V1__QueueStats",
+  "swapline.v1",
+  sizeof(Swapline__V1__QueueStats),
+  8,
+  swapline__v1__queue_stats__field_descriptors,
+  swapline__v1__queue_stats__field_indices_by_name,
+  1,  swapline__v1__queue_stats__number_ranges,
+  (ProtobufCMessageInit) swapline__v1__queue_stats__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor swapline__v1__fetch_task_request__field_descriptors[3] =
 {
   {
@@ -1883,18 +2602,22 @@ const ProtobufCEnumDescriptor swapline__v1__task_status__descriptor =
   swapline__v1__task_status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor swapline__v1__task_service__method_descriptors[5] =
+static const ProtobufCMethodDescriptor swapline__v1__task_service__method_descriptors[7] =
 {
   { "CreateTask", &swapline__v1__create_task_request__descriptor, &swapline__v1__task__descriptor },
   { "ProcessSync", &swapline__v1__process_sync_request__descriptor, &swapline__v1__face_swap_response__descriptor },
   { "GetTask", &swapline__v1__get_task_request__descriptor, &swapline__v1__task__descriptor },
   { "CancelTask", &swapline__v1__cancel_task_request__descriptor, &swapline__v1__task__descriptor },
   { "WatchTask", &swapline__v1__watch_task_request__descriptor, &swapline__v1__task_event__descriptor },
+  { "ListTasks", &swapline__v1__list_tasks_request__descriptor, &swapline__v1__list_tasks_response__descriptor },
+  { "GetQueueStats", &swapline__v1__get_queue_stats_request__descriptor, &swapline__v1__queue_stats__descriptor },
 };
 const unsigned swapline__v1__task_service__method_indices_by_name[] = {
   3,        /* CancelTask */
   0,        /* CreateTask */
+  6,        /* GetQueueStats */
   2,        /* GetTask */
+  5,        /* ListTasks */
   1,        /* ProcessSync */
   4         /* WatchTask */
 };
@@ -1905,7 +2628,7 @@ const ProtobufCServiceDescriptor swapline__v1__task_service__descriptor =
   "TaskService",
   "Swapline__V1__TaskService",
   "swapline.v1",
-  5,
+  7,
   swapline__v1__task_service__method_descriptors,
   swapline__v1__task_service__method_indices_by_name
 };
@@ -1948,6 +2671,22 @@ void swapline__v1__task_service__watch_task(ProtobufCService *service,
 {
   assert(service->descriptor == &swapline__v1__task_service__descriptor);
   service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void swapline__v1__task_service__list_tasks(ProtobufCService *service,
+                                            const Swapline__V1__ListTasksRequest *input,
+                                            Swapline__V1__ListTasksResponse_Closure closure,
+                                            void *closure_data)
+{
+  assert(service->descriptor == &swapline__v1__task_service__descriptor);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void swapline__v1__task_service__get_queue_stats(ProtobufCService *service,
+                                                 const Swapline__V1__GetQueueStatsRequest *input,
+                                                 Swapline__V1__QueueStats_Closure closure,
+                                                 void *closure_data)
+{
+  assert(service->descriptor == &swapline__v1__task_service__descriptor);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void swapline__v1__task_service__init (Swapline__V1__TaskService_Service *service,
                                        Swapline__V1__TaskService_ServiceDestroy destroy)

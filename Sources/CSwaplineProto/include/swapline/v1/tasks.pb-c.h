@@ -21,6 +21,7 @@ typedef struct Swapline__V1__TaskResult Swapline__V1__TaskResult;
 typedef struct Swapline__V1__TaskResult__OutputsEntry Swapline__V1__TaskResult__OutputsEntry;
 typedef struct Swapline__V1__TaskResult__OutputProvidersEntry Swapline__V1__TaskResult__OutputProvidersEntry;
 typedef struct Swapline__V1__Task Swapline__V1__Task;
+typedef struct Swapline__V1__TaskTransition Swapline__V1__TaskTransition;
 typedef struct Swapline__V1__CreateTaskRequest Swapline__V1__CreateTaskRequest;
 typedef struct Swapline__V1__ProcessSyncRequest Swapline__V1__ProcessSyncRequest;
 typedef struct Swapline__V1__FaceSwapResponse Swapline__V1__FaceSwapResponse;
@@ -29,6 +30,11 @@ typedef struct Swapline__V1__GetTaskRequest Swapline__V1__GetTaskRequest;
 typedef struct Swapline__V1__CancelTaskRequest Swapline__V1__CancelTaskRequest;
 typedef struct Swapline__V1__WatchTaskRequest Swapline__V1__WatchTaskRequest;
 typedef struct Swapline__V1__TaskEvent Swapline__V1__TaskEvent;
+typedef struct Swapline__V1__ListTasksRequest Swapline__V1__ListTasksRequest;
+typedef struct Swapline__V1__ListTasksResponse Swapline__V1__ListTasksResponse;
+typedef struct Swapline__V1__GetQueueStatsRequest Swapline__V1__GetQueueStatsRequest;
+typedef struct Swapline__V1__QueueStats Swapline__V1__QueueStats;
+typedef struct Swapline__V1__QueueStats__Count Swapline__V1__QueueStats__Count;
 typedef struct Swapline__V1__FetchTaskRequest Swapline__V1__FetchTaskRequest;
 typedef struct Swapline__V1__FetchTaskResponse Swapline__V1__FetchTaskResponse;
 typedef struct Swapline__V1__UpdateStatusRequest Swapline__V1__UpdateStatusRequest;
@@ -280,10 +286,46 @@ struct  Swapline__V1__Task
    * priority in creation order (FIFO). Default 0; negative values are allowed.
    */
   int32_t priority;
+  /*
+   * The task's state changes, oldest first: creation, each lease, each expired lease, the
+   * outcome or the cancellation (progress reports are not changes of state). Filled only in
+   * GetTask responses (so other answers stay small); empty everywhere else.
+   */
+  size_t n_history;
+  Swapline__V1__TaskTransition **history;
 };
 #define SWAPLINE__V1__TASK__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&swapline__v1__task__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL, SWAPLINE__V1__TASK_STATUS__TASK_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, NULL, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL, SWAPLINE__V1__TASK_STATUS__TASK_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, NULL, 0, 0, 0,NULL }
+
+
+/*
+ * One change of a task's state, in `Task.history`.
+ */
+struct  Swapline__V1__TaskTransition
+{
+  ProtobufCMessage base;
+  /*
+   * The state the task entered.
+   */
+  Swapline__V1__TaskStatus status;
+  /*
+   * When, in milliseconds since the Unix epoch.
+   */
+  int64_t at_ms;
+  /*
+   * The task's `attempt` after the change (a lease increments it).
+   */
+  int32_t attempt;
+  /*
+   * What caused the change, for people: e.g. the consumer that leased the task, "lease
+   * expired", or the error of a FAILED task. May be empty.
+   */
+  char *note;
+};
+#define SWAPLINE__V1__TASK_TRANSITION__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swapline__v1__task_transition__descriptor) \
+    , SWAPLINE__V1__TASK_STATUS__TASK_STATUS_UNSPECIFIED, 0, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -460,6 +502,146 @@ struct  Swapline__V1__TaskEvent
 
 
 /*
+ * Request for a page of tasks, newest first (by creation time, then id).
+ */
+struct  Swapline__V1__ListTasksRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Only tasks in one of these states. Empty means every state.
+   */
+  size_t n_statuses;
+  Swapline__V1__TaskStatus *statuses;
+  /*
+   * Only tasks of this workflow. Empty means every workflow.
+   */
+  char *workflow;
+  /*
+   * Only tasks created at or after this time (ms since the Unix epoch). 0 means no bound.
+   */
+  int64_t created_after_ms;
+  /*
+   * Only tasks created before this time (ms since the Unix epoch). 0 means no bound.
+   */
+  int64_t created_before_ms;
+  /*
+   * Only the task created with this idempotency key (by the caller). Empty means any.
+   */
+  char *idempotency_key;
+  /*
+   * Most tasks to answer: 0 means 50; at most 1000 (larger values are INVALID_ARGUMENT).
+   */
+  int32_t page_size;
+  /*
+   * `next_page_token` of the previous page, with the same filters; empty for the first
+   * page. A token that is malformed or was issued for other filters is INVALID_ARGUMENT.
+   */
+  char *page_token;
+};
+#define SWAPLINE__V1__LIST_TASKS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swapline__v1__list_tasks_request__descriptor) \
+    , 0,NULL, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+
+
+/*
+ * A page of tasks. A client token sees only the tasks it created; an admin token sees all.
+ */
+struct  Swapline__V1__ListTasksResponse
+{
+  ProtobufCMessage base;
+  /*
+   * Newest first. Tasks created while paging sort before the first page and never shift
+   * the later pages: walking the pages yields each matching task that existed when the
+   * walk began exactly once (unless purged meanwhile).
+   */
+  size_t n_tasks;
+  Swapline__V1__Task **tasks;
+  /*
+   * Opaque token for the next page; empty on the last page.
+   */
+  char *next_page_token;
+};
+#define SWAPLINE__V1__LIST_TASKS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swapline__v1__list_tasks_response__descriptor) \
+    , 0,NULL, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Request for the queue's figures.
+ */
+struct  Swapline__V1__GetQueueStatsRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Only this workflow. Empty means every workflow.
+   */
+  char *workflow;
+};
+#define SWAPLINE__V1__GET_QUEUE_STATS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swapline__v1__get_queue_stats_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+/*
+ * Number of tasks per workflow and state; a pair with no task is left out.
+ */
+struct  Swapline__V1__QueueStats__Count
+{
+  ProtobufCMessage base;
+  char *workflow;
+  Swapline__V1__TaskStatus status;
+  int64_t count;
+};
+#define SWAPLINE__V1__QUEUE_STATS__COUNT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swapline__v1__queue_stats__count__descriptor) \
+    , (char *)protobuf_c_empty_string, SWAPLINE__V1__TASK_STATUS__TASK_STATUS_UNSPECIFIED, 0 }
+
+
+/*
+ * The queue at one moment. Counts cover the caller's own tasks for a client token, every
+ * task for an admin token; the consumer figures are the server's own and shown to admins
+ * only (0 for client tokens).
+ */
+struct  Swapline__V1__QueueStats
+{
+  ProtobufCMessage base;
+  size_t n_counts;
+  Swapline__V1__QueueStats__Count **counts;
+  /*
+   * How long the oldest PENDING task has waited, in milliseconds; 0 when none is pending.
+   */
+  int64_t oldest_pending_age_ms;
+  /*
+   * Consumers currently parked in FetchTask on this server.
+   */
+  int32_t waiting_consumers;
+  /*
+   * Tasks currently leased (PROCESSING).
+   */
+  int64_t active_leases;
+  /*
+   * Tasks that reached COMPLETED, FAILED or CANCELLED in the last 60 seconds.
+   */
+  int64_t finished_last_minute;
+  /*
+   * Of those, how many FAILED.
+   */
+  int64_t failed_last_minute;
+  /*
+   * failed_last_minute / finished_last_minute; 0 when nothing finished.
+   */
+  double failure_share_last_minute;
+  /*
+   * When these figures were read, in milliseconds since the Unix epoch.
+   */
+  int64_t generated_at_ms;
+};
+#define SWAPLINE__V1__QUEUE_STATS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&swapline__v1__queue_stats__descriptor) \
+    , 0,NULL, 0, 0, 0, 0, 0, 0, 0 }
+
+
+/*
  * Long-poll request of a consumer for the next task to work on.
  */
 struct  Swapline__V1__FetchTaskRequest
@@ -627,6 +809,25 @@ Swapline__V1__Task *
 void   swapline__v1__task__free_unpacked
                      (Swapline__V1__Task *message,
                       ProtobufCAllocator *allocator);
+/* Swapline__V1__TaskTransition methods */
+void   swapline__v1__task_transition__init
+                     (Swapline__V1__TaskTransition         *message);
+size_t swapline__v1__task_transition__get_packed_size
+                     (const Swapline__V1__TaskTransition   *message);
+size_t swapline__v1__task_transition__pack
+                     (const Swapline__V1__TaskTransition   *message,
+                      uint8_t             *out);
+size_t swapline__v1__task_transition__pack_to_buffer
+                     (const Swapline__V1__TaskTransition   *message,
+                      ProtobufCBuffer     *buffer);
+Swapline__V1__TaskTransition *
+       swapline__v1__task_transition__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swapline__v1__task_transition__free_unpacked
+                     (Swapline__V1__TaskTransition *message,
+                      ProtobufCAllocator *allocator);
 /* Swapline__V1__CreateTaskRequest methods */
 void   swapline__v1__create_task_request__init
                      (Swapline__V1__CreateTaskRequest         *message);
@@ -763,6 +964,85 @@ Swapline__V1__TaskEvent *
 void   swapline__v1__task_event__free_unpacked
                      (Swapline__V1__TaskEvent *message,
                       ProtobufCAllocator *allocator);
+/* Swapline__V1__ListTasksRequest methods */
+void   swapline__v1__list_tasks_request__init
+                     (Swapline__V1__ListTasksRequest         *message);
+size_t swapline__v1__list_tasks_request__get_packed_size
+                     (const Swapline__V1__ListTasksRequest   *message);
+size_t swapline__v1__list_tasks_request__pack
+                     (const Swapline__V1__ListTasksRequest   *message,
+                      uint8_t             *out);
+size_t swapline__v1__list_tasks_request__pack_to_buffer
+                     (const Swapline__V1__ListTasksRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Swapline__V1__ListTasksRequest *
+       swapline__v1__list_tasks_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swapline__v1__list_tasks_request__free_unpacked
+                     (Swapline__V1__ListTasksRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Swapline__V1__ListTasksResponse methods */
+void   swapline__v1__list_tasks_response__init
+                     (Swapline__V1__ListTasksResponse         *message);
+size_t swapline__v1__list_tasks_response__get_packed_size
+                     (const Swapline__V1__ListTasksResponse   *message);
+size_t swapline__v1__list_tasks_response__pack
+                     (const Swapline__V1__ListTasksResponse   *message,
+                      uint8_t             *out);
+size_t swapline__v1__list_tasks_response__pack_to_buffer
+                     (const Swapline__V1__ListTasksResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Swapline__V1__ListTasksResponse *
+       swapline__v1__list_tasks_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swapline__v1__list_tasks_response__free_unpacked
+                     (Swapline__V1__ListTasksResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Swapline__V1__GetQueueStatsRequest methods */
+void   swapline__v1__get_queue_stats_request__init
+                     (Swapline__V1__GetQueueStatsRequest         *message);
+size_t swapline__v1__get_queue_stats_request__get_packed_size
+                     (const Swapline__V1__GetQueueStatsRequest   *message);
+size_t swapline__v1__get_queue_stats_request__pack
+                     (const Swapline__V1__GetQueueStatsRequest   *message,
+                      uint8_t             *out);
+size_t swapline__v1__get_queue_stats_request__pack_to_buffer
+                     (const Swapline__V1__GetQueueStatsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Swapline__V1__GetQueueStatsRequest *
+       swapline__v1__get_queue_stats_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swapline__v1__get_queue_stats_request__free_unpacked
+                     (Swapline__V1__GetQueueStatsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Swapline__V1__QueueStats__Count methods */
+void   swapline__v1__queue_stats__count__init
+                     (Swapline__V1__QueueStats__Count         *message);
+/* Swapline__V1__QueueStats methods */
+void   swapline__v1__queue_stats__init
+                     (Swapline__V1__QueueStats         *message);
+size_t swapline__v1__queue_stats__get_packed_size
+                     (const Swapline__V1__QueueStats   *message);
+size_t swapline__v1__queue_stats__pack
+                     (const Swapline__V1__QueueStats   *message,
+                      uint8_t             *out);
+size_t swapline__v1__queue_stats__pack_to_buffer
+                     (const Swapline__V1__QueueStats   *message,
+                      ProtobufCBuffer     *buffer);
+Swapline__V1__QueueStats *
+       swapline__v1__queue_stats__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   swapline__v1__queue_stats__free_unpacked
+                     (Swapline__V1__QueueStats *message,
+                      ProtobufCAllocator *allocator);
 /* Swapline__V1__FetchTaskRequest methods */
 void   swapline__v1__fetch_task_request__init
                      (Swapline__V1__FetchTaskRequest         *message);
@@ -840,6 +1120,9 @@ typedef void (*Swapline__V1__TaskResult_Closure)
 typedef void (*Swapline__V1__Task_Closure)
                  (const Swapline__V1__Task *message,
                   void *closure_data);
+typedef void (*Swapline__V1__TaskTransition_Closure)
+                 (const Swapline__V1__TaskTransition *message,
+                  void *closure_data);
 typedef void (*Swapline__V1__CreateTaskRequest_Closure)
                  (const Swapline__V1__CreateTaskRequest *message,
                   void *closure_data);
@@ -863,6 +1146,21 @@ typedef void (*Swapline__V1__WatchTaskRequest_Closure)
                   void *closure_data);
 typedef void (*Swapline__V1__TaskEvent_Closure)
                  (const Swapline__V1__TaskEvent *message,
+                  void *closure_data);
+typedef void (*Swapline__V1__ListTasksRequest_Closure)
+                 (const Swapline__V1__ListTasksRequest *message,
+                  void *closure_data);
+typedef void (*Swapline__V1__ListTasksResponse_Closure)
+                 (const Swapline__V1__ListTasksResponse *message,
+                  void *closure_data);
+typedef void (*Swapline__V1__GetQueueStatsRequest_Closure)
+                 (const Swapline__V1__GetQueueStatsRequest *message,
+                  void *closure_data);
+typedef void (*Swapline__V1__QueueStats__Count_Closure)
+                 (const Swapline__V1__QueueStats__Count *message,
+                  void *closure_data);
+typedef void (*Swapline__V1__QueueStats_Closure)
+                 (const Swapline__V1__QueueStats *message,
                   void *closure_data);
 typedef void (*Swapline__V1__FetchTaskRequest_Closure)
                  (const Swapline__V1__FetchTaskRequest *message,
@@ -900,6 +1198,14 @@ struct Swapline__V1__TaskService_Service
                      const Swapline__V1__WatchTaskRequest *input,
                      Swapline__V1__TaskEvent_Closure closure,
                      void *closure_data);
+  void (*list_tasks)(Swapline__V1__TaskService_Service *service,
+                     const Swapline__V1__ListTasksRequest *input,
+                     Swapline__V1__ListTasksResponse_Closure closure,
+                     void *closure_data);
+  void (*get_queue_stats)(Swapline__V1__TaskService_Service *service,
+                          const Swapline__V1__GetQueueStatsRequest *input,
+                          Swapline__V1__QueueStats_Closure closure,
+                          void *closure_data);
 };
 typedef void (*Swapline__V1__TaskService_ServiceDestroy)(Swapline__V1__TaskService_Service *);
 void swapline__v1__task_service__init (Swapline__V1__TaskService_Service *service,
@@ -912,7 +1218,9 @@ void swapline__v1__task_service__init (Swapline__V1__TaskService_Service *servic
       function_prefix__ ## process_sync,\
       function_prefix__ ## get_task,\
       function_prefix__ ## cancel_task,\
-      function_prefix__ ## watch_task  }
+      function_prefix__ ## watch_task,\
+      function_prefix__ ## list_tasks,\
+      function_prefix__ ## get_queue_stats  }
 void swapline__v1__task_service__create_task(ProtobufCService *service,
                                              const Swapline__V1__CreateTaskRequest *input,
                                              Swapline__V1__Task_Closure closure,
@@ -933,6 +1241,14 @@ void swapline__v1__task_service__watch_task(ProtobufCService *service,
                                             const Swapline__V1__WatchTaskRequest *input,
                                             Swapline__V1__TaskEvent_Closure closure,
                                             void *closure_data);
+void swapline__v1__task_service__list_tasks(ProtobufCService *service,
+                                            const Swapline__V1__ListTasksRequest *input,
+                                            Swapline__V1__ListTasksResponse_Closure closure,
+                                            void *closure_data);
+void swapline__v1__task_service__get_queue_stats(ProtobufCService *service,
+                                                 const Swapline__V1__GetQueueStatsRequest *input,
+                                                 Swapline__V1__QueueStats_Closure closure,
+                                                 void *closure_data);
 typedef struct Swapline__V1__ConsumerService_Service Swapline__V1__ConsumerService_Service;
 struct Swapline__V1__ConsumerService_Service
 {
@@ -973,6 +1289,7 @@ extern const ProtobufCMessageDescriptor swapline__v1__task_result__descriptor;
 extern const ProtobufCMessageDescriptor swapline__v1__task_result__outputs_entry__descriptor;
 extern const ProtobufCMessageDescriptor swapline__v1__task_result__output_providers_entry__descriptor;
 extern const ProtobufCMessageDescriptor swapline__v1__task__descriptor;
+extern const ProtobufCMessageDescriptor swapline__v1__task_transition__descriptor;
 extern const ProtobufCMessageDescriptor swapline__v1__create_task_request__descriptor;
 extern const ProtobufCMessageDescriptor swapline__v1__process_sync_request__descriptor;
 extern const ProtobufCMessageDescriptor swapline__v1__face_swap_response__descriptor;
@@ -981,6 +1298,11 @@ extern const ProtobufCMessageDescriptor swapline__v1__get_task_request__descript
 extern const ProtobufCMessageDescriptor swapline__v1__cancel_task_request__descriptor;
 extern const ProtobufCMessageDescriptor swapline__v1__watch_task_request__descriptor;
 extern const ProtobufCMessageDescriptor swapline__v1__task_event__descriptor;
+extern const ProtobufCMessageDescriptor swapline__v1__list_tasks_request__descriptor;
+extern const ProtobufCMessageDescriptor swapline__v1__list_tasks_response__descriptor;
+extern const ProtobufCMessageDescriptor swapline__v1__get_queue_stats_request__descriptor;
+extern const ProtobufCMessageDescriptor swapline__v1__queue_stats__descriptor;
+extern const ProtobufCMessageDescriptor swapline__v1__queue_stats__count__descriptor;
 extern const ProtobufCMessageDescriptor swapline__v1__fetch_task_request__descriptor;
 extern const ProtobufCMessageDescriptor swapline__v1__fetch_task_response__descriptor;
 extern const ProtobufCMessageDescriptor swapline__v1__update_status_request__descriptor;
