@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Swapline builds, runs and tests with, when any is missing
-# (ffmpeg: the GIF and WebP renditions of `swapline engine`).
+# (ffmpeg: the GIF and WebP renditions of `swapline engine`; chromium and chromium-driver: the
+# dashboard's browser tests; tmux: the CLI's terminal tests).
 # Set SWAPLINE_SKIP_APT=1 to skip (e.g. on a machine prepared by hand).
 #
 # PostgreSQL, HAProxy and nginx are test dependencies: the tests start their own throwaway
@@ -12,7 +13,8 @@ set -euo pipefail
 
 packages=(libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev curl
           libsqlite3-dev nghttp2-client nghttp2-server python3-venv pkg-config
-          postgresql-15 postgresql-client-15 haproxy nginx ffmpeg)
+          postgresql-15 postgresql-client-15 haproxy nginx ffmpeg
+          chromium chromium-driver tmux)
 [[ "${SWAPLINE_SKIP_APT:-0}" == 1 ]] && exit 0
 
 missing=()

@@ -4,7 +4,8 @@
 # hyper-h2 for raw HTTP/2 frame tests, and for the REST shim httpx (HTTP/1.1 and HTTP/2),
 # openapi-spec-validator and schemathesis, Pillow (FaceFusion simulator and worker tests),
 # psycopg 3 for the PostgreSQL test databases (tests/interop/conftest.py), and moto's S3 server
-# (with boto3) for the S3 storage tests.
+# (with boto3) for the S3 storage tests; prometheus_client (parsing /metrics), grpcio-reflection
+# (a stock reflection client) and selenium (driving Chromium through chromium-driver).
 # Prints the venv's python path on the last line.
 set -euo pipefail
 
@@ -27,12 +28,15 @@ requirements=(
     "pillow>=10,<14"
     "psycopg[binary]>=3.1,<4"
     "moto[server]>=5.1,<6"
+    "prometheus-client>=0.20,<1"
+    "grpcio-reflection>=1.60,<2"
+    "selenium>=4.15,<5"
 )
 stamp="$venv/.swapline-requirements"
 wanted="$(printf '%s\n' "${requirements[@]}")"
 
 if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]] \
-    && "$venv/bin/python" -c 'import grpc, grpc_tools, pytest, h2, pytest_timeout, xdist, httpx, openapi_spec_validator, schemathesis, PIL, psycopg, moto.server, boto3' 2>/dev/null; then
+    && "$venv/bin/python" -c 'import grpc, grpc_tools, pytest, h2, pytest_timeout, xdist, httpx, openapi_spec_validator, schemathesis, PIL, psycopg, moto.server, boto3, prometheus_client, grpc_reflection, selenium' 2>/dev/null; then
     echo "$venv/bin/python"
     exit 0
 fi
