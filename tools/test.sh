@@ -40,6 +40,9 @@ tools/check-generated.sh
 step "swift build --build-tests"
 swift build --build-tests
 
+step "tools/cli-reference.sh --check"
+tools/cli-reference.sh --check .build/debug/swapline
+
 # --- PostgreSQL for both test runs ---------------------------------------------------------
 pg_dir=""
 stop_postgres() {

@@ -10,7 +10,8 @@ struct TransportLimitOptions: ParsableArguments {
         help: ArgumentHelp(
             "Most connections open at once (HTTP/2, HTTP/1.1 and TLS together); more are closed as soon as they are accepted. Default: three quarters of the open-file limit (ulimit -n), between 64 and 16384.",
             valueName: "count"))
-    var maxConnections: Int = H2Configuration.defaultMaxConnections
+    // Optional rather than defaulted, so `--help` does not print this machine's figure.
+    var maxConnections: Int?
 
     @Option(help: "Time a TLS connection has to complete its handshake, in ms (with --tls-cert); then it is closed.")
     var tlsHandshakeTimeoutMs: Int64 = 10_000
@@ -49,7 +50,7 @@ struct TransportLimitOptions: ParsableArguments {
 
     func validate() throws {
         let openFiles = FileDescriptorLimit.current
-        guard (1...openFiles).contains(maxConnections) else {
+        if let maxConnections, !(1...openFiles).contains(maxConnections) {
             throw ValidationError("--max-connections must be between 1 and the open-file limit (\(openFiles)), got \(maxConnections)")
         }
         let timeouts: [(String, Int64)] = [
@@ -71,7 +72,7 @@ struct TransportLimitOptions: ParsableArguments {
     }
 
     func apply(to configuration: inout ServerConfiguration) {
-        configuration.http2.maxConnections = maxConnections
+        configuration.http2.maxConnections = maxConnections ?? H2Configuration.defaultMaxConnections
         configuration.http2.tlsHandshakeTimeout = .milliseconds(tlsHandshakeTimeoutMs)
         configuration.http2.prefaceTimeout = .milliseconds(prefaceTimeoutMs)
         configuration.http2.headerTimeout = .milliseconds(headerTimeoutMs)
