@@ -56,6 +56,14 @@ public final class RunningServer: Sendable {
         if configuration.enableInteropTesting {
             InteropTestService().register(in: &router)
         }
+        let reflection: ReflectionService
+        do {
+            reflection = try ReflectionService(exposedServices: router.serviceNames.union([HealthService.name] + ReflectionService.names))
+        } catch {
+            await queue.close()
+            throw ServerStartError("the compiled-in proto descriptors do not parse (run tools/generate-proto.sh): \(error)")
+        }
+        reflection.register(in: &router)
         let health = HealthService(services: router.serviceNames, isStoreReachable: { queue.isReachable })
         health.register(in: &router)
 
