@@ -44,6 +44,8 @@ public final class RunningServer: Sendable {
         }
         let queue = queue ?? InMemoryTaskQueue(rules: TaskRules(configuration.scheduler))
         let scheduler = TaskScheduler(configuration: configuration.scheduler, queue: queue)
+        let changeLog = TaskChangeLog(logger: logger)
+        scheduler.observeChanges { changeLog.record($0) }
         var router = RPCRouter()
         if !configuration.accessTokens.isEmpty {
             router.interceptors.append(AccessControl(tokens: configuration.accessTokens))
