@@ -150,7 +150,7 @@ public final class TaskConsumer: Sendable {
                     Swapline_V1_UpdateStatusRequest(taskID: taskID, leaseID: leaseID, status: .processing, progress: progress, message: stage))
             } catch let error as SwaplineClientError where [.aborted, .failedPrecondition, .notFound].contains(error.code) {
                 // Cancelled, or the lease is gone: nobody wants this result any more.
-                logger.info("task abandoned: \(error)")
+                logger.info("\(error); abandoning it")
                 state.values.withLock { $0.interruption = .aborted }
             } catch {
                 logger.warning("progress report failed: \(error)", metadata: ["stage": .string(stage)])
