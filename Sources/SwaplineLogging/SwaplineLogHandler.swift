@@ -29,8 +29,9 @@ public struct SwaplineLogHandler: LogHandler {
         self.write = write
     }
 
+    /// A line that cannot be written (stderr closed) is dropped: logging never stops the process.
     public static let writeToStandardError: @Sendable (String) -> Void = { line in
-        FileHandle.standardError.write(Data(line.utf8))
+        try? FileHandle.standardError.write(contentsOf: Data(line.utf8))
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -43,15 +44,12 @@ public struct SwaplineLogHandler: LogHandler {
         if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
         if let explicit = event.metadata { merged.merge(explicit) { $1 } }
         if let error = event.error { merged["error"] = "\(error)" }
-        let time = Date.now.formatted(Self.timestampStyle)
+        let time = LogTimestamp.now()
         switch format {
         case .text: write(Self.textLine(time: time, level: event.level, label: label, metadata: merged, source: event.source, message: "\(event.message)"))
         case .json: write(Self.jsonLine(time: time, level: event.level, label: label, metadata: merged, source: event.source, message: "\(event.message)"))
         }
     }
-
-    /// UTC with milliseconds, e.g. 2026-12-04T23:26:24.123Z.
-    private static let timestampStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
 
     static func textLine(time: String, level: Logger.Level, label: String, metadata: Logger.Metadata, source: String, message: String) -> String {
         var line = "\(time) \(level) \(label):"
