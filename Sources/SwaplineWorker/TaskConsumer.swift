@@ -153,7 +153,7 @@ public final class TaskConsumer: Sendable {
                 logger.info("\(error); abandoning it")
                 state.values.withLock { $0.interruption = .aborted }
             } catch {
-                logger.warning("progress report failed: \(error)", metadata: ["stage": .string(stage)])
+                logger.warning("progress report failed: \(error)", metadata: ["stage": "report"])
             }
         }
         logger.info("task started")
