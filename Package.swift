@@ -59,7 +59,7 @@ let cTargets: [Target] = [
 let swiftTargets: [Target] = [
     .target(name: "SwaplineCore", swiftSettings: swiftSettings),
     // Our log handler (text or JSON lines) and the metadata keys of task log lines.
-    .target(name: "SwaplineLogging", dependencies: [logging], swiftSettings: swiftSettings),
+    .target(name: "SwaplineLogging", dependencies: ["SwaplineCore", logging], swiftSettings: swiftSettings),
     .target(name: "RPCCore", dependencies: [nioCore], swiftSettings: swiftSettings),
     .target(
         name: "H2Transport", dependencies: ["CNghttp2", "RPCCore", nioCore, nioPosix, logging,

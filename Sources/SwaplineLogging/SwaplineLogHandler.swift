@@ -1,5 +1,6 @@
 import Foundation
 public import Logging
+import SwaplineCore
 
 /// How log lines are written (`--log-format`).
 public enum LogFormat: String, CaseIterable, Sendable {
@@ -44,7 +45,8 @@ public struct SwaplineLogHandler: LogHandler {
         if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
         if let explicit = event.metadata { merged.merge(explicit) { $1 } }
         if let error = event.error { merged["error"] = "\(error)" }
-        let time = LogTimestamp.now()
+        // UTC with milliseconds: 2026-12-04T23:26:24.123Z.
+        let time = UTCTimestamp.format(millisecondsSince1970: Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)), withMilliseconds: true) + "Z"
         switch format {
         case .text: write(Self.textLine(time: time, level: event.level, label: label, metadata: merged, source: event.source, message: "\(event.message)"))
         case .json: write(Self.jsonLine(time: time, level: event.level, label: label, metadata: merged, source: event.source, message: "\(event.message)"))
