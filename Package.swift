@@ -58,6 +58,8 @@ let cTargets: [Target] = [
 // Swift modules; dependencies point downwards only (docs/architecture.md).
 let swiftTargets: [Target] = [
     .target(name: "SwaplineCore", swiftSettings: swiftSettings),
+    // Our log handler (text or JSON lines) and the metadata keys of task log lines.
+    .target(name: "SwaplineLogging", dependencies: ["SwaplineCore", logging], swiftSettings: swiftSettings),
     .target(name: "RPCCore", dependencies: [nioCore], swiftSettings: swiftSettings),
     .target(
         name: "H2Transport", dependencies: ["CNghttp2", "RPCCore", nioCore, nioPosix, logging,
@@ -71,7 +73,7 @@ let swiftTargets: [Target] = [
         swiftSettings: swiftSettings),
     .target(
         name: "SwaplineServer",
-        dependencies: ["SwaplineCore", "RPCCore", "H2Transport", "SwaplineMessages", nioCore, nioPosix, logging, crypto],
+        dependencies: ["SwaplineCore", "RPCCore", "H2Transport", "SwaplineMessages", "SwaplineLogging", nioCore, nioPosix, logging, crypto],
         swiftSettings: swiftSettings),
     // The durable task stores; the only importer of CSQLite.
     .target(name: "SwaplineStore", dependencies: ["CSQLite", "SwaplineCore"], swiftSettings: swiftSettings),
@@ -91,7 +93,8 @@ let swiftTargets: [Target] = [
         swiftSettings: swiftSettings),
     // The task consumer: processors, FaceFusion engines, result storage.
     .target(
-        name: "SwaplineWorker", dependencies: ["SwaplineClient", "CurlHTTP", "SwaplineCore", "SwaplineMessages", "RPCCore", logging, crypto],
+        name: "SwaplineWorker",
+        dependencies: ["SwaplineClient", "CurlHTTP", "SwaplineCore", "SwaplineMessages", "SwaplineLogging", "RPCCore", logging, crypto],
         swiftSettings: swiftSettings),
     // `swapline engine`: the engine contract served by a local FaceFusion install.
     .target(
@@ -112,7 +115,8 @@ let swiftTargets: [Target] = [
     .executableTarget(
         name: "swapline",
         dependencies: [
-            "SwaplineServer", "SwaplineWorker", "SwaplineClient", "SwaplineStore", "SwaplinePostgres", "SwaplineEngine", "H2Transport", nioCore,
+            "SwaplineServer", "SwaplineWorker", "SwaplineClient", "SwaplineStore", "SwaplinePostgres", "SwaplineEngine", "SwaplineLogging", "H2Transport",
+            nioCore,
             nioPosix,
             logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -121,6 +125,7 @@ let swiftTargets: [Target] = [
 ]
 
 let testTargets: [Target] = [
+    .testTarget(name: "SwaplineLoggingTests", dependencies: ["SwaplineLogging", logging], swiftSettings: swiftSettings),
     .testTarget(name: "SwaplineCoreTests", dependencies: ["SwaplineCore", "SwaplineTestKit"], swiftSettings: swiftSettings),
     .testTarget(
         name: "RPCCoreTests", dependencies: ["RPCCore", "SwaplineTestKit", nioCore, .product(name: "NIOEmbedded", package: "swift-nio")],

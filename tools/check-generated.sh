@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fails (exit 1, naming the files) when the committed protobuf-c output in
-# Sources/CSwaplineProto differs from what tools/generate-proto.sh makes of proto/ now.
+# Fails (exit 1, naming the files) when the committed output in Sources/CSwaplineProto
+# (protobuf-c code and the descriptor set) differs from what tools/generate-proto.sh makes of
+# proto/ now.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -11,7 +12,8 @@ trap 'rm -rf "$fresh"' EXIT
 tools/generate-proto.sh "$fresh" 2>/dev/null
 
 list() {
-    (cd "$1" && find . -type f \( -name '*.pb-c.c' -o -name '*.pb-c.h' -o -path ./include/CSwaplineProto.h -o -path ./include/module.modulemap \) -printf '%P\n') \
+    (cd "$1" && find . -type f \( -name '*.pb-c.c' -o -name '*.pb-c.h' -o -path ./include/CSwaplineProto.h -o -path ./include/module.modulemap \
+        -o -path ./descriptor_set.c -o -path ./include/descriptor_set.h \) -printf '%P\n') \
         | LC_ALL=C sort
 }
 

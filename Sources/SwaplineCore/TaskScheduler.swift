@@ -93,6 +93,7 @@ public final class TaskScheduler: Sendable {
     private let clock: WallClock
     private let ids: SortableIDGenerator
     private let state = Mutex(SchedulerState())
+    private let changeObserver = Mutex<WatchCallback?>(nil)
 
     public init(configuration: SchedulerConfiguration, queue: any TaskQueue, clock: WallClock = .system) {
         self.configuration = configuration
@@ -247,8 +248,15 @@ public final class TaskScheduler: Sendable {
 
     // MARK: - The change feed
 
+    /// Sees every change the feed delivers, after watchers do: how the server logs state
+    /// changes. One observer; set it before serving.
+    public func observeChanges(_ observer: @escaping WatchCallback) {
+        changeObserver.withLock { $0 = observer }
+    }
+
     private func changed(_ task: TaskRecord) {
         notifyWatchers(of: task)
+        changeObserver.withLock { $0 }?(task)
         guard task.state == .pending else { return }
         let next = state.withLock { state in
             state.pendingArrivals &+= 1

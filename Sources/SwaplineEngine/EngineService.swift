@@ -124,7 +124,7 @@ public final class EngineService: Sendable {
         } catch let malformed as MultipartForm.Malformed {
             return .error(400, malformed.description)
         } catch {
-            logger.error("cannot split the upload into \(uploadDirectory): \(error)")
+            logger.error("cannot split the upload into \(uploadDirectory): \(error)", metadata: ["stage": "upload"])
             return .error(500, "the engine cannot store the inputs")
         }
         guard let jobPart = form.fields["job"], let fields = (try? JSONSerialization.jsonObject(with: Data(jobPart))) as? [String: Any] else {
@@ -157,7 +157,7 @@ public final class EngineService: Sendable {
                     $0.state = .failed
                     $0.error = "the client disconnected while the job was queued"
                 }
-                logger.info("job \(jobID): dropped from the queue, its client disconnected")
+                logger.info("job dropped from the queue, its client disconnected", metadata: ["job_id": .string(jobID)])
                 return .error(499, "the client disconnected while the job was queued")
             }
             jobs.update(jobID) {
@@ -205,13 +205,13 @@ public final class EngineService: Sendable {
             try files.moveItem(atPath: source.path, toPath: sourcePath)
             try files.moveItem(atPath: target.path, toPath: targetPath)
         } catch {
-            logger.error("job \(jobID): cannot store its inputs: \(error)")
+            logger.error("cannot store the job's inputs: \(error)", metadata: ["job_id": .string(jobID), "stage": "input"])
             return .error(500, "the engine cannot store the inputs")
         }
         let arguments = FaceFusionInvocation.arguments(
             for: job, source: sourcePath, target: targetPath, output: outputDirectory + "/" + outputName, targetKind: targetKind,
             workDirectory: workDirectory)
-        logger.info("job \(jobID): \(configuration.python) \(arguments.joined(separator: " "))")
+        logger.info("job runs \(configuration.python) \(arguments.joined(separator: " "))", metadata: ["job_id": .string(jobID)])
         var runner = SupervisedProcess(
             executable: configuration.python, directory: configuration.faceFusionDirectory, timeout: configuration.jobTimeout, groups: processGroups)
         // Python buffers a pipe's output in blocks; progress must arrive as it is printed.
@@ -221,7 +221,7 @@ public final class EngineService: Sendable {
         do {
             exit = try await runner.run(arguments) { [jobs] progress in jobs.update(jobID) { $0.progress = progress } }
         } catch {
-            logger.error("job \(jobID): cannot start \(configuration.python): \(error)")
+            logger.error("job cannot start \(configuration.python): \(error)", metadata: ["job_id": .string(jobID), "stage": "engine"])
             return .error(500, "the engine cannot start FaceFusion")
         }
         switch exit {
@@ -261,7 +261,7 @@ public final class EngineService: Sendable {
             if case .exited(0, _) = exit {
                 made.append(format)
             } else {
-                logger.warning("job \(jobID): ffmpeg made no \(format) rendition: \(String(describing: exit))")
+                logger.warning("ffmpeg made no \(format) rendition: \(String(describing: exit))", metadata: ["job_id": .string(jobID), "stage": "rendition"])
             }
         }
         return made

@@ -110,8 +110,26 @@ struct CArena: ~Copyable {
         }
     }
 
+    /// A `repeated bytes` field: count and array of copies of `values`.
+    mutating func byteFields(_ values: [[UInt8]]) -> (Int, UnsafeMutablePointer<ProtobufCBinaryData>?) {
+        guard !values.isEmpty else { return (0, nil) }
+        let array = allocate(ProtobufCBinaryData.self, count: values.count)
+        for (index, value) in zip(0..., values) {
+            (array + index).initialize(to: bytes(value))
+        }
+        return (values.count, array)
+    }
+
+    /// A `repeated int32` field: count and array.
+    mutating func int32s(_ values: [Int32]) -> (Int, UnsafeMutablePointer<Int32>?) {
+        guard !values.isEmpty else { return (0, nil) }
+        let array = allocate(Int32.self, count: values.count)
+        array.initialize(from: values, count: values.count)
+        return (values.count, array)
+    }
+
     /// A C message struct at its default value (descriptor set, strings "", numbers 0).
-    private mutating func newMessage<C: CMessage>(_ type: C.Type) -> UnsafeMutablePointer<C> {
+    mutating func newMessage<C: CMessage>(_ type: C.Type) -> UnsafeMutablePointer<C> {
         let message = allocate(C.self, count: 1)
         C.initialize(message)  // the generated `..._init` assigns the whole (trivial) struct
         return message
@@ -159,7 +177,8 @@ struct CArena: ~Copyable {
         }
     }
 
-    private mutating func pointerArray<Elements: Collection, Pointee>(
+    /// A `repeated` field of pointers: count and array of what `make` builds of each element.
+    mutating func pointerArray<Elements: Collection, Pointee>(
         _ elements: Elements, _ make: (inout CArena, Elements.Element) -> UnsafeMutablePointer<Pointee>
     ) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<Pointee>?>?) {
         let count = elements.count

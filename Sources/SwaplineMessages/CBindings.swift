@@ -43,3 +43,13 @@ extension Grpc__Testing__StreamingInputCallResponse: CMessage { static func init
 extension Grpc__Testing__ResponseParameters: CMessage { static func initialize(_ m: UnsafeMutablePointer<Self>) { grpc__testing__response_parameters__init(m) } }
 extension Grpc__Testing__StreamingOutputCallRequest: CMessage { static func initialize(_ m: UnsafeMutablePointer<Self>) { grpc__testing__streaming_output_call_request__init(m) } }
 extension Grpc__Testing__StreamingOutputCallResponse: CMessage { static func initialize(_ m: UnsafeMutablePointer<Self>) { grpc__testing__streaming_output_call_response__init(m) } }
+
+// grpc.reflection.v1 (v1alpha has the same wire format: see GrpcReflectionV1.swift)
+extension Grpc__Reflection__V1__ServerReflectionRequest: CMessage { static func initialize(_ m: UnsafeMutablePointer<Self>) { grpc__reflection__v1__server_reflection_request__init(m) } }
+extension Grpc__Reflection__V1__ExtensionRequest: CMessage { static func initialize(_ m: UnsafeMutablePointer<Self>) { grpc__reflection__v1__extension_request__init(m) } }
+extension Grpc__Reflection__V1__ServerReflectionResponse: CMessage { static func initialize(_ m: UnsafeMutablePointer<Self>) { grpc__reflection__v1__server_reflection_response__init(m) } }
+extension Grpc__Reflection__V1__FileDescriptorResponse: CMessage { static func initialize(_ m: UnsafeMutablePointer<Self>) { grpc__reflection__v1__file_descriptor_response__init(m) } }
+extension Grpc__Reflection__V1__ExtensionNumberResponse: CMessage { static func initialize(_ m: UnsafeMutablePointer<Self>) { grpc__reflection__v1__extension_number_response__init(m) } }
+extension Grpc__Reflection__V1__ListServiceResponse: CMessage { static func initialize(_ m: UnsafeMutablePointer<Self>) { grpc__reflection__v1__list_service_response__init(m) } }
+extension Grpc__Reflection__V1__ServiceResponse: CMessage { static func initialize(_ m: UnsafeMutablePointer<Self>) { grpc__reflection__v1__service_response__init(m) } }
+extension Grpc__Reflection__V1__ErrorResponse: CMessage { static func initialize(_ m: UnsafeMutablePointer<Self>) { grpc__reflection__v1__error_response__init(m) } }

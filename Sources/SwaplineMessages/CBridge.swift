@@ -212,6 +212,26 @@ enum CField {
         return Array(UnsafeBufferPointer(start: bytes, count: data.len))
     }
 
+    /// A `repeated bytes` field.
+    static func byteFields(_ count: Int, _ fields: UnsafeMutablePointer<ProtobufCBinaryData>?) -> [[UInt8]] {
+        guard count > 0, let fields else { return [] }
+        return UnsafeBufferPointer(start: fields, count: count).map(bytes)
+    }
+
+    /// A `repeated int32` field.
+    static func int32s(_ count: Int, _ values: UnsafeMutablePointer<Int32>?) -> [Int32] {
+        guard count > 0, let values else { return [] }
+        return Array(UnsafeBufferPointer(start: values, count: count))
+    }
+
+    /// The non-NULL elements of a `repeated` message field, for reading in place.
+    static func pointers<Pointee>(
+        _ count: Int, _ array: UnsafeMutablePointer<UnsafeMutablePointer<Pointee>?>?
+    ) -> [UnsafeMutablePointer<Pointee>] {
+        guard count > 0, let array else { return [] }
+        return UnsafeBufferPointer(start: array, count: count).compactMap { $0 }
+    }
+
     /// An enum field.
     static func `enum`<Value: ProtoEnum>(_ value: some CEnum, as type: Value.Type = Value.self) -> Value {
         Value(rawValue: Int32(bitPattern: value.rawValue))

@@ -46,3 +46,19 @@ public enum Grpc_Testing_TestService {
     /// Bidirectional streaming: registered with a raw handler.
     public static let fullDuplexCall = MethodDescriptor(service: name, method: "FullDuplexCall", streamsResponses: true)
 }
+
+/// grpc.reflection.v1.ServerReflection: the services and message types this server exposes.
+public enum Grpc_Reflection_V1_ServerReflection {
+    public static let name = "grpc.reflection.v1.ServerReflection"
+    /// Bidirectional streaming (`ServerReflectionRequest`s in, `ServerReflectionResponse`s
+    /// out): registered with a raw handler.
+    public static let serverReflectionInfo = MethodDescriptor(service: name, method: "ServerReflectionInfo", streamsResponses: true)
+}
+
+/// grpc.reflection.v1alpha.ServerReflection: the pre-v1 name of the same service, which many
+/// clients (grpcurl, grpcio-reflection) still call.
+public enum Grpc_Reflection_V1alpha_ServerReflection {
+    public static let name = "grpc.reflection.v1alpha.ServerReflection"
+    /// Same messages on the wire as `Grpc_Reflection_V1_ServerReflection.serverReflectionInfo`.
+    public static let serverReflectionInfo = MethodDescriptor(service: name, method: "ServerReflectionInfo", streamsResponses: true)
+}

@@ -44,6 +44,8 @@ public final class RunningServer: Sendable {
         }
         let queue = queue ?? InMemoryTaskQueue(rules: TaskRules(configuration.scheduler))
         let scheduler = TaskScheduler(configuration: configuration.scheduler, queue: queue)
+        let changeLog = TaskChangeLog(logger: logger)
+        scheduler.observeChanges { changeLog.record($0) }
         var router = RPCRouter()
         if !configuration.accessTokens.isEmpty {
             router.interceptors.append(AccessControl(tokens: configuration.accessTokens))
@@ -56,6 +58,14 @@ public final class RunningServer: Sendable {
         if configuration.enableInteropTesting {
             InteropTestService().register(in: &router)
         }
+        let reflection: ReflectionService
+        do {
+            reflection = try ReflectionService(exposedServices: router.serviceNames.union([HealthService.name] + ReflectionService.names))
+        } catch {
+            await queue.close()
+            throw ServerStartError("the compiled-in proto descriptors do not parse (run tools/generate-proto.sh): \(error)")
+        }
+        reflection.register(in: &router)
         let health = HealthService(services: router.serviceNames, isStoreReachable: { queue.isReachable })
         health.register(in: &router)
 

@@ -30,11 +30,11 @@ public struct StoredResultCleaner: Sendable {
             do {
                 if try await backend.delete(url: url) { return true }
             } catch {
-                logger.warning("retention: could not delete a result file of \(taskID): \(error)")
+                logger.warning("retention: could not delete a result file of \(taskID): \(error)", metadata: ["task_id": .string(taskID)])
                 return false
             }
         }
-        logger.notice("retention: no --storage backend holds the result \(url) of \(taskID); left as it is")
+        logger.notice("retention: no --storage backend holds the result \(url) of \(taskID); left as it is", metadata: ["task_id": .string(taskID)])
         return false
     }
 }

@@ -1,6 +1,7 @@
 import Logging
 import RPCCore
 import SwaplineClient
+import SwaplineLogging
 import SwaplineMessages
 import Foundation
 import Synchronization
@@ -93,9 +94,9 @@ public final class TaskConsumer: Sendable {
             case .success(let response):
                 guard let task = response.task else { continue }
                 if isDraining {
-                    await handBack(task, lease: response.leaseID)
+                    await handBack(task, lease: response.leaseID, logger: logger(for: task, consumerID: request.consumerID, leaseID: response.leaseID))
                 } else {
-                    await work(on: task, lease: response)
+                    await work(on: task, lease: response, consumerID: request.consumerID)
                 }
             case .failure(let error):
                 if isDraining { break }
@@ -119,14 +120,23 @@ public final class TaskConsumer: Sendable {
         let values = Mutex(Values())
     }
 
-    private func work(on task: Swapline_V1_Task, lease: Swapline_V1_FetchTaskResponse) async {
+    /// The worker's logger with the metadata that ties its lines to the task.
+    private func logger(for task: Swapline_V1_Task, consumerID: String, leaseID: String) -> Logger {
+        var logger = self.logger
+        for (key, value) in TaskLogMetadata.metadata(taskID: task.taskID, attempt: task.attempt, consumerID: consumerID, leaseID: leaseID) {
+            logger[metadataKey: key] = value
+        }
+        return logger
+    }
+
+    private func work(on task: Swapline_V1_Task, lease: Swapline_V1_FetchTaskResponse, consumerID: String) async {
+        let logger = logger(for: task, consumerID: consumerID, leaseID: lease.leaseID)
         guard let processor = processors[task.workflow] else {
-            await handBack(task, lease: lease.leaseID)
+            await handBack(task, lease: lease.leaseID, logger: logger)
             return
         }
         let state = RunState()
         let client = self.client
-        let logger = self.logger
         let taskID = task.taskID
         let leaseID = lease.leaseID
         let report: @Sendable (Float, String) async -> Void = { progress, stage in
@@ -140,13 +150,13 @@ public final class TaskConsumer: Sendable {
                     Swapline_V1_UpdateStatusRequest(taskID: taskID, leaseID: leaseID, status: .processing, progress: progress, message: stage))
             } catch let error as SwaplineClientError where [.aborted, .failedPrecondition, .notFound].contains(error.code) {
                 // Cancelled, or the lease is gone: nobody wants this result any more.
-                logger.info("task \(taskID): \(error); abandoning it")
+                logger.info("\(error); abandoning it")
                 state.values.withLock { $0.interruption = .aborted }
             } catch {
-                logger.warning("task \(taskID): progress report failed: \(error)")
+                logger.warning("progress report failed: \(error)", metadata: ["stage": "report"])
             }
         }
-        logger.info("task \(taskID): started (attempt \(task.attempt))")
+        logger.info("task started")
         let processing = Task {
             try await processor.process(task, progress: ProgressReporter(report))
         }
@@ -178,7 +188,7 @@ public final class TaskConsumer: Sendable {
         case .aborted:
             return
         case .handedBack:
-            await handBack(task, lease: leaseID)
+            await handBack(task, lease: leaseID, logger: logger)
             return
         case nil:
             break
@@ -188,27 +198,32 @@ public final class TaskConsumer: Sendable {
             case .success(let taskResult):
                 _ = try await client.updateStatus(
                     Swapline_V1_UpdateStatusRequest(taskID: taskID, leaseID: leaseID, status: .completed, progress: 1, result: taskResult))
-                logger.info("task \(taskID): completed, \(taskResult.outputURL)")
+                // Not the output's URL: a local-storage URL is a bearer secret (docs/security.md).
+                logger.info("task completed", metadata: ["outputs": .stringConvertible(taskResult.outputs.count)])
             case .failure(let failure):
                 let reason = (failure as? TaskFailure)?.description ?? "\(failure)"
                 _ = try await client.updateStatus(
                     Swapline_V1_UpdateStatusRequest(taskID: taskID, leaseID: leaseID, status: .failed, error: reason))
-                let detail = (failure as? TaskFailure)?.detail.map { " (\($0))" } ?? ""
-                logger.warning("task \(taskID): failed: \(reason)\(detail)")
+                var metadata: Logger.Metadata = [:]
+                if let failure = failure as? TaskFailure {
+                    metadata["stage"] = .string(failure.stage)
+                    if let detail = failure.detail { metadata["detail"] = .string(detail) }
+                }
+                logger.warning("task failed: \(reason)", metadata: metadata)
             }
         } catch {
-            logger.warning("task \(taskID): final report failed: \(error)")
+            logger.warning("final report failed: \(error)", metadata: ["stage": "report"])
         }
     }
 
     /// Gives a leased task back to the queue (not counted as an attempt), so it need not wait
     /// for the lease to expire.
-    private func handBack(_ task: Swapline_V1_Task, lease: String) async {
+    private func handBack(_ task: Swapline_V1_Task, lease: String, logger: Logger) async {
         do {
             _ = try await client.updateStatus(Swapline_V1_UpdateStatusRequest(taskID: task.taskID, leaseID: lease, status: .pending))
-            logger.info("task \(task.taskID): handed back")
+            logger.info("task handed back")
         } catch {
-            logger.warning("task \(task.taskID): hand-back failed (\(error)); its lease will expire")
+            logger.warning("hand-back failed (\(error)); its lease will expire", metadata: ["stage": "report"])
         }
     }
 }

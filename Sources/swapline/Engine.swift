@@ -68,8 +68,7 @@ struct Engine: AsyncParsableCommand {
     @Option(help: "Time a connection may wait for its next request (or its first), in ms; then it is closed.")
     var idleTimeoutMs: Int64 = 60_000
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .info
+    @OptionGroup(title: "Logging") var logging: LogOptions
 
     func validate() throws {
         guard FileManager.default.fileExists(atPath: facefusion + "/facefusion.py") else {
@@ -92,7 +91,7 @@ struct Engine: AsyncParsableCommand {
     }
 
     func run() async throws {
-        bootstrapLogging(level: logLevel)
+        logging.bootstrap()
         let logger = Logger(label: "swapline.engine")
         let workDirectory = URL(fileURLWithPath: workDir).standardizedFileURL.path
         var configuration = EngineConfiguration(

@@ -103,8 +103,7 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup(title: "Quotas") var quotas: QuotaOptions
     @OptionGroup(title: "HTTP access") var httpAccess: HTTPAccessOptions
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .info
+    @OptionGroup(title: "Logging") var logging: LogOptions
 
     @Option(help: "File of bearer tokens, one 'role token' per line (roles: client, consumer, admin); adds to SWAPLINE_AUTH_TOKENS ('role:token,...').")
     var authTokensFile: String?
@@ -138,7 +137,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        bootstrapLogging(level: logLevel)
+        logging.bootstrap()
         let logger = Logger(label: "swapline")
 
         var configuration = ServerConfiguration()

@@ -128,8 +128,7 @@ struct Worker: AsyncParsableCommand {
 
     @OptionGroup(title: "URL policy") var urlPolicy: URLPolicyOptions
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .info
+    @OptionGroup(title: "Logging") var logging: LogOptions
 
     func validate() throws {
         try FlagRange.check(concurrency, "--concurrency", in: 1...FlagRange.maxThreadsOrSlots)
@@ -138,7 +137,7 @@ struct Worker: AsyncParsableCommand {
     }
 
     func run() async throws {
-        bootstrapLogging(level: logLevel)
+        logging.bootstrap()
         let logger = Logger(label: "swapline.worker")
         urlPolicy.log(to: logger, role: "this worker")
         let shutdownSignal = ShutdownSignal.install()
@@ -153,14 +152,5 @@ struct Worker: AsyncParsableCommand {
         consumer.drain()
         await working.value
         logger.info("stopped")
-    }
-}
-
-/// Log lines go to stderr at `level`.
-func bootstrapLogging(level: Logger.Level) {
-    LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardError(label: label)
-        handler.logLevel = level
-        return handler
     }
 }

@@ -83,6 +83,11 @@ import Testing
         #expect(check(Grpc_Health_V1_Health.watch.descriptor, "Bearer nope").0 == nil)
     }
 
+    @Test func reflectionStaysOpen() {
+        #expect(check(Grpc_Reflection_V1_ServerReflection.serverReflectionInfo, nil).0 == nil)
+        #expect(check(Grpc_Reflection_V1alpha_ServerReflection.serverReflectionInfo, "Bearer nope").0 == nil)
+    }
+
     @Test func loopbackHosts() {
         for host in ["127.0.0.1", "127.8.9.10", "localhost", "::1", "[::1]", "::ffff:127.0.0.1"] {
             #expect(RunningServer.isLoopback(host), "\(host)")

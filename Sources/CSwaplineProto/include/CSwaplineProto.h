@@ -3,7 +3,10 @@
 #ifndef CSWAPLINEPROTO_H
 #define CSWAPLINEPROTO_H
 
+#include "descriptor_set.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "grpc/reflection/v1/reflection.pb-c.h"
+#include "grpc/reflection/v1alpha/reflection.pb-c.h"
 #include "grpc/testing/empty.pb-c.h"
 #include "grpc/testing/messages.pb-c.h"
 #include "grpc/testing/test.pb-c.h"

@@ -4,7 +4,8 @@ import SwaplineMessages
 /// Bearer-token authentication and role checks: the interceptor every call of every surface
 /// passes through when the server has tokens (`AccessTokens`).
 ///
-/// `grpc.health.v1.Health` stays open (load balancers hold no token). `TaskService` needs a
+/// `grpc.health.v1.Health` stays open (load balancers hold no token), and so does server
+/// reflection (v1 and v1alpha: it reveals only the public contract). `TaskService` needs a
 /// `client` token, `ConsumerService` a `consumer` token, every other service (the interop
 /// test service, later admin calls) an `admin` token, and an `admin` token may call
 /// everything. A call without a valid token ends `UNAUTHENTICATED` (REST: 401 with
@@ -16,7 +17,7 @@ struct AccessControl: ServerInterceptor {
     /// The role a service needs; `nil` for open services.
     static func requiredRole(service: String) -> AccessRole? {
         switch service {
-        case Grpc_Health_V1_Health.name: return nil
+        case Grpc_Health_V1_Health.name, Grpc_Reflection_V1_ServerReflection.name, Grpc_Reflection_V1alpha_ServerReflection.name: return nil
         case Swapline_V1_TaskService.name: return .client
         case Swapline_V1_ConsumerService.name: return .consumer
         default: return .admin
