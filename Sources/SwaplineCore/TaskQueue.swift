@@ -70,6 +70,10 @@ public protocol TaskQueue: Sendable {
     /// succeed); health reports NOT_SERVING while not.
     var isReachable: Bool { get }
 
+    /// `observer` hears every transaction the backend runs: its operation count and duration
+    /// (store metrics). Backends without transactions (in memory) never call it.
+    func setCommitObserver(_ observer: @escaping StoreCommitObserver.Observer)
+
     /// Finishes pending work and releases the storage. Operations afterwards fail UNAVAILABLE.
     func close() async
 }
@@ -77,6 +81,7 @@ public protocol TaskQueue: Sendable {
 extension TaskQueue {
     public var changeFeedRecheckIntervalMs: Int64? { nil }
     public var isReachable: Bool { true }
+    public func setCommitObserver(_ observer: @escaping StoreCommitObserver.Observer) {}
 }
 
 /// A backend whose stored tasks can be copied out and in as they are (state, lease, attempts

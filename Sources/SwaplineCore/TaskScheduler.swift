@@ -93,11 +93,18 @@ public final class TaskScheduler: Sendable {
     private let clock: WallClock
     private let ids: SortableIDGenerator
     private let state = Mutex(SchedulerState())
+    /// Hears every committed change the change feed delivers, before watchers and waiting
+    /// consumers do (task metrics).
+    private let changeObserver: (@Sendable (TaskRecord) -> Void)?
 
-    public init(configuration: SchedulerConfiguration, queue: any TaskQueue, clock: WallClock = .system) {
+    public init(
+        configuration: SchedulerConfiguration, queue: any TaskQueue, clock: WallClock = .system,
+        changeObserver: (@Sendable (TaskRecord) -> Void)? = nil
+    ) {
         self.configuration = configuration
         self.queue = queue
         self.clock = clock
+        self.changeObserver = changeObserver
         self.ids = SortableIDGenerator(clock: clock)
         queue.setChangeHandler { [weak self] task in self?.changed(task) }
     }
@@ -248,6 +255,7 @@ public final class TaskScheduler: Sendable {
     // MARK: - The change feed
 
     private func changed(_ task: TaskRecord) {
+        changeObserver?(task)
         notifyWatchers(of: task)
         guard task.state == .pending else { return }
         let next = state.withLock { state in

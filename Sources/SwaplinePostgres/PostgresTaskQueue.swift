@@ -45,6 +45,7 @@ public final class PostgresTaskQueue: TaskTransfer {
     private let client: PostgresClient
     private let clientRun: Task<Void, Never>
     private let batcher: PostgresCommitBatcher
+    private let commits = StoreCommitObserver()
     private let feed = ChangeFeed()
     private let queueLength = QueueLengthEstimate()
     /// Set once `open` made it; `nil` only while opening.
@@ -97,7 +98,11 @@ public final class PostgresTaskQueue: TaskTransfer {
         clientRun = Task { await client.run() }
         batcher = PostgresCommitBatcher(
             client: client, maxConcurrentBatches: configuration.concurrentBatches, maxBatchSize: configuration.maxBatchSize,
-            timeout: configuration.operationTimeout, location: configuration.location, logger: logger)
+            timeout: configuration.operationTimeout, location: configuration.location, commits: commits, logger: logger)
+    }
+
+    public func setCommitObserver(_ observer: @escaping StoreCommitObserver.Observer) {
+        commits.set(observer)
     }
 
     private static func connectionSettings(

@@ -2,6 +2,7 @@ import H2Transport
 import NIOCore
 import RPCCore
 import SwaplineCore
+import SwaplineMetrics
 
 /// Everything `swapline serve` can be told; tests build one directly.
 public struct ServerConfiguration: Sendable {
@@ -45,6 +46,10 @@ public struct ServerConfiguration: Sendable {
     public var longPolls = LongPollLimits()
     /// Per-client pace of task creation (`--create-rate`, `--create-burst`); `nil` for none.
     public var createRateLimit: CreateRateLimit?
+    /// Where the server's metrics go and `/metrics` reads them from (docs/operations/metrics.md).
+    public var metrics = MetricsRegistry()
+    /// Task counts by workflow and state for `swapline_queue_tasks`; `nil` leaves the gauge out.
+    public var queueDepth: QueueDepthProvider?
 
     public init() {}
 }

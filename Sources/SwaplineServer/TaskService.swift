@@ -17,7 +17,9 @@ struct TaskService {
     /// Per-client pace of CreateTask and ProcessSync; `nil` for none.
     var createLimiter: CreateRateLimiter?
 
-    func register(in router: inout RPCRouter) {
+    /// Returns the gate of the open WatchTask calls, for metrics.
+    @discardableResult
+    func register(in router: inout RPCRouter) -> LongPollGate {
         let scheduler = self.scheduler
         let createLimiter = self.createLimiter
         let watches = LongPollGate(
@@ -53,6 +55,7 @@ struct TaskService {
             if let refusal = Self.rateRefusal(createLimiter, call) { return call.fail(refusal) }
             Self.processSync(request, scheduler: scheduler, call: call)
         }
+        return watches
     }
 
     /// Who a create counts against: the token's subject, or without tokens the peer's address.

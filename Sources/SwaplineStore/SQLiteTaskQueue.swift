@@ -43,6 +43,7 @@ public final class SQLiteTaskQueue: TaskTransfer {
     private let answerer = DispatchQueue(label: "swapline.sqlite-answers")
     private let reader = DispatchQueue(label: "swapline.sqlite-reader")
     private let transactions = Atomic<Int>(0)
+    private let commits = StoreCommitObserver()
     private let writeHealth = SQLiteWriteHealth()
 
     /// Locks the data directory, then opens (or creates) the database, checks that it is ours
@@ -83,6 +84,10 @@ public final class SQLiteTaskQueue: TaskTransfer {
 
     public func setChangeHandler(_ handler: @escaping @Sendable (TaskRecord) -> Void) {
         feed.setHandler(handler)
+    }
+
+    public func setCommitObserver(_ observer: @escaping StoreCommitObserver.Observer) {
+        commits.set(observer)
     }
 
     // MARK: - Operations
@@ -273,6 +278,7 @@ public final class SQLiteTaskQueue: TaskTransfer {
     /// Runs on `writer` until nothing is queued.
     private func commitQueuedOperations() {
         while let batch = takeBatch() {
+            let started = ContinuousClock.now
             let outcomes = database.withLock { database -> [Result<AppliedOperation, TaskError>] in
                 guard let database else { return Array(repeating: .failure(Self.closedError), count: batch.count) }
                 let outcomes = Self.commit(batch, in: database, health: writeHealth)
@@ -283,6 +289,7 @@ public final class SQLiteTaskQueue: TaskTransfer {
                 return outcomes
             }
             transactions.add(1, ordering: .relaxed)
+            commits.transactionEnded(operations: batch.count, started: started)
             for case .success(let applied) in outcomes { feed.enqueue(applied.changed) }
             // The writer goes straight on with the next batch; answering callers (encoding
             // responses) and feeding waiters and watchers run beside it.

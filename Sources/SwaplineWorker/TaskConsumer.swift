@@ -36,11 +36,14 @@ public final class TaskConsumer: Sendable {
     private let configuration: ConsumerConfiguration
     private let logger: Logger
     private let drainState = Mutex(DrainState())
+    /// Hears how each task ended.
+    private let metrics: WorkerMetrics?
 
     public init(
         client: SwaplineClient, processors: [any TaskProcessor], engines: EnginePool, configuration: ConsumerConfiguration,
-        logger: Logger
+        logger: Logger, metrics: WorkerMetrics? = nil
     ) {
+        self.metrics = metrics
         self.client = client
         self.processors = Dictionary(processors.map { ($0.workflow, $0) }, uniquingKeysWith: { first, _ in first })
         self.engines = engines
@@ -176,6 +179,7 @@ public final class TaskConsumer: Sendable {
         watchdog.cancel()
         switch (state.values.withLock { $0.interruption }) {
         case .aborted:
+            metrics?.taskEnded(.aborted)
             return
         case .handedBack:
             await handBack(task, lease: leaseID)
@@ -189,21 +193,25 @@ public final class TaskConsumer: Sendable {
                 _ = try await client.updateStatus(
                     Swapline_V1_UpdateStatusRequest(taskID: taskID, leaseID: leaseID, status: .completed, progress: 1, result: taskResult))
                 logger.info("task \(taskID): completed, \(taskResult.outputURL)")
+                metrics?.taskEnded(.completed)
             case .failure(let failure):
                 let reason = (failure as? TaskFailure)?.description ?? "\(failure)"
                 _ = try await client.updateStatus(
                     Swapline_V1_UpdateStatusRequest(taskID: taskID, leaseID: leaseID, status: .failed, error: reason))
                 let detail = (failure as? TaskFailure)?.detail.map { " (\($0))" } ?? ""
                 logger.warning("task \(taskID): failed: \(reason)\(detail)")
+                metrics?.taskEnded(.failed)
             }
         } catch {
             logger.warning("task \(taskID): final report failed: \(error)")
+            metrics?.taskEnded(.reportFailed)
         }
     }
 
     /// Gives a leased task back to the queue (not counted as an attempt), so it need not wait
     /// for the lease to expire.
     private func handBack(_ task: Swapline_V1_Task, lease: String) async {
+        metrics?.taskEnded(.handedBack)
         do {
             _ = try await client.updateStatus(Swapline_V1_UpdateStatusRequest(taskID: task.taskID, leaseID: lease, status: .pending))
             logger.info("task \(task.taskID): handed back")

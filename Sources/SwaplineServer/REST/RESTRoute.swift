@@ -12,6 +12,8 @@ enum RESTRoute: Equatable, Sendable {
     case updateStatus
     case health
     case openAPI
+    /// Prometheus metrics (`MetricsRegistry`), open like `/health`.
+    case metrics
     /// A stored result file: `/outputs/{task_id}/{key}/{file}` (or `/outputs/{task_id}/{file}`,
     /// where results stored before the unguessable key stay), as path components.
     case output(path: [String])
@@ -21,7 +23,7 @@ enum RESTRoute: Equatable, Sendable {
     var changesState: Bool {
         switch self {
         case .createTask, .processSync, .cancelTask, .fetchTask, .updateStatus: return true
-        case .getTask, .watchTask, .health, .openAPI, .output: return false
+        case .getTask, .watchTask, .health, .openAPI, .metrics, .output: return false
         }
     }
 
@@ -29,7 +31,7 @@ enum RESTRoute: Equatable, Sendable {
     var takesBody: Bool {
         switch self {
         case .createTask, .processSync, .updateStatus: return true
-        case .getTask, .cancelTask, .watchTask, .fetchTask, .health, .openAPI, .output: return false
+        case .getTask, .cancelTask, .watchTask, .fetchTask, .health, .openAPI, .metrics, .output: return false
         }
     }
 
@@ -58,6 +60,7 @@ enum RESTRoute: Equatable, Sendable {
         Pattern(method: "POST", segments: [.literal("api"), .literal("comm"), .literal("task"), .literal("update")]) { _ in .updateStatus },
         Pattern(method: "GET", segments: [.literal("health")]) { _ in .health },
         Pattern(method: "GET", segments: [.literal("openapi.json")]) { _ in .openAPI },
+        Pattern(method: "GET", segments: [.literal("metrics")]) { _ in .metrics },
     ]
 
     /// The route for a request, or what FastAPI answers when there is none: 404 for an unknown
