@@ -142,3 +142,24 @@ def test_worker_refuses_a_metrics_port_out_of_range():
         capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     assert "--metrics-port must be between 0 and 65535, got 70000" in result.stderr
+
+
+def test_servers_sharing_postgresql_each_count_every_change_and_their_own_commits(server_factory, postgres_db):
+    """The documented rule for a shared store: task events describe the whole queue on every
+    server (aggregate with max), store commits are each server's own (sum)."""
+    first = server_factory("--store", postgres_db)
+    second = server_factory("--store", postgres_db)
+    stubs = Stubs(first.channel())
+    for _ in range(3):
+        stubs.tasks.CreateTask(create_request(), timeout=T)
+    for srv in (first, second):
+        url = f"http://127.0.0.1:{srv.port}/metrics"
+        samples = wait_for(
+            lambda: (s := scrape(url)) and value(s, "swapline_tasks_total", event="created") == 3 and s,
+            timeout=15, what=f"server on port {srv.port} to count the creations")
+        assert value(samples, "swapline_store_commit_duration_seconds_count") >= 1
+    # The creating calls were the first server's alone.
+    first_ops = value(scrape(f"http://127.0.0.1:{first.port}/metrics"), "swapline_store_commit_operations_sum")
+    assert first_ops >= 3
+    assert value(scrape(f"http://127.0.0.1:{second.port}/metrics"),
+                 "swapline_rpc_requests_total", method="TaskService/CreateTask", code="OK") is None
