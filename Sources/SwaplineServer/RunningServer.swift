@@ -87,7 +87,7 @@ public final class RunningServer: Sendable {
         ServerGauges.register(
             in: configuration.metrics,
             reading: ServerGauges.Sources(
-                queue: queue, queueDepth: configuration.queueDepth, openConnections: { server.openConnectionCount },
+                queue: queue, clock: .system, openConnections: { server.openConnectionCount },
                 openWatches: { watches.openCount }, waitingConsumers: { fetches.openCount }))
         let port = server.localAddress.port ?? configuration.port
         let scheme = configuration.tls == nil ? "http" : "https"

@@ -48,8 +48,6 @@ public struct ServerConfiguration: Sendable {
     public var createRateLimit: CreateRateLimit?
     /// Where the server's metrics go and `/metrics` reads them from (docs/operations/metrics.md).
     public var metrics = MetricsRegistry()
-    /// Task counts by workflow and state for `swapline_queue_tasks`; `nil` leaves the gauge out.
-    public var queueDepth: QueueDepthProvider?
 
     public init() {}
 }

@@ -56,14 +56,20 @@ import Testing
         #expect(await scrape(registry).contains("swapline_task_processing_seconds_count 0"))
     }
 
-    @Test func queueDepthGaugesGoToZeroWhenAStateEmpties() async {
+    @Test func queueGaugesGoToZeroWhenAStateEmpties() async {
         let registry = MetricsRegistry()
-        let gauges = QueueDepthGauges(registry: registry)
-        gauges.set([QueueDepth(workflow: "face_swap", state: .pending, count: 4), QueueDepth(workflow: "face_swap", state: .processing, count: 1)])
-        gauges.set([QueueDepth(workflow: "face_swap", state: .processing, count: 2)])
-        let text = await scrape(registry)
+        let gauges = QueueGauges(registry: registry)
+        let pending = TaskStoreStats.Key(workflow: "face_swap", state: .pending)
+        let processing = TaskStoreStats.Key(workflow: "face_swap", state: .processing)
+        gauges.set(TaskStoreStats(counts: [pending: 4, processing: 1], oldestPendingCreatedAtMs: 1_000), nowMs: 3_500)
+        var text = await scrape(registry)
+        #expect(text.contains(#"swapline_queue_tasks{workflow="face_swap",state="PENDING"} 4"#))
+        #expect(text.contains("swapline_queue_oldest_pending_age_seconds 2.5"))
+        gauges.set(TaskStoreStats(counts: [processing: 2]), nowMs: 4_000)
+        text = await scrape(registry)
         #expect(text.contains(#"swapline_queue_tasks{workflow="face_swap",state="PENDING"} 0"#))
         #expect(text.contains(#"swapline_queue_tasks{workflow="face_swap",state="PROCESSING"} 2"#))
+        #expect(text.contains("swapline_queue_oldest_pending_age_seconds 0.0"))
     }
 
     @Test func everyRESTRouteHasItsOwnLabel() {

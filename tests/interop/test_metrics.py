@@ -90,6 +90,12 @@ def test_server_metrics_count_known_traffic_exactly(server_factory):
     assert commits >= 1
     assert value(samples, "swapline_store_commit_operations_count") == commits
     assert value(samples, "swapline_store_commit_operations_sum") >= 8
+    queue = "swapline_queue_tasks"
+    assert value(samples, queue, workflow="face_swap", state="PENDING") == 3
+    assert value(samples, queue, workflow="face_swap", state="COMPLETED") == 1
+    assert value(samples, queue, workflow="face_swap", state="CANCELLED") == 1
+    assert value(samples, queue, workflow="face_swap", state="PROCESSING") is None
+    assert value(samples, "swapline_queue_oldest_pending_age_seconds") > 0
     assert value(samples, "swapline_open_connections") >= 1
     assert value(samples, "swapline_open_watches") == 0
     assert value(samples, "swapline_waiting_consumers") == 0

@@ -42,7 +42,7 @@ final class RESTMetrics: Sendable {
 /// The `route` label of a REST request: its route without the task id, or `unmatched` for a
 /// request no route took (404, 405, refused host).
 enum RESTRouteName: Int, CaseIterable, Sendable {
-    case createTask, processSync, getTask, cancelTask, watchTask, fetchTask, updateStatus, health, openAPI, metrics, output
+    case createTask, processSync, getTask, cancelTask, watchTask, listTasks, queueStats, fetchTask, updateStatus, health, openAPI, metrics, output
     case unmatched
 
     init(_ route: RESTRoute?) {
@@ -52,6 +52,8 @@ enum RESTRouteName: Int, CaseIterable, Sendable {
         case .getTask: self = .getTask
         case .cancelTask: self = .cancelTask
         case .watchTask: self = .watchTask
+        case .listTasks: self = .listTasks
+        case .queueStats: self = .queueStats
         case .fetchTask: self = .fetchTask
         case .updateStatus: self = .updateStatus
         case .health: self = .health
@@ -69,6 +71,8 @@ enum RESTRouteName: Int, CaseIterable, Sendable {
         case .getTask: return "get_task"
         case .cancelTask: return "cancel_task"
         case .watchTask: return "task_events"
+        case .listTasks: return "list_tasks"
+        case .queueStats: return "queue_stats"
         case .fetchTask: return "fetch_task"
         case .updateStatus: return "update_status"
         case .health: return "health"
