@@ -160,7 +160,8 @@ let testTargets: [Target] = [
     .testTarget(
         name: "SwaplineWorkerTests",
         dependencies: [
-            "SwaplineWorker", "SwaplineClient", "SwaplineServer", "SwaplineMessages", "SwaplineCore", "CurlHTTP", "SwaplineTestKit", logging,
+            "SwaplineWorker", "SwaplineClient", "SwaplineServer", "SwaplineMessages", "SwaplineCore", "SwaplineMetrics", "CurlHTTP",
+            "SwaplineTestKit", logging,
         ],
         swiftSettings: swiftSettings),
     .testTarget(name: "SwaplineEngineTests", dependencies: ["SwaplineEngine", "SwaplineCore"], swiftSettings: swiftSettings),
