@@ -15,7 +15,7 @@ from services import free_port
 from support import ALLOW_LOCAL_URLS, BINARY, Stubs, create_request, tasks_pb2 as pb, wait_for
 # The worker tests' FaceFusion simulator, storage directory and worker process fixtures.
 from test_worker import params as simulator_params
-from test_worker import simulator_factory, storage_dir, wait_terminal, worker_factory, worker_flags  # noqa: F401
+from test_worker import serve_with_workers, simulator_factory, storage_dir, wait_terminal, worker_factory, worker_flags  # noqa: F401
 
 T = 10
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -140,6 +140,20 @@ def test_worker_metrics_port_reports_engines_engine_calls_uploads_and_tasks(
     assert value(samples, "swapline_worker_upload_bytes_total", provider="local") > 0
     scrape(url, http2=True)  # h2c too
     assert httpx.get(f"http://127.0.0.1:{port}/other", timeout=T).status_code == 404
+
+
+def test_in_process_workers_report_in_the_servers_metrics(server_factory, simulator_factory, storage_dir):  # noqa: F811
+    sim = simulator_factory()
+    server = serve_with_workers(server_factory, sim, storage_dir)
+    stub = Stubs(server.channel()).tasks
+    task = stub.CreateTask(pb.CreateTaskRequest(params=simulator_params(sim)), timeout=T)
+    assert wait_terminal(stub, task.task_id).status == pb.TASK_STATUS_COMPLETED
+    url = f"http://127.0.0.1:{server.port}/metrics"
+    samples = wait_for(
+        lambda: (s := scrape(url)) and value(s, "swapline_worker_tasks_total", outcome="completed") == 1 and s,
+        timeout=15, what="the in-process worker to count the task")
+    assert value(samples, "swapline_worker_engine_healthy", engine=sim.url) == 1
+    assert value(samples, "swapline_tasks_total", event="completed") == 1
 
 
 def test_worker_refuses_a_metrics_port_out_of_range():
