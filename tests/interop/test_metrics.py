@@ -39,6 +39,22 @@ def value(samples: dict, name: str, **labels) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
+def scrape_until(url: str, expected: float, name: str, **labels) -> dict[tuple, float]:
+    """The samples of `url` once `name{labels}` reads `expected`: task events and worker
+    outcomes are counted just after the calls that caused them answered."""
+    return wait_for(lambda: (s := scrape(url)) and value(s, name, **labels) == expected and s,
+                    timeout=15, what=f"{name}{labels} == {expected} at {url}")
+
+
+def complete_one_task(server, sim) -> pb.Task:
+    """A task on the simulator's samples, run by the server's workers to COMPLETED."""
+    stub = Stubs(server.channel()).tasks
+    task = stub.CreateTask(pb.CreateTaskRequest(params=simulator_params(sim)), timeout=T)
+    finished = wait_terminal(stub, task.task_id)
+    assert finished.status == pb.TASK_STATUS_COMPLETED
+    return finished
+
+
 def test_server_metrics_count_known_traffic_exactly(server_factory):
     server = server_factory("--store", "sqlite")
     stubs = Stubs(server.channel())
@@ -58,9 +74,7 @@ def test_server_metrics_count_known_traffic_exactly(server_factory):
     stubs.tasks.CancelTask(pb.CancelTaskRequest(task_id=created[1].task_id), timeout=T)
 
     # Task events come from the change feed, which may run just after the calls answered.
-    samples = wait_for(
-        lambda: (s := scrape(f"{base}/metrics")) and value(s, "swapline_tasks_total", event="cancelled") == 1 and s,
-        timeout=15, what="the cancel to be counted")
+    samples = scrape_until(f"{base}/metrics", 1, "swapline_tasks_total", event="cancelled")
 
     rpc = "swapline_rpc_requests_total"
     assert value(samples, rpc, method="TaskService/CreateTask", code="OK") == 5
@@ -123,18 +137,13 @@ def test_worker_metrics_port_reports_engines_engine_calls_uploads_and_tasks(
     server = server_factory("--store", "memory", ALLOW_LOCAL_URLS)
     port = free_port()
     worker_factory(server.port, *worker_flags(sim, storage_dir, "--metrics-port", str(port)))
-    stub = Stubs(server.channel()).tasks
-    task = stub.CreateTask(pb.CreateTaskRequest(params=simulator_params(sim)), timeout=T)
-    assert wait_terminal(stub, task.task_id).status == pb.TASK_STATUS_COMPLETED
-
+    task = complete_one_task(server, sim)
     url = f"http://127.0.0.1:{port}/metrics"
-    samples = wait_for(
-        lambda: (s := scrape(url)) and value(s, "swapline_worker_tasks_total", outcome="completed") == 1 and s,
-        timeout=15, what="the worker to count the task")
+    samples = scrape_until(url, 1, "swapline_worker_tasks_total", outcome="completed")
     assert value(samples, "swapline_worker_engine_healthy", engine=sim.url) == 1
     assert value(samples, "swapline_worker_engine_calls_total", engine=sim.url, outcome="ok") == 1
     assert value(samples, "swapline_worker_engine_call_duration_seconds_count", engine=sim.url) == 1
-    outputs = len(wait_terminal(stub, task.task_id).result.outputs)
+    outputs = len(task.result.outputs)
     assert value(samples, "swapline_worker_uploads_total", provider="local", outcome="ok") == outputs
     assert value(samples, "swapline_worker_upload_duration_seconds_count", provider="local") == outputs
     assert value(samples, "swapline_worker_upload_bytes_total", provider="local") > 0
@@ -145,13 +154,8 @@ def test_worker_metrics_port_reports_engines_engine_calls_uploads_and_tasks(
 def test_in_process_workers_report_in_the_servers_metrics(server_factory, simulator_factory, storage_dir):  # noqa: F811
     sim = simulator_factory()
     server = serve_with_workers(server_factory, sim, storage_dir)
-    stub = Stubs(server.channel()).tasks
-    task = stub.CreateTask(pb.CreateTaskRequest(params=simulator_params(sim)), timeout=T)
-    assert wait_terminal(stub, task.task_id).status == pb.TASK_STATUS_COMPLETED
-    url = f"http://127.0.0.1:{server.port}/metrics"
-    samples = wait_for(
-        lambda: (s := scrape(url)) and value(s, "swapline_worker_tasks_total", outcome="completed") == 1 and s,
-        timeout=15, what="the in-process worker to count the task")
+    complete_one_task(server, sim)
+    samples = scrape_until(f"http://127.0.0.1:{server.port}/metrics", 1, "swapline_worker_tasks_total", outcome="completed")
     assert value(samples, "swapline_worker_engine_healthy", engine=sim.url) == 1
     assert value(samples, "swapline_tasks_total", event="completed") == 1
 
@@ -173,10 +177,7 @@ def test_servers_sharing_postgresql_each_count_every_change_and_their_own_commit
     for _ in range(3):
         stubs.tasks.CreateTask(create_request(), timeout=T)
     for srv in (first, second):
-        url = f"http://127.0.0.1:{srv.port}/metrics"
-        samples = wait_for(
-            lambda: (s := scrape(url)) and value(s, "swapline_tasks_total", event="created") == 3 and s,
-            timeout=15, what=f"server on port {srv.port} to count the creations")
+        samples = scrape_until(f"http://127.0.0.1:{srv.port}/metrics", 3, "swapline_tasks_total", event="created")
         assert value(samples, "swapline_store_commit_duration_seconds_count") >= 1
     # The creating calls were the first server's alone.
     first_ops = value(scrape(f"http://127.0.0.1:{first.port}/metrics"), "swapline_store_commit_operations_sum")
