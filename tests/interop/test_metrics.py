@@ -4,6 +4,7 @@ prometheus_client's own parser."""
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 
 import grpc
@@ -13,6 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services import free_port
 from support import ALLOW_LOCAL_URLS, BINARY, Stubs, create_request, tasks_pb2 as pb, wait_for
+# The TLS tests' certificates (a private CA and a server certificate for 127.0.0.1).
+from test_tls import certs  # noqa: F401
 # The worker tests' FaceFusion simulator, storage directory and worker process fixtures.
 from test_worker import params as simulator_params
 from test_worker import serve_with_workers, simulator_factory, storage_dir, wait_terminal, worker_factory, worker_flags  # noqa: F401
@@ -21,9 +24,9 @@ T = 10
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def scrape(url: str, http2: bool = False) -> dict[tuple, float]:
+def scrape(url: str, http2: bool = False, verify: ssl.SSLContext | bool = True) -> dict[tuple, float]:
     """Every sample of `url` as {(name, sorted labels): value}, parsed by prometheus_client."""
-    with httpx.Client(http1=not http2, http2=http2, timeout=T) as client:
+    with httpx.Client(http1=not http2, http2=http2, verify=verify, trust_env=False, timeout=T) as client:
         response = client.get(url)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == CONTENT_TYPE
@@ -129,6 +132,14 @@ def test_metrics_is_open_without_a_token_and_refuses_other_methods(server_factor
     assert "swapline_open_connections" in {name for name, _ in scrape(f"{base}/metrics")}
     response = httpx.post(f"{base}/metrics", timeout=T)
     assert response.status_code == 405
+
+
+@pytest.mark.parametrize("http2", [False, True])
+def test_metrics_over_tls(server_factory, certs, http2):  # noqa: F811
+    server = server_factory("--store", "memory", *certs.flags())
+    trust = ssl.create_default_context(cafile=str(certs.ca))
+    samples = scrape(f"https://localhost:{server.port}/metrics", http2=http2, verify=trust)
+    assert value(samples, "swapline_open_connections") >= 1
 
 
 def test_worker_metrics_port_reports_engines_engine_calls_uploads_and_tasks(
