@@ -79,3 +79,16 @@ import Testing
         #expect(RESTRouteName(nil).label == "unmatched")
     }
 }
+
+extension ServerMetricsTests {
+    @Test func leasesWhoseEndIsNeverHeardDoNotPileUp() async {
+        let registry = MetricsRegistry()
+        let metrics = TaskMetrics(registry: registry)
+        for index in 0..<(TaskMetrics.maxTrackedLeases + 10) {
+            var task = record(.processing, version: 2, attempt: 1, updatedAtMs: 2_000)
+            task.taskID = "t\(index)"
+            metrics.observe(task)
+        }
+        #expect(metrics.trackedLeaseCount == TaskMetrics.maxTrackedLeases)
+    }
+}

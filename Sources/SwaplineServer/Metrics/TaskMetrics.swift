@@ -45,8 +45,11 @@ final class TaskMetrics: Sendable {
     private let queueTime: DurationHistogram
     private let processingTime: DurationHistogram
     /// The lease of each PROCESSING task this process saw begin, until the task leaves
-    /// PROCESSING: as many entries as tasks being processed.
+    /// PROCESSING: as many entries as tasks being processed, and never more than
+    /// `maxTrackedLeases` (a change this server never hears, such as a PostgreSQL notification
+    /// lost while its listener reconnected, would otherwise leave its entry forever).
     private let leaseStarts = Mutex<[String: LeaseStart]>([:])
+    static let maxTrackedLeases = 100_000
 
     init(registry: MetricsRegistry) {
         events = CounterTable(
@@ -70,6 +73,8 @@ final class TaskMetrics: Sendable {
         case .processing:
             let isNewLease = leaseStarts.withLock { starts in
                 guard starts[task.taskID]?.attempt != task.attempt else { return false }
+                // Full: one arbitrary lease goes unmeasured rather than memory growing.
+                if starts.count >= Self.maxTrackedLeases { starts.remove(at: starts.startIndex) }
                 starts[task.taskID] = LeaseStart(attempt: task.attempt, atMs: task.updatedAtMs)
                 return true
             }
@@ -86,6 +91,9 @@ final class TaskMetrics: Sendable {
             processingTime.record(.milliseconds(max(0, task.updatedAtMs - start.atMs)))
         }
     }
+
+    /// Leases whose start is kept (tests).
+    var trackedLeaseCount: Int { leaseStarts.withLock { $0.count } }
 
     /// Count of `event` so far (tests).
     func count(_ event: Event) -> Int { events.count(event.rawValue) }
