@@ -16,7 +16,8 @@ public import SwaplineMetrics
 public final class WorkerMetrics: Sendable {
     public enum TaskOutcome: String, Sendable {
         case completed, failed
-        /// Given back to the queue (draining, or no processor for its workflow).
+        /// Given back to the queue (draining, or no processor for its workflow); also when the
+        /// hand-back failed and the lease is left to expire.
         case handedBack = "handed_back"
         /// The server said the task was cancelled or the lease is gone.
         case aborted

@@ -111,7 +111,8 @@ enum RESTError: Error, Equatable {
 final class RESTExchange: HTTPStreamHandler {
     private let factory: RESTHandlerFactory
     private let writer: StatusRecordingWriter
-    /// When the request head arrived, for `RESTMetrics`.
+    /// When the exchange began (the transport makes its handler as the request starts), for
+    /// `RESTMetrics`.
     private let startedAt: NIODeadline?
     private var route: RESTRoute?
     private var query: Substring = ""
