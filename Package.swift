@@ -27,12 +27,19 @@ let dependencies: [Package.Dependency] = [
     // SHA-256 and HMAC for access tokens, result-file URLs and S3 request signing (postgres-nio
     // already builds it).
     .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+    // Metrics (issue 13): swift-metrics is the standard metrics API of Swift on the server and
+    // swift-prometheus its Prometheus backend (registry + text exposition format); both are
+    // named by the issue.
+    .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
 ]
 
 let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
 let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio")
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
 let crypto: Target.Dependency = .product(name: "Crypto", package: "swift-crypto")
+let metrics: Target.Dependency = .product(name: "CoreMetrics", package: "swift-metrics")
+let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift-prometheus")
 
 // C libraries, found through pkg-config. Only the thin wrapper modules import these.
 let cTargets: [Target] = [
@@ -71,9 +78,11 @@ let swiftTargets: [Target] = [
     .target(
         name: "SwaplineMessages", dependencies: ["CSwaplineProto", "RPCCore", nioCore],
         swiftSettings: swiftSettings),
+    // The Prometheus registry, the /metrics answer and the metric sets of the server and worker.
+    .target(name: "SwaplineMetrics", dependencies: ["RPCCore", nioCore, metrics, prometheus], swiftSettings: swiftSettings),
     .target(
         name: "SwaplineServer",
-        dependencies: ["SwaplineCore", "RPCCore", "H2Transport", "SwaplineMessages", "SwaplineLogging", nioCore, nioPosix, logging, crypto],
+        dependencies: ["SwaplineCore", "RPCCore", "H2Transport", "SwaplineMessages", "SwaplineLogging", "SwaplineMetrics", nioCore, nioPosix, logging, crypto],
         swiftSettings: swiftSettings),
     // The durable task stores; the only importer of CSQLite.
     .target(name: "SwaplineStore", dependencies: ["CSQLite", "SwaplineCore"], swiftSettings: swiftSettings),
@@ -94,7 +103,7 @@ let swiftTargets: [Target] = [
     // The task consumer: processors, FaceFusion engines, result storage.
     .target(
         name: "SwaplineWorker",
-        dependencies: ["SwaplineClient", "CurlHTTP", "SwaplineCore", "SwaplineMessages", "SwaplineLogging", "RPCCore", logging, crypto],
+        dependencies: ["SwaplineClient", "CurlHTTP", "SwaplineCore", "SwaplineMessages", "SwaplineLogging", "SwaplineMetrics", "RPCCore", logging, crypto],
         swiftSettings: swiftSettings),
     // `swapline engine`: the engine contract served by a local FaceFusion install.
     .target(
@@ -116,7 +125,7 @@ let swiftTargets: [Target] = [
         name: "swapline",
         dependencies: [
             "SwaplineServer", "SwaplineWorker", "SwaplineClient", "SwaplineStore", "SwaplinePostgres", "SwaplineEngine", "SwaplineLogging", "H2Transport",
-            nioCore,
+            "SwaplineMetrics", nioCore,
             nioPosix,
             logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -154,10 +163,14 @@ let testTargets: [Target] = [
     .testTarget(
         name: "SwaplineWorkerTests",
         dependencies: [
-            "SwaplineWorker", "SwaplineClient", "SwaplineServer", "SwaplineMessages", "SwaplineCore", "CurlHTTP", "SwaplineTestKit", logging,
+            "SwaplineWorker", "SwaplineClient", "SwaplineServer", "SwaplineMessages", "SwaplineCore", "SwaplineMetrics", "CurlHTTP",
+            "SwaplineTestKit", logging,
         ],
         swiftSettings: swiftSettings),
     .testTarget(name: "SwaplineEngineTests", dependencies: ["SwaplineEngine", "SwaplineCore"], swiftSettings: swiftSettings),
+    .testTarget(
+        name: "SwaplineMetricsTests", dependencies: ["SwaplineMetrics", "RPCCore", "SwaplineTestKit", nioCore, prometheus],
+        swiftSettings: swiftSettings),
     .testTarget(
         name: "SwaplineServerTests",
         dependencies: [

@@ -59,6 +59,9 @@ public final class H2Server: Sendable {
         return H2Server(serverChannel: channel, connections: connections, logger: logger)
     }
 
+    /// Connections open now, of every protocol (metrics).
+    public var openConnectionCount: Int { connections.count }
+
     /// Stops accepting, sends GOAWAY on every connection and waits for their open calls to
     /// finish; whatever is still open after `grace` is closed, which cancels its calls.
     public func shutdown(grace: TimeAmount) async {
@@ -104,6 +107,7 @@ private final class ConnectionRegistry: Sendable {
     }
 
     var all: [any Channel] { channels.withLockedValue { Array($0.values) } }
+    var count: Int { channels.withLockedValue { $0.count } }
     var isEmpty: Bool { channels.withLockedValue { $0.isEmpty } }
 }
 

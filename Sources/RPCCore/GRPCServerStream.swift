@@ -45,6 +45,10 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
     private var headSent = false
     /// What the client hears when its deadline passes; handlers may say more (a task id).
     private var deadlineStatus = GRPCStatus(.deadlineExceeded, "deadline exceeded")
+    /// For `router.callObserver`: when the head arrived (read only when there is an observer)
+    /// and the routed method's index.
+    private var startedAt: NIODeadline?
+    private var methodIndex: Int?
 
     public init(router: RPCRouter, configuration: GRPCServerConfiguration, writer: any HTTPStreamWriter) {
         self.router = router
@@ -56,6 +60,7 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
     // MARK: - HTTPStreamHandler
 
     public func receiveHead(_ fields: [HeaderField], endStream: Bool) {
+        if router.callObserver != nil { startedAt = .now() }
         var method = "", path = "", contentType = "", timeout: String?
         var metadata = Metadata()
         for field in fields {
@@ -93,6 +98,7 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
             endCall(status)
             return
         }
+        methodIndex = routed.index
         var context = ServerContext(
             method: routed.descriptor, metadata: metadata, surface: .grpc, connection: writer.connectionID,
             peerAddress: writer.peerAddress)
@@ -213,7 +219,15 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
     private func finish(_ status: GRPCStatus, trailers: Metadata) -> Bool {
         guard lifecycle.endResponse() else { return false }
         writeStatus(status, trailers: trailers)
+        observeEnd(status.code)
         return true
+    }
+
+    /// Tells the router's observer how the call ended; every path that ends a gRPC call once
+    /// (the handler's status, an error status, a teardown) calls it.
+    private func observeEnd(_ code: GRPCStatus.Code) {
+        guard let startedAt, let observer = router.callObserver else { return }
+        observer.callEnded(methodIndex: methodIndex, code: code, startedAt: startedAt)
     }
 
     private func writeStatus(_ status: GRPCStatus, trailers: Metadata) {
@@ -304,6 +318,7 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
     private func endCall(_ status: GRPCStatus) {
         guard let callbacks = lifecycle.endWithError(status) else { return }
         writeStatus(status, trailers: Metadata())
+        observeEnd(status.code)
         for callback in callbacks { callback(status) }
     }
 
@@ -312,6 +327,7 @@ public final class GRPCServerStream: HTTPStreamHandler, ServerCallSink {
         phase = .requestComplete
         deadlineTimer?.cancel()
         deadlineTimer = nil
+        observeEnd(status.code)
         for callback in lifecycle.tearDown(status) { callback(status) }
     }
 

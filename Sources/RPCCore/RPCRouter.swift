@@ -32,6 +32,9 @@ struct TypedHandler<Request: RPCMessage>: Sendable {
 public struct RoutedMethod: Sendable {
     public let descriptor: MethodDescriptor
     public let handler: RPCHandler
+    /// The method's place in `RPCRouter.registeredMethods`: what an `RPCCallObserver` keeps
+    /// its per-method state under, so no call looks its method up by name.
+    public let index: Int
     /// A `TypedHandler<Request>`; `nil` for methods registered with a raw `RPCHandler`.
     let typed: (any Sendable)?
 }
@@ -41,15 +44,18 @@ public struct RoutedMethod: Sendable {
 public struct RPCRouter: Sendable {
     private var methods: [String: RoutedMethod] = [:]
     private var services: Set<String> = []
+    /// Every registered method, in registration order (`RoutedMethod.index`).
+    public private(set) var registeredMethods: [MethodDescriptor] = []
     /// Run in order for every call, gRPC or in process (`ServerInterceptor`).
     public var interceptors: [any ServerInterceptor] = []
+    /// Hears how every gRPC call ended (metrics); set once every method is registered.
+    public var callObserver: (any RPCCallObserver)?
 
     public init() {}
 
     /// Registers a method that takes its requests as bytes.
     public mutating func register(_ descriptor: MethodDescriptor, handler: RPCHandler) {
-        methods[descriptor.path] = RoutedMethod(descriptor: descriptor, handler: handler, typed: nil)
-        services.insert(descriptor.service)
+        add(RoutedMethod(descriptor: descriptor, handler: handler, index: registeredMethods.count, typed: nil))
     }
 
     public mutating func register(service: String, method: String, handler: RPCHandler) {
@@ -71,7 +77,12 @@ public struct RPCRouter: Sendable {
             }
             body(request, call)
         }
-        methods[method.path] = RoutedMethod(descriptor: method.descriptor, handler: wire, typed: TypedHandler(body: body))
+        add(RoutedMethod(descriptor: method.descriptor, handler: wire, index: registeredMethods.count, typed: TypedHandler(body: body)))
+    }
+
+    private mutating func add(_ method: RoutedMethod) {
+        methods[method.descriptor.path] = method
+        registeredMethods.append(method.descriptor)
         services.insert(method.descriptor.service)
     }
 
@@ -91,4 +102,12 @@ public struct RPCRouter: Sendable {
         }
         return .failure(GRPCStatus(.unimplemented, "unknown service '\(service)'"))
     }
+}
+
+/// Hears the end of every gRPC call of a router: its method, status code and duration.
+/// Called once per call on the call's event loop, so it must be quick and must not block.
+public protocol RPCCallObserver: Sendable {
+    /// `methodIndex` is `RoutedMethod.index`, `nil` for a call that named no registered
+    /// method; `startedAt` is when its request head arrived.
+    func callEnded(methodIndex: Int?, code: GRPCStatus.Code, startedAt: NIODeadline)
 }

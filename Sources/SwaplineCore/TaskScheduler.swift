@@ -93,12 +93,18 @@ public final class TaskScheduler: Sendable {
     private let clock: WallClock
     private let ids: SortableIDGenerator
     private let state = Mutex(SchedulerState())
-    private let changeObserver = Mutex<WatchCallback?>(nil)
+    /// Hears every committed change the change feed delivers, before watchers and waiting
+    /// consumers do (the server's task metrics and state-change log).
+    private let changeObserver: (@Sendable (TaskRecord) -> Void)?
 
-    public init(configuration: SchedulerConfiguration, queue: any TaskQueue, clock: WallClock = .system) {
+    public init(
+        configuration: SchedulerConfiguration, queue: any TaskQueue, clock: WallClock = .system,
+        changeObserver: (@Sendable (TaskRecord) -> Void)? = nil
+    ) {
         self.configuration = configuration
         self.queue = queue
         self.clock = clock
+        self.changeObserver = changeObserver
         self.ids = SortableIDGenerator(clock: clock)
         queue.setChangeHandler { [weak self] task in self?.changed(task) }
     }
@@ -130,13 +136,16 @@ public final class TaskScheduler: Sendable {
         }
         let now = clock.nowMs()
         let origin = state.withLock { $0.origin }
-        let task = TaskRecord(
+        let task = TaskRules.created(TaskRecord(
             taskID: "task_" + ids.next(), workflow: workflow, environment: workflow, targetPort: origin.targetPort,
             params: params, state: .pending, sourceChannel: origin.sourceChannel, createdAtMs: now, updatedAtMs: now,
             priority: command.priority, idempotencyKey: command.idempotencyKey.isEmpty ? nil : command.idempotencyKey,
-            owner: command.owner)
+            owner: command.owner))
         queue.create(task) { result in completion(result.map(\.task)) }
     }
+
+    /// Consumers parked in FetchTask on this server now.
+    public var waitingConsumers: Int { state.withLock { $0.waiters.count } }
 
     /// PENDING or PROCESSING becomes CANCELLED; a finished task is answered as it is.
     public func cancelTask(id: String, completion: @escaping Completion<TaskRecord>) {
@@ -248,15 +257,9 @@ public final class TaskScheduler: Sendable {
 
     // MARK: - The change feed
 
-    /// Sees every change the feed delivers, after watchers do: how the server logs state
-    /// changes. One observer; set it before serving.
-    public func observeChanges(_ observer: @escaping WatchCallback) {
-        changeObserver.withLock { $0 = observer }
-    }
-
     private func changed(_ task: TaskRecord) {
+        changeObserver?(task)
         notifyWatchers(of: task)
-        changeObserver.withLock { $0 }?(task)
         guard task.state == .pending else { return }
         let next = state.withLock { state in
             state.pendingArrivals &+= 1

@@ -34,6 +34,8 @@ final class PostgresCommitBatcher: Sendable {
     private let maxBatchSize: Int
     private let timeout: Duration
     private let location: PostgresStoreLocation
+    /// Hears every transaction attempt (store metrics).
+    private let commits: StoreCommitObserver
     private let logger: Logger
     private let state = Mutex(State())
     /// Attempts of a batch that PostgreSQL aborted to break a deadlock.
@@ -41,8 +43,9 @@ final class PostgresCommitBatcher: Sendable {
 
     init(
         client: PostgresClient, maxConcurrentBatches: Int, maxBatchSize: Int, timeout: Duration,
-        location: PostgresStoreLocation, logger: Logger
+        location: PostgresStoreLocation, commits: StoreCommitObserver, logger: Logger
     ) {
+        self.commits = commits
         self.client = client
         self.maxConcurrentBatches = maxConcurrentBatches
         self.maxBatchSize = maxBatchSize
@@ -117,8 +120,10 @@ final class PostgresCommitBatcher: Sendable {
     }
 
     private func commit(_ batch: [BatchedOperation], attempt: Int) async {
+        let started = ContinuousClock.now
+        let answers: [@Sendable () -> Void]
         do {
-            let answers = try await client.withConnection { connection in
+            answers = try await client.withConnection { connection in
                 try await connection.inTransaction(logger: logger) { connection in
                     var answers: [@Sendable () -> Void] = []
                     answers.reserveCapacity(batch.count)
@@ -126,13 +131,23 @@ final class PostgresCommitBatcher: Sendable {
                     return answers
                 }
             }
-            for answer in answers { answer() }
-        } catch where PostgresFailure.isRetryable(error) && attempt < Self.attemptsAfterConflict {
+        } catch {
+            commits.transactionEnded(operations: batch.count, started: started)
+            return await recover(batch, attempt: attempt, from: error)
+        }
+        commits.transactionEnded(operations: batch.count, started: started)
+        for answer in answers { answer() }
+    }
+
+    /// A transaction of `batch` failed: retries it after a conflict, runs its operations one
+    /// by one after a statement error (only the culprit fails), or fails every operation.
+    private func recover(_ batch: [BatchedOperation], attempt: Int, from error: any Error) async {
+        if PostgresFailure.isRetryable(error) && attempt < Self.attemptsAfterConflict {
             logger.debug("PostgreSQL aborted a batch of \(batch.count) to break a conflict; retrying: \(PostgresFailure.explain(error))")
             await commit(batch, attempt: attempt + 1)
-        } catch where PostgresFailure.isStatementError(error) && batch.count > 1 {
+        } else if PostgresFailure.isStatementError(error) && batch.count > 1 {
             for operation in batch { await commit([operation], attempt: 1) }
-        } catch {
+        } else {
             let failure = PostgresFailure.taskError(error, location: location)
             logger.warning("PostgreSQL store: \(batch.count) operation(s) failed: \(failure.message)")
             for operation in batch { operation.fail(failure) }

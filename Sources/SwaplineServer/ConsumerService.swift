@@ -10,7 +10,9 @@ struct ConsumerService {
     let scheduler: TaskScheduler
     var limits = LongPollLimits()
 
-    func register(in router: inout RPCRouter) {
+    /// Returns the gate of the waiting FetchTask calls, for metrics.
+    @discardableResult
+    func register(in router: inout RPCRouter) -> LongPollGate {
         let scheduler = self.scheduler
         let fetches = LongPollGate(
             what: "FetchTask calls", perConnection: limits.maxParkedFetchesPerConnection, total: limits.maxParkedFetches)
@@ -31,6 +33,7 @@ struct ConsumerService {
                 }
             }
         }
+        return fetches
     }
 
     /// Long-polls for a task, if `gate` admits another open fetch. A lease whose response

@@ -58,7 +58,7 @@ final class LongPollGate: Sendable {
         return .success(permit)
     }
 
-    /// Calls open now (tests).
+    /// Calls open now (metrics, tests).
     var openCount: Int { counts.withLock { $0.total } }
 
     private func release(_ connection: ConnectionID?) {

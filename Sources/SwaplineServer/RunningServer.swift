@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import RPCCore
 import SwaplineCore
+import SwaplineMetrics
 
 /// A started Swapline server: the listening HTTP/2 socket, its event loops, the scheduler over
 /// its queue backend, and the background lease, retention and re-check sweeps. The CLI and the tests build it the same way,
@@ -43,18 +44,24 @@ public final class RunningServer: Sendable {
                 "refusing to serve \(configuration.host) without access control: configure tokens (SWAPLINE_AUTH_TOKENS or --auth-tokens-file), bind a loopback address, or pass --insecure (docs/security.md)")
         }
         let queue = queue ?? InMemoryTaskQueue(rules: TaskRules(configuration.scheduler))
-        let scheduler = TaskScheduler(configuration: configuration.scheduler, queue: queue)
+        queue.setCommitObserver(StoreMetrics(registry: configuration.metrics).transactionEnded)
+        let taskMetrics = TaskMetrics(registry: configuration.metrics)
         let changeLog = TaskChangeLog(logger: logger)
-        scheduler.observeChanges { changeLog.record($0) }
+        let scheduler = TaskScheduler(
+            configuration: configuration.scheduler, queue: queue,
+            changeObserver: { task in
+                taskMetrics.observe(task)
+                changeLog.record(task)
+            })
         var router = RPCRouter()
         if !configuration.accessTokens.isEmpty {
             router.interceptors.append(AccessControl(tokens: configuration.accessTokens))
         }
-        TaskService(
+        let watches = TaskService(
             scheduler: scheduler, limits: configuration.longPolls,
             createLimiter: configuration.createRateLimit.map { CreateRateLimiter(limit: $0) }
         ).register(in: &router)
-        ConsumerService(scheduler: scheduler, limits: configuration.longPolls).register(in: &router)
+        let fetches = ConsumerService(scheduler: scheduler, limits: configuration.longPolls).register(in: &router)
         if configuration.enableInteropTesting {
             InteropTestService().register(in: &router)
         }
@@ -68,6 +75,7 @@ public final class RunningServer: Sendable {
         reflection.register(in: &router)
         let health = HealthService(services: router.serviceNames, isStoreReachable: { queue.isReachable })
         health.register(in: &router)
+        router.callObserver = RPCMetrics(methods: router.registeredMethods, registry: configuration.metrics)
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoopThreads))
         let fileThreads = NIOThreadPool(numberOfThreads: 2)
@@ -79,7 +87,7 @@ public final class RunningServer: Sendable {
                 tls: configuration.tls, factory: ContentTypeRouter(
                     grpc: GRPCStreamHandlerFactory(router: router, configuration: configuration.grpc),
                     http: RESTHandlerFactory(
-                        router: router, outputFiles: configuration.outputsDirectory.map { OutputFiles(directory: $0, threadPool: fileThreads) },
+                        router: router, metrics: configuration.metrics, outputFiles: configuration.outputsDirectory.map { OutputFiles(directory: $0, threadPool: fileThreads) },
                         allowedHosts: AllowedHosts(
                             listeningOn: configuration.host, extra: configuration.allowedHosts,
                             certificateNames: configuration.tls?.dnsNames ?? []))),
@@ -90,6 +98,11 @@ public final class RunningServer: Sendable {
             await queue.close()
             throw error
         }
+        ServerGauges.register(
+            in: configuration.metrics,
+            reading: ServerGauges.Sources(
+                queue: queue, clock: .system, openConnections: { server.openConnectionCount },
+                openWatches: { watches.openCount }, waitingConsumers: { fetches.openCount }))
         let port = server.localAddress.port ?? configuration.port
         let scheme = configuration.tls == nil ? "http" : "https"
         scheduler.setOrigin(TaskOrigin(sourceChannel: "\(scheme)://\(Self.urlHost(configuration.host)):\(port)", targetPort: Int32(port)))

@@ -2,6 +2,7 @@ import H2Transport
 import NIOCore
 import RPCCore
 import SwaplineCore
+import SwaplineMetrics
 
 /// Everything `swapline serve` can be told; tests build one directly.
 public struct ServerConfiguration: Sendable {
@@ -45,6 +46,8 @@ public struct ServerConfiguration: Sendable {
     public var longPolls = LongPollLimits()
     /// Per-client pace of task creation (`--create-rate`, `--create-burst`); `nil` for none.
     public var createRateLimit: CreateRateLimit?
+    /// Where the server's metrics go and `/metrics` reads them from (docs/operations/metrics.md).
+    public var metrics = MetricsRegistry()
 
     public init() {}
 }

@@ -4,7 +4,7 @@ import SwaplineCore
 import SwaplineLogging
 
 /// One info line per task state change, fed every committed change by the scheduler
-/// (`TaskScheduler.observeChanges`). Progress reports and lease renewals change a PROCESSING
+/// (the `TaskScheduler`'s `changeObserver`). Progress reports and lease renewals change a PROCESSING
 /// task without changing its state, so they are not logged; a new lease (the next attempt,
 /// or a claim after a hand-back) is. With a shared PostgreSQL queue every server hears every
 /// change, so each server logs them all.

@@ -43,6 +43,7 @@ public final class SQLiteTaskQueue: TaskTransfer {
     private let answerer = DispatchQueue(label: "swapline.sqlite-answers")
     private let reader = DispatchQueue(label: "swapline.sqlite-reader")
     private let transactions = Atomic<Int>(0)
+    private let commits = StoreCommitObserver()
     private let writeHealth = SQLiteWriteHealth()
 
     /// Locks the data directory, then opens (or creates) the database, checks that it is ours
@@ -83,6 +84,10 @@ public final class SQLiteTaskQueue: TaskTransfer {
 
     public func setChangeHandler(_ handler: @escaping @Sendable (TaskRecord) -> Void) {
         feed.setHandler(handler)
+    }
+
+    public func setCommitObserver(_ observer: @escaping StoreCommitObserver.Observer) {
+        commits.set(observer)
     }
 
     // MARK: - Operations
@@ -167,11 +172,30 @@ public final class SQLiteTaskQueue: TaskTransfer {
     }
 
     public func task(id: String, completion: @escaping Completion<TaskRecord?>) {
+        read(completion) { reads throws(SQLiteError) in try reads.task(id: id) }
+    }
+
+    public func list(_ query: TaskListQuery, completion: @escaping Completion<TaskPage>) {
+        read(completion) { reads throws(SQLiteError) in try reads.page(query) }
+    }
+
+    public func stats(
+        scope: TaskScope, workflow: String?, finishedSinceMs: Int64, completion: @escaping Completion<TaskStoreStats>
+    ) {
+        read(completion) { reads throws(SQLiteError) in
+            try reads.stats(scope: scope, workflow: workflow, finishedSinceMs: finishedSinceMs)
+        }
+    }
+
+    /// Answers `body`'s query on the reader connection: committed state, off the writer.
+    private func read<T: Sendable>(
+        _ completion: @escaping Completion<T>, _ body: @escaping @Sendable (SQLiteTaskReads) throws(SQLiteError) -> T
+    ) {
         reader.async { [self] in
-            let result: Result<TaskRecord?, TaskError> = readConnection.withLock { connection in
+            let result: Result<T, TaskError> = readConnection.withLock { connection in
                 guard let connection else { return .failure(Self.closedError) }
                 do throws(SQLiteError) {
-                    return .success(try connection.reads.task(id: id))
+                    return .success(try body(connection.reads))
                 } catch {
                     return .failure(error.taskError)
                 }
@@ -273,6 +297,7 @@ public final class SQLiteTaskQueue: TaskTransfer {
     /// Runs on `writer` until nothing is queued.
     private func commitQueuedOperations() {
         while let batch = takeBatch() {
+            let started = ContinuousClock.now
             let outcomes = database.withLock { database -> [Result<AppliedOperation, TaskError>] in
                 guard let database else { return Array(repeating: .failure(Self.closedError), count: batch.count) }
                 let outcomes = Self.commit(batch, in: database, health: writeHealth)
@@ -283,6 +308,7 @@ public final class SQLiteTaskQueue: TaskTransfer {
                 return outcomes
             }
             transactions.add(1, ordering: .relaxed)
+            commits.transactionEnded(operations: batch.count, started: started)
             for case .success(let applied) in outcomes { feed.enqueue(applied.changed) }
             // The writer goes straight on with the next batch; answering callers (encoding
             // responses) and feeding waiters and watchers run beside it.

@@ -22,6 +22,12 @@ public final class EnginePool: Sendable {
 
     public var hasHealthyEngine: Bool { engines.withLock { $0.contains { $0.problem == nil } } }
 
+    /// Every engine's URL, in the order given.
+    public var urls: [String] { engines.withLock { $0.map(\.url) } }
+
+    /// The engines healthy now (metrics).
+    public var healthyURLs: Set<String> { engines.withLock { Set($0.filter { $0.problem == nil }.map(\.url)) } }
+
     /// Checks every engine at once and records the answers.
     public func refreshHealth() async {
         let urls = engines.withLock { $0.map(\.url) }

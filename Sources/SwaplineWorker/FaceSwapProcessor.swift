@@ -60,10 +60,13 @@ public struct FaceSwapProcessor: TaskProcessor {
     /// FaceFusion's output directory when it runs on this machine: outputs under
     /// `{engine}/outputs/` are read from here instead of downloaded.
     let engineOutputDirectory: String?
+    /// Hears every FaceFusion `/process` try.
+    let metrics: WorkerMetrics?
 
     public init(
         engines: EnginePool, faceFusion: FaceFusionClient, inputs: ClientURLFetcher, http: CurlHTTPClient, storage: ResultStorageChain,
-        retry: RetryPolicy = RetryPolicy(), maxOutputBytes: Int = 100 * 1024 * 1024, engineOutputDirectory: String? = nil
+        retry: RetryPolicy = RetryPolicy(), maxOutputBytes: Int = 100 * 1024 * 1024, engineOutputDirectory: String? = nil,
+        metrics: WorkerMetrics? = nil
     ) {
         self.engines = engines
         self.faceFusion = faceFusion
@@ -73,6 +76,7 @@ public struct FaceSwapProcessor: TaskProcessor {
         self.retry = retry
         self.maxOutputBytes = maxOutputBytes
         self.engineOutputDirectory = engineOutputDirectory
+        self.metrics = metrics
     }
 
     public func process(_ task: Swapline_V1_Task, progress: ProgressReporter) async throws(TaskFailure) -> Swapline_V1_TaskResult {
@@ -99,7 +103,15 @@ public struct FaceSwapProcessor: TaskProcessor {
                     let jobID = "\(task.taskID)-\(attempt)-\(UUID().uuidString.prefix(8).lowercased())"
                     let watcher = Task { await reportEngineProgress(of: jobID, on: engine, to: progress) }
                     defer { watcher.cancel() }
-                    return try await faceFusion.process(job, inputs: files, on: engine, jobID: jobID)
+                    let called = ContinuousClock.now
+                    do throws(EngineCallError) {
+                        let output = try await faceFusion.process(job, inputs: files, on: engine, jobID: jobID)
+                        metrics?.engineCallEnded(engine: engine, succeeded: true, after: called.duration(to: .now))
+                        return output
+                    } catch {
+                        metrics?.engineCallEnded(engine: engine, succeeded: false, after: called.duration(to: .now))
+                        throw error
+                    }
                 })
         } catch {
             if case .unreachable = error { engines.markUnhealthy(engine, problem: error.description) }

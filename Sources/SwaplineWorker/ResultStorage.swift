@@ -56,10 +56,13 @@ public protocol ResultStorage: Sendable {
 /// The `--storage` backends in their fallback order: a file goes to the first that takes it.
 public struct ResultStorageChain: Sendable {
     public let backends: [any ResultStorage]
+    /// Hears every try of `store` (provider, bytes, outcome, duration).
+    let metrics: WorkerMetrics?
 
-    public init(_ backends: [any ResultStorage]) {
+    public init(_ backends: [any ResultStorage], metrics: WorkerMetrics? = nil) {
         precondition(!backends.isEmpty, "a storage chain needs at least one backend")
         self.backends = backends
+        self.metrics = metrics
     }
 
     /// Stores `file` on the first backend that takes it; when none does, the failure names
@@ -67,9 +70,13 @@ public struct ResultStorageChain: Sendable {
     public func store(_ file: OutputFile, taskID: String) async throws(StorageFailure) -> StoredFile {
         var failures: [StorageFailure] = []
         for backend in backends {
+            let started = ContinuousClock.now
             do {
-                return StoredFile(url: try await backend.store(file, taskID: taskID), provider: backend.providerName)
+                let stored = StoredFile(url: try await backend.store(file, taskID: taskID), provider: backend.providerName)
+                metrics?.uploadEnded(provider: backend.providerName, bytes: file.size, succeeded: true, after: started.duration(to: .now))
+                return stored
             } catch {
+                metrics?.uploadEnded(provider: backend.providerName, bytes: file.size, succeeded: false, after: started.duration(to: .now))
                 failures.append(error)
             }
         }

@@ -37,11 +37,14 @@ public final class TaskConsumer: Sendable {
     private let configuration: ConsumerConfiguration
     private let logger: Logger
     private let drainState = Mutex(DrainState())
+    /// Hears how each task ended.
+    private let metrics: WorkerMetrics?
 
     public init(
         client: SwaplineClient, processors: [any TaskProcessor], engines: EnginePool, configuration: ConsumerConfiguration,
-        logger: Logger
+        logger: Logger, metrics: WorkerMetrics? = nil
     ) {
+        self.metrics = metrics
         self.client = client
         self.processors = Dictionary(processors.map { ($0.workflow, $0) }, uniquingKeysWith: { first, _ in first })
         self.engines = engines
@@ -186,6 +189,7 @@ public final class TaskConsumer: Sendable {
         watchdog.cancel()
         switch (state.values.withLock { $0.interruption }) {
         case .aborted:
+            metrics?.taskEnded(.aborted)
             return
         case .handedBack:
             await handBack(task, lease: leaseID, logger: logger)
@@ -200,6 +204,7 @@ public final class TaskConsumer: Sendable {
                     Swapline_V1_UpdateStatusRequest(taskID: taskID, leaseID: leaseID, status: .completed, progress: 1, result: taskResult))
                 // Not the output's URL: a local-storage URL is a bearer secret (docs/security.md).
                 logger.info("task completed", metadata: ["outputs": .stringConvertible(taskResult.outputs.count)])
+                metrics?.taskEnded(.completed)
             case .failure(let failure):
                 let reason = (failure as? TaskFailure)?.description ?? "\(failure)"
                 _ = try await client.updateStatus(
@@ -210,15 +215,18 @@ public final class TaskConsumer: Sendable {
                     if let detail = failure.detail { metadata["detail"] = .string(detail) }
                 }
                 logger.warning("task failed: \(reason)", metadata: metadata)
+                metrics?.taskEnded(.failed)
             }
         } catch {
             logger.warning("final report failed: \(error)", metadata: ["stage": "report"])
+            metrics?.taskEnded(.reportFailed)
         }
     }
 
     /// Gives a leased task back to the queue (not counted as an attempt), so it need not wait
     /// for the lease to expire.
     private func handBack(_ task: Swapline_V1_Task, lease: String, logger: Logger) async {
+        metrics?.taskEnded(.handedBack)
         do {
             _ = try await client.updateStatus(Swapline_V1_UpdateStatusRequest(taskID: task.taskID, leaseID: lease, status: .pending))
             logger.info("task handed back")

@@ -176,6 +176,7 @@ struct Serve: AsyncParsableCommand {
         }
 
         let shutdownSignal = ShutdownSignal.install()
+        configuration.metrics.bootstrapSwiftMetrics()
         let queue = try await openQueue(rules: TaskRules(configuration.scheduler), logger: logger)
         let server = try await RunningServer.start(configuration: configuration, queue: queue, logger: logger)
         print("swapline listening on \(host):\(server.port)")
@@ -194,7 +195,7 @@ struct Serve: AsyncParsableCommand {
             consumer = try workerOptions.makeConsumer(
                 serverURL: local.url, caFile: local.caFile, connectTo: local.connectTo, publicBaseURL: local.url,
                 defaultStorage: "local:\(data)/outputs", concurrency: workers, urlPolicy: urlPolicy.policy, token: workerToken,
-                logger: Logger(label: "swapline.worker"))
+                metrics: WorkerMetrics(registry: configuration.metrics), logger: Logger(label: "swapline.worker"))
         } else {
             consumer = nil
         }

@@ -53,7 +53,7 @@ struct WorkerOptions: ParsableArguments {
     }
 
     /// The `--storage` backends in their order (`defaultStorage` when none is given).
-    func storageChain(publicBaseURL: String, defaultStorage: String, http: CurlHTTPClient) throws -> ResultStorageChain {
+    func storageChain(publicBaseURL: String, defaultStorage: String, http: CurlHTTPClient, metrics: WorkerMetrics? = nil) throws -> ResultStorageChain {
         let specs = storage.isEmpty ? [defaultStorage] : storage
         let environment = ProcessInfo.processInfo.environment
         let s3Settings = try s3.settings(for: specs, environment: environment)
@@ -61,7 +61,7 @@ struct WorkerOptions: ParsableArguments {
         return ResultStorageChain(
             try specs.map {
                 try ResultStorageSpec.make($0, publicBaseURL: publicBaseURL, s3: s3Settings, cloudflareImages: imagesSettings, http: http)
-            })
+            }, metrics: metrics)
     }
 
     /// A consumer of `serverURL` (an `https://` one verified against `caFile`, or the system's
@@ -69,11 +69,12 @@ struct WorkerOptions: ParsableArguments {
     /// published under `publicBaseURL`, fetching the tasks' URLs under `urlPolicy`.
     func makeConsumer(
         serverURL: String, caFile: String? = nil, connectTo: String? = nil, publicBaseURL: String, defaultStorage: String,
-        concurrency: Int, urlPolicy: URLPolicy, token: String? = nil, logger: Logger
+        concurrency: Int, urlPolicy: URLPolicy, token: String? = nil, metrics: WorkerMetrics, logger: Logger
     ) throws -> TaskConsumer {
         let http = CurlHTTPClient()
         let faceFusion = FaceFusionClient(http: http, processTimeout: .milliseconds(engineTimeoutMs))
         let engines = EnginePool(urls: self.engines) { await faceFusion.healthProblem(of: $0) }
+        metrics.watch(engines)
         var fetching = ClientURLFetcher.Configuration()
         fetching.policy = urlPolicy
         fetching.maxBytes = maxInputBytes
@@ -85,9 +86,9 @@ struct WorkerOptions: ParsableArguments {
         let inputs = ClientURLFetcher(http: CurlHTTPClient(), configuration: fetching)
         let processor = FaceSwapProcessor(
             engines: engines, faceFusion: faceFusion, inputs: inputs, http: http,
-            storage: try storageChain(publicBaseURL: publicBaseURL, defaultStorage: defaultStorage, http: http),
+            storage: try storageChain(publicBaseURL: publicBaseURL, defaultStorage: defaultStorage, http: http, metrics: metrics),
             retry: RetryPolicy(baseDelay: .milliseconds(retryBaseMs)), maxOutputBytes: maxOutputBytes,
-            engineOutputDirectory: engineOutputDir)
+            engineOutputDirectory: engineOutputDir, metrics: metrics)
         var configuration = ConsumerConfiguration()
         configuration.consumerID = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
         configuration.concurrency = concurrency
@@ -96,7 +97,7 @@ struct WorkerOptions: ParsableArguments {
         return TaskConsumer(
             client: SwaplineClient(serverURL: serverURL, caFile: caFile, connectTo: connectTo, http: http, bearerToken: token),
             processors: [processor], engines: engines,
-            configuration: configuration, logger: logger)
+            configuration: configuration, logger: logger, metrics: metrics)
     }
 }
 
@@ -128,6 +129,8 @@ struct Worker: AsyncParsableCommand {
 
     @OptionGroup(title: "URL policy") var urlPolicy: URLPolicyOptions
 
+    @OptionGroup(title: "Metrics") var metricsOptions: WorkerMetricsOptions
+
     @OptionGroup(title: "Logging") var logging: LogOptions
 
     func validate() throws {
@@ -141,9 +144,12 @@ struct Worker: AsyncParsableCommand {
         let logger = Logger(label: "swapline.worker")
         urlPolicy.log(to: logger, role: "this worker")
         let shutdownSignal = ShutdownSignal.install()
+        let metrics = WorkerMetrics()
+        metrics.registry.bootstrapSwiftMetrics()
         let consumer = try options.makeConsumer(
             serverURL: server, caFile: caFile, publicBaseURL: publicURL ?? server, defaultStorage: "local:./swapline-data/outputs",
-            concurrency: concurrency, urlPolicy: urlPolicy.policy, token: bearerToken(option: token), logger: logger)
+            concurrency: concurrency, urlPolicy: urlPolicy.policy, token: bearerToken(option: token), metrics: metrics, logger: logger)
+        let metricsListener = try await metricsOptions.startListener(serving: metrics, logger: logger)
         let working = Task { await consumer.run() }
         print("swapline worker started (\(concurrency) slots, server \(server))")
         fflush(nil)
@@ -151,6 +157,7 @@ struct Worker: AsyncParsableCommand {
         logger.info("received \(signal), draining")
         consumer.drain()
         await working.value
+        await metricsListener?.stop()
         logger.info("stopped")
     }
 }

@@ -4,6 +4,7 @@ import NIOCore
 import RPCCore
 import SwaplineCore
 import SwaplineMessages
+import SwaplineMetrics
 
 /// Creates the handler of each REST request. Every route calls its RPC through `router`, the
 /// same router (and so the same handler) that gRPC clients reach.
@@ -12,6 +13,9 @@ struct RESTHandlerFactory: HTTPStreamHandlerFactory {
     static let defaultMaxBodyBytes = 1024 * 1024
 
     let router: RPCRouter
+    /// What `/metrics` answers from; `nil` answers 404 there and records nothing.
+    let metrics: MetricsRegistry?
+    let restMetrics: RESTMetrics?
     var maxBodyBytes = defaultMaxBodyBytes
     /// The OpenAPI document served at `/openapi.json`, serialized once.
     let openAPIDocument: ByteBuffer
@@ -20,8 +24,10 @@ struct RESTHandlerFactory: HTTPStreamHandlerFactory {
     /// The `Host` / `:authority` names answered (DNS rebinding).
     let allowedHosts: AllowedHosts
 
-    init(router: RPCRouter, outputFiles: OutputFiles? = nil, allowedHosts: AllowedHosts = .any) {
+    init(router: RPCRouter, metrics: MetricsRegistry? = nil, outputFiles: OutputFiles? = nil, allowedHosts: AllowedHosts = .any) {
         self.router = router
+        self.metrics = metrics
+        self.restMetrics = metrics.map(RESTMetrics.init)
         self.outputFiles = outputFiles
         self.allowedHosts = allowedHosts
         self.openAPIDocument = ByteBuffer(bytes: OpenAPIDocument.serialized())
@@ -104,7 +110,10 @@ enum RESTError: Error, Equatable {
 /// for `/events`, as server-sent events). Lives on the request's event loop.
 final class RESTExchange: HTTPStreamHandler {
     private let factory: RESTHandlerFactory
-    private let writer: any HTTPStreamWriter
+    private let writer: StatusRecordingWriter
+    /// When the exchange began (the transport makes its handler as the request starts), for
+    /// `RESTMetrics`.
+    private let startedAt: NIODeadline?
     private var route: RESTRoute?
     private var query: Substring = ""
     /// The request's headers as call metadata, for the interceptors (`authorization`).
@@ -120,7 +129,8 @@ final class RESTExchange: HTTPStreamHandler {
 
     init(factory: RESTHandlerFactory, writer: any HTTPStreamWriter) {
         self.factory = factory
-        self.writer = writer
+        self.writer = StatusRecordingWriter(writer)
+        self.startedAt = factory.restMetrics == nil ? nil : .now()
     }
 
     // MARK: - HTTPStreamHandler
@@ -214,6 +224,9 @@ final class RESTExchange: HTTPStreamHandler {
     }
 
     func streamClosed(cleanly: Bool) {
+        if let restMetrics = factory.restMetrics, let startedAt, !isClosed {
+            restMetrics.requestEnded(route: RESTRouteName(route), status: writer.status, startedAt: startedAt)
+        }
         answered = true
         isClosed = true
         outputSender?.cancel()
@@ -241,7 +254,7 @@ final class RESTExchange: HTTPStreamHandler {
             }
         case .getTask(let taskID):
             unary(Swapline_V1_TaskService.getTask, Swapline_V1_GetTaskRequest(taskID: taskID)) { task in
-                self.respond(200, .object(LegacyJSON.task(task)))
+                self.respond(200, .object(LegacyJSON.task(task) + [("history", ListingJSON.history(task.history))]))
             }
         case .cancelTask(let taskID):
             unary(Swapline_V1_TaskService.cancelTask, Swapline_V1_CancelTaskRequest(taskID: taskID)) { task in
@@ -249,6 +262,18 @@ final class RESTExchange: HTTPStreamHandler {
             }
         case .watchTask(let taskID):
             watch(taskID)
+        case .listTasks:
+            switch ListingJSON.listTasksRequest(query: query) {
+            case .failure(let error): fail(error)
+            case .success(let request):
+                unary(Swapline_V1_TaskService.listTasks, request) { self.respond(200, ListingJSON.taskList($0)) }
+            }
+        case .queueStats:
+            switch ListingJSON.queueStatsRequest(query: query) {
+            case .failure(let error): fail(error)
+            case .success(let request):
+                unary(Swapline_V1_TaskService.getQueueStats, request) { self.respond(200, ListingJSON.queueStats($0)) }
+            }
         case .fetchTask:
             switch Self.fetchRequest(query: query) {
             case .failure(let error): fail(error)
@@ -276,6 +301,9 @@ final class RESTExchange: HTTPStreamHandler {
             }
         case .openAPI:
             respond(200, bytes: factory.openAPIDocument)
+        case .metrics:
+            guard let metrics = factory.metrics else { return fail(.notFound) }
+            MetricsResponse.write(metrics, to: writer) { [weak self] in self?.isClosed == false }
         case .output(let path):
             serveOutput(path)
         }

@@ -8,10 +8,14 @@ enum RESTRoute: Equatable, Sendable {
     case getTask(String)
     case cancelTask(String)
     case watchTask(String)
+    case listTasks
+    case queueStats
     case fetchTask
     case updateStatus
     case health
     case openAPI
+    /// Prometheus metrics (`MetricsRegistry`), open like `/health`.
+    case metrics
     /// A stored result file: `/outputs/{task_id}/{key}/{file}` (or `/outputs/{task_id}/{file}`,
     /// where results stored before the unguessable key stay), as path components.
     case output(path: [String])
@@ -21,7 +25,7 @@ enum RESTRoute: Equatable, Sendable {
     var changesState: Bool {
         switch self {
         case .createTask, .processSync, .cancelTask, .fetchTask, .updateStatus: return true
-        case .getTask, .watchTask, .health, .openAPI, .output: return false
+        case .getTask, .watchTask, .listTasks, .queueStats, .health, .openAPI, .metrics, .output: return false
         }
     }
 
@@ -29,7 +33,7 @@ enum RESTRoute: Equatable, Sendable {
     var takesBody: Bool {
         switch self {
         case .createTask, .processSync, .updateStatus: return true
-        case .getTask, .cancelTask, .watchTask, .fetchTask, .health, .openAPI, .output: return false
+        case .getTask, .cancelTask, .watchTask, .listTasks, .queueStats, .fetchTask, .health, .openAPI, .metrics, .output: return false
         }
     }
 
@@ -54,10 +58,13 @@ enum RESTRoute: Equatable, Sendable {
         Pattern(method: "GET", segments: [.literal("api"), .literal("face-swap"), .literal("task"), .taskID, .literal("events")]) {
             .watchTask($0)
         },
+        Pattern(method: "GET", segments: [.literal("api"), .literal("face-swap"), .literal("tasks")]) { _ in .listTasks },
+        Pattern(method: "GET", segments: [.literal("api"), .literal("face-swap"), .literal("stats")]) { _ in .queueStats },
         Pattern(method: "GET", segments: [.literal("api"), .literal("comm"), .literal("task"), .literal("fetch")]) { _ in .fetchTask },
         Pattern(method: "POST", segments: [.literal("api"), .literal("comm"), .literal("task"), .literal("update")]) { _ in .updateStatus },
         Pattern(method: "GET", segments: [.literal("health")]) { _ in .health },
         Pattern(method: "GET", segments: [.literal("openapi.json")]) { _ in .openAPI },
+        Pattern(method: "GET", segments: [.literal("metrics")]) { _ in .metrics },
     ]
 
     /// The route for a request, or what FastAPI answers when there is none: 404 for an unknown
