@@ -48,8 +48,9 @@ public final class RunningServer: Sendable {
         if !configuration.accessTokens.isEmpty {
             router.interceptors.append(AccessControl(tokens: configuration.accessTokens))
         }
+        let watches = LongPollGate.watches(configuration.longPolls)
         TaskService(
-            scheduler: scheduler, limits: configuration.longPolls,
+            scheduler: scheduler, limits: configuration.longPolls, watches: watches,
             createLimiter: configuration.createRateLimit.map { CreateRateLimiter(limit: $0) }
         ).register(in: &router)
         ConsumerService(scheduler: scheduler, limits: configuration.longPolls).register(in: &router)
@@ -72,7 +73,8 @@ public final class RunningServer: Sendable {
                         router: router, outputFiles: configuration.outputsDirectory.map { OutputFiles(directory: $0, threadPool: fileThreads) },
                         allowedHosts: AllowedHosts(
                             listeningOn: configuration.host, extra: configuration.allowedHosts,
-                            certificateNames: configuration.tls?.dnsNames ?? []))),
+                            certificateNames: configuration.tls?.dnsNames ?? []),
+                        queueStats: QueueStatsFeed(scheduler: scheduler, watches: watches))),
                 logger: logger)
         } catch {
             try? await fileThreads.shutdownGracefully()
