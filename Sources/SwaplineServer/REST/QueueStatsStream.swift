@@ -36,7 +36,7 @@ final class QueueStatsStream {
     private let refuse: (RESTError) -> Void
     private var permit: LongPollPermit?
     private var watchToken: SchedulerToken?
-    private var heartbeat: RepeatedTask?
+    private var heartbeat: Scheduled<Void>?
     private var delayedRead: Scheduled<Void>?
     private var lastReadAt = NIODeadline.distantPast
     /// The queue changed since the last read began.
@@ -130,12 +130,15 @@ final class QueueStatsStream {
             status: 200,
             headers: [HeaderField("content-type", "text/event-stream"), HeaderField("cache-control", "no-cache")],
             endStream: false)
-        heartbeat = writer.eventLoop.assumeIsolated().scheduleRepeatedTask(
-            initialDelay: feed.heartbeatInterval, delay: feed.heartbeatInterval
-        ) { [weak self] _ in
+        scheduleHeartbeat()
+    }
+
+    private func scheduleHeartbeat() {
+        heartbeat = writer.eventLoop.assumeIsolated().scheduleTask(in: feed.heartbeatInterval) { [weak self] in
             guard let self, !isStopped else { return }
             writer.writeBody(ByteBuffer(string: ": heartbeat\n\n"))
             queueChanged()
+            scheduleHeartbeat()
         }
     }
 }

@@ -415,17 +415,29 @@ final class RESTExchange: HTTPStreamHandler {
             peerAddress: writer.peerAddress)
     }
 
+    /// Answers with `answer` of the unary RPC's response, or with its error.
     private func unary<Request, Response>(
         _ method: RPCMethod<Request, Response>, _ request: Request, _ answer: @escaping (Response) -> Void
     ) {
-        var reply: Response?
-        start(method, request, onMessage: { reply = $0 as? Response }) { [weak self] status, trailers in
-            guard let self else { return }
-            guard status.code == .ok else { return self.fail(.status(status), retryAfter: trailers["retry-after"]) }
-            guard let reply else {
-                return self.fail(.status(GRPCStatus(.internal, "\(method.descriptor.method) answered without a message")))
+        callUnary(method, request) { [weak self] result, trailers in
+            switch result {
+            case .success(let reply): answer(reply)
+            case .failure(let error): self?.fail(error, retryAfter: trailers["retry-after"])
             }
-            answer(reply)
+        }
+    }
+
+    /// Calls a unary RPC: its response, or its status as an error, and its trailers.
+    private func callUnary<Request, Response>(
+        _ method: RPCMethod<Request, Response>, _ request: Request, _ done: @escaping (Result<Response, RESTError>, Metadata) -> Void
+    ) {
+        var reply: Response?
+        start(method, request, onMessage: { reply = $0 as? Response }) { status, trailers in
+            guard status.code == .ok else { return done(.failure(.status(status)), trailers) }
+            guard let reply else {
+                return done(.failure(.status(GRPCStatus(.internal, "\(method.descriptor.method) answered without a message"))), trailers)
+            }
+            done(.success(reply), trailers)
         }
     }
 

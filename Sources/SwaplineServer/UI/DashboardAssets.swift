@@ -506,7 +506,13 @@ start();
 
 """#),
         DashboardAsset(
-            name: "index.html", contentType: "text/html; charset=utf-8", etag: "\"8ae9a7275cfb21af\"",
+            name: "favicon.svg", contentType: "image/svg+xml", etag: "\"f3677a72a0ec8ff8\"",
+            text: #"""
+<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#2b5fd9"/><path d="M4 6h8l-2-2M12 10H4l2 2" stroke="#fff" stroke-width="1.6" fill="none" stroke-linecap="round" stroke-linejoin="round"/></svg>
+
+"""#),
+        DashboardAsset(
+            name: "index.html", contentType: "text/html; charset=utf-8", etag: "\"885f96c6d3172b3c\"",
             text: #"""
 <!doctype html>
 <html lang="en">
@@ -515,6 +521,7 @@ start();
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>Swapline</title>
+<link rel="icon" href="/ui/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/ui/app.css">
 <script src="/ui/app.js" defer></script>
 </head>
