@@ -38,7 +38,7 @@ final class QueueStatsStream {
     private var watchToken: SchedulerToken?
     private var heartbeat: Scheduled<Void>?
     private var delayedRead: Scheduled<Void>?
-    private var lastReadAt = NIODeadline.distantPast
+    private var lastReadAt: NIODeadline?
     /// The queue changed since the last read began.
     private var isStale = true
     private var isReading = false
@@ -91,8 +91,7 @@ final class QueueStatsStream {
     private func readIfDue() {
         guard !isStopped, isStale, !isReading, delayedRead == nil, writer.queuedBodyBytes == 0 else { return }
         let now = writer.eventLoop.now
-        let due = lastReadAt + feed.minimumInterval
-        guard due <= now else {
+        if let lastReadAt, case let due = lastReadAt + feed.minimumInterval, due > now {
             delayedRead = writer.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [weak self] in
                 self?.delayedRead = nil
                 self?.readIfDue()
