@@ -4,7 +4,7 @@ extension DashboardAsset {
     /// The files of ui/, by name.
     static let all: [DashboardAsset] = [
         DashboardAsset(
-            name: "app.css", contentType: "text/css; charset=utf-8", etag: "\"e7e5949f16067b32\"",
+            name: "app.css", contentType: "text/css; charset=utf-8", etag: "\"26530e5efe1a4a23\"",
             text: #"""
 /* Swapline dashboard. No inline styles anywhere: the page's Content-Security-Policy forbids them. */
 :root {
@@ -28,7 +28,7 @@ header {
 .brand { font-weight: 700; font-size: 1.15rem; color: var(--fg); text-decoration: none; }
 main { max-width: 72rem; margin: 0 auto; padding: 0.5rem 1rem 2rem; }
 section { background: var(--card); border: 1px solid var(--line); border-radius: 0.5rem; padding: 0.75rem 1rem; margin-top: 1rem; }
-h2 { margin: 0 0 0.5rem; font-size: 1.1rem; }
+h2 { margin: 0 0 0.5rem; font-size: 1.1rem; overflow-wrap: anywhere; }
 h3 { margin: 1rem 0 0.4rem; font-size: 1rem; }
 a { color: var(--accent); }
 .muted { color: var(--muted); }
@@ -70,9 +70,9 @@ figcaption { font-size: 0.85rem; margin-top: 0.2rem; overflow-wrap: anywhere; }
   th.wide, td.wide { display: none; }
   form { flex-direction: column; align-items: stretch; }
   #token-form input { min-width: 0; }
-  dl { grid-template-columns: 1fr; gap: 0.1rem; }
-  dd { margin-bottom: 0.4rem; }
-  progress { max-width: 100%; }
+  #stats-table { font-size: 0.8rem; }
+  #stats-table th, #stats-table td { padding: 0.3rem 0.3rem; }
+  progress { max-width: 100%; width: 8rem; }
 }
 
 """#),
