@@ -3,7 +3,9 @@ import NIOCore
 import NIOEmbedded
 import RPCCore
 import SwaplineCore
+import SwaplineMessages
 import SwaplineTestKit
+import Synchronization
 import Testing
 @testable import SwaplineServer
 
@@ -81,7 +83,12 @@ import Testing
         limits.maxWatches = 2
         watches = LongPollGate.watches(limits)
         var router = RPCRouter()
-        TaskService(scheduler: scheduler, limits: limits, watches: watches).register(in: &router)
+        // Figures that say how often they were read; the real GetQueueStats has tests of its own.
+        let reads = ReadCounter()
+        router.register(Swapline_V1_TaskService.getQueueStats) { _, call in
+            reads.count += 1
+            call.reply(Swapline_V1_QueueStats(counts: [.init(workflow: "face_swap", status: .pending, count: Int64(reads.count))]))
+        }
         factory = RESTHandlerFactory(
             router: router,
             queueStats: QueueStatsFeed(scheduler: scheduler, watches: watches, minimumInterval: .seconds(1), heartbeatInterval: .seconds(15)))
@@ -131,7 +138,7 @@ import Testing
         let (writer, handler) = start("/api/face-swap/stats/events")
         let (status, headers) = try #require(head(writer))
         #expect(status == 200 && headers["content-type"] == "text/event-stream")
-        #expect(bodies(writer).count == 1 && bodies(writer)[0].hasPrefix("data: {") && bodies(writer)[0].hasSuffix("}\n\n"))
+        #expect(bodies(writer) == [#"data: {"counts":[{"workflow":"face_swap","status":"PENDING","count":1}],"oldest_pending_age_ms":0,"waiting_consumers":0,"active_leases":0,"finished_last_minute":0,"failed_last_minute":0,"failure_share_last_minute":0.0,"generated_at_ms":0}"# + "\n\n"])
         #expect(watches.openCount == 1)
 
         // Three changes within the minimum interval make one more event, when it has passed.
@@ -179,5 +186,14 @@ import Testing
         first.streamClosed(cleanly: false)
         second.streamClosed(cleanly: false)
         #expect(watches.openCount == 0)
+    }
+}
+
+/// A counter the test's handler bumps (handlers are `@Sendable`).
+private final class ReadCounter: Sendable {
+    private let value = Mutex(0)
+    var count: Int {
+        get { value.withLock { $0 } }
+        set { value.withLock { $0 = newValue } }
     }
 }

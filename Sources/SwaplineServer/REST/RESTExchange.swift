@@ -315,8 +315,9 @@ final class RESTExchange: HTTPStreamHandler {
 
     /// GetQueueStats, in process, with this request's token: the figures its caller may see.
     private func readQueueStats(_ done: @escaping (Result<JSONValue, RESTError>) -> Void) {
-        // TEMPORARY until the listing branch (GetQueueStats) is merged.
-        done(.success(.object([("counts", .array([]))])))
+        callUnary(Swapline_V1_TaskService.getQueueStats, Swapline_V1_GetQueueStatsRequest()) { result, _ in
+            done(result.map(LegacyJSON.queueStats))
+        }
     }
 
     /// Answers with a stored result file, opened and streamed by `OutputFiles` off the event
