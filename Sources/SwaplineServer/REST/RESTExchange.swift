@@ -251,7 +251,7 @@ final class RESTExchange: HTTPStreamHandler {
             }
         case .getTask(let taskID):
             unary(Swapline_V1_TaskService.getTask, Swapline_V1_GetTaskRequest(taskID: taskID)) { task in
-                self.respond(200, .object(LegacyJSON.task(task)))
+                self.respond(200, .object(LegacyJSON.task(task) + [("history", ListingJSON.history(task.history))]))
             }
         case .cancelTask(let taskID):
             unary(Swapline_V1_TaskService.cancelTask, Swapline_V1_CancelTaskRequest(taskID: taskID)) { task in
@@ -259,6 +259,18 @@ final class RESTExchange: HTTPStreamHandler {
             }
         case .watchTask(let taskID):
             watch(taskID)
+        case .listTasks:
+            switch ListingJSON.listTasksRequest(query: query) {
+            case .failure(let error): fail(error)
+            case .success(let request):
+                unary(Swapline_V1_TaskService.listTasks, request) { self.respond(200, ListingJSON.taskList($0)) }
+            }
+        case .queueStats:
+            switch ListingJSON.queueStatsRequest(query: query) {
+            case .failure(let error): fail(error)
+            case .success(let request):
+                unary(Swapline_V1_TaskService.getQueueStats, request) { self.respond(200, ListingJSON.queueStats($0)) }
+            }
         case .fetchTask:
             switch Self.fetchRequest(query: query) {
             case .failure(let error): fail(error)
@@ -291,7 +303,10 @@ final class RESTExchange: HTTPStreamHandler {
         case .dashboard(let asset):
             serveDashboard(asset)
         case .queueStatsEvents:
-            streamQueueStats()
+            switch ListingJSON.queueStatsRequest(query: query) {
+            case .failure(let error): fail(error)
+            case .success(let request): streamQueueStats(request)
+            }
         }
     }
 
@@ -304,78 +319,16 @@ final class RESTExchange: HTTPStreamHandler {
         respond(200, bytes: asset.body, contentType: asset.contentType, headers: headers)
     }
 
-    private func streamQueueStats() {
+    /// GetQueueStats' figures for `request` as server-sent events, while the client reads.
+    private func streamQueueStats(_ request: Swapline_V1_GetQueueStatsRequest) {
         guard let feed = factory.queueStats else { return fail(.notFound) }
-        let stream = QueueStatsStream(feed: feed, writer: writer, read: { [weak self] done in self?.readQueueStats(done) }) {
-            [weak self] error in self?.fail(error)
+        // Each read is GetQueueStats in process with this request's token: the figures its caller may see.
+        let read: QueueStatsStream.Read = { [weak self] done in
+            self?.callUnary(Swapline_V1_TaskService.getQueueStats, request) { result, _ in done(result.map(ListingJSON.queueStats)) }
         }
+        let stream = QueueStatsStream(feed: feed, writer: writer, read: read) { [weak self] error in self?.fail(error) }
         statsStream = stream
         stream.start()
-    }
-
-    /// GetQueueStats, in process, with this request's token: the figures its caller may see.
-    private func readQueueStats(_ done: @escaping (Result<JSONValue, RESTError>) -> Void) {
-        callUnary(Swapline_V1_TaskService.getQueueStats, Swapline_V1_GetQueueStatsRequest()) { result, _ in
-            done(result.map(LegacyJSON.queueStats))
-        }
-    }
-
-    /// Answers with a stored result file, opened and streamed by `OutputFiles` off the event
-    /// loop (with `nosniff`).
-    private func serveOutput(_ components: [String]) {
-        guard let files = factory.outputFiles, let file = components.last else { return fail(.notFound) }
-        let contentType = MediaType.forFileExtension(String(file.split(separator: ".").last ?? ""))
-        files.threadPool.runIfActive(eventLoop: writer.eventLoop) { files.open(components) }
-            .assumeIsolated().whenComplete { [self] result in
-                guard case .success(let opened?) = result else { return fail(.notFound) }
-                guard !isClosed else { return files.close(opened) }
-                let sender = OutputFileSender(file: opened, files: files, writer: writer)
-                outputSender = sender
-                sender.start(contentType: contentType)
-            }
-    }
-
-    /// `?consumer_id=&workflow=&wait_ms=`; `workflow` may repeat or list names with commas.
-    static func fetchRequest(query: Substring) -> Result<Swapline_V1_FetchTaskRequest, RESTError> {
-        var request = Swapline_V1_FetchTaskRequest()
-        for pair in query.split(separator: "&") {
-            let name = pair.prefix { $0 != "=" }
-            // Query values are percent-encoded, with '+' for a space.
-            let value = GRPCMessageEncoding.decode(String(pair.dropFirst(name.count + 1).map { $0 == "+" ? " " : $0 }))
-            switch name {
-            case "consumer_id":
-                guard value.utf8.count <= MessageLimits.idBytes else {
-                    return .failure(.validation([BodyReader.tooLong(
-                        [.string("query"), .string("consumer_id")], value, maxBytes: MessageLimits.idBytes)]))
-                }
-                request.consumerID = value
-            case "workflow":
-                for name in value.split(separator: ",") {
-                    // The same limits as FetchTaskRequest.workflows on the gRPC surface.
-                    guard name.utf8.count <= MessageLimits.nameBytes else {
-                        return .failure(.validation([BodyReader.tooLong(
-                            [.string("query"), .string("workflow")], String(name), maxBytes: MessageLimits.nameBytes)]))
-                    }
-                    guard request.workflows.count < MessageLimits.workflowsPerFetch else {
-                        let limit = MessageLimits.workflowsPerFetch
-                        return .failure(.validation([BodyReader.issue(
-                            "too_long", [.string("query"), .string("workflow")],
-                            "List should have at most \(limit) items after validation", .string(value),
-                            context: ["field_type": "List", "max_length": "\(limit)"])]))
-                    }
-                    request.workflows.append(String(name))
-                }
-            case "wait_ms":
-                guard let waitMs = Int32(value) else {
-                    return .failure(.validation([BodyReader.issue(
-                        "int_parsing", [.string("query"), .string("wait_ms")],
-                        "Input should be a valid integer, unable to parse string as an integer", .string(value))]))
-                }
-                request.waitMs = waitMs
-            default: break
-            }
-        }
-        return .success(request)
     }
 
     // MARK: - Calling the RPCs

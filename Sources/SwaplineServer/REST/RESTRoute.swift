@@ -8,6 +8,8 @@ enum RESTRoute: Equatable, Sendable {
     case getTask(String)
     case cancelTask(String)
     case watchTask(String)
+    case listTasks
+    case queueStats
     case fetchTask
     case updateStatus
     case health
@@ -25,7 +27,7 @@ enum RESTRoute: Equatable, Sendable {
     var changesState: Bool {
         switch self {
         case .createTask, .processSync, .cancelTask, .fetchTask, .updateStatus: return true
-        case .getTask, .watchTask, .health, .openAPI, .output, .dashboard, .queueStatsEvents: return false
+        case .getTask, .watchTask, .listTasks, .queueStats, .queueStatsEvents, .health, .openAPI, .output, .dashboard: return false
         }
     }
 
@@ -33,7 +35,8 @@ enum RESTRoute: Equatable, Sendable {
     var takesBody: Bool {
         switch self {
         case .createTask, .processSync, .updateStatus: return true
-        case .getTask, .cancelTask, .watchTask, .fetchTask, .health, .openAPI, .output, .dashboard, .queueStatsEvents:
+        case .getTask, .cancelTask, .watchTask, .listTasks, .queueStats, .queueStatsEvents, .fetchTask, .health, .openAPI, .output,
+            .dashboard:
             return false
         }
     }
@@ -59,6 +62,8 @@ enum RESTRoute: Equatable, Sendable {
         Pattern(method: "GET", segments: [.literal("api"), .literal("face-swap"), .literal("task"), .taskID, .literal("events")]) {
             .watchTask($0)
         },
+        Pattern(method: "GET", segments: [.literal("api"), .literal("face-swap"), .literal("tasks")]) { _ in .listTasks },
+        Pattern(method: "GET", segments: [.literal("api"), .literal("face-swap"), .literal("stats")]) { _ in .queueStats },
         Pattern(method: "GET", segments: [.literal("api"), .literal("face-swap"), .literal("stats"), .literal("events")]) { _ in
             .queueStatsEvents
         },
