@@ -331,6 +331,64 @@ final class RESTExchange: HTTPStreamHandler {
         stream.start()
     }
 
+    /// Answers with a stored result file, opened and streamed by `OutputFiles` off the event
+    /// loop (with `nosniff`).
+    private func serveOutput(_ components: [String]) {
+        guard let files = factory.outputFiles, let file = components.last else { return fail(.notFound) }
+        let contentType = MediaType.forFileExtension(String(file.split(separator: ".").last ?? ""))
+        files.threadPool.runIfActive(eventLoop: writer.eventLoop) { files.open(components) }
+            .assumeIsolated().whenComplete { [self] result in
+                guard case .success(let opened?) = result else { return fail(.notFound) }
+                guard !isClosed else { return files.close(opened) }
+                let sender = OutputFileSender(file: opened, files: files, writer: writer)
+                outputSender = sender
+                sender.start(contentType: contentType)
+            }
+    }
+
+    /// `?consumer_id=&workflow=&wait_ms=`; `workflow` may repeat or list names with commas.
+    static func fetchRequest(query: Substring) -> Result<Swapline_V1_FetchTaskRequest, RESTError> {
+        var request = Swapline_V1_FetchTaskRequest()
+        for pair in query.split(separator: "&") {
+            let name = pair.prefix { $0 != "=" }
+            // Query values are percent-encoded, with '+' for a space.
+            let value = GRPCMessageEncoding.decode(String(pair.dropFirst(name.count + 1).map { $0 == "+" ? " " : $0 }))
+            switch name {
+            case "consumer_id":
+                guard value.utf8.count <= MessageLimits.idBytes else {
+                    return .failure(.validation([BodyReader.tooLong(
+                        [.string("query"), .string("consumer_id")], value, maxBytes: MessageLimits.idBytes)]))
+                }
+                request.consumerID = value
+            case "workflow":
+                for name in value.split(separator: ",") {
+                    // The same limits as FetchTaskRequest.workflows on the gRPC surface.
+                    guard name.utf8.count <= MessageLimits.nameBytes else {
+                        return .failure(.validation([BodyReader.tooLong(
+                            [.string("query"), .string("workflow")], String(name), maxBytes: MessageLimits.nameBytes)]))
+                    }
+                    guard request.workflows.count < MessageLimits.workflowsPerFetch else {
+                        let limit = MessageLimits.workflowsPerFetch
+                        return .failure(.validation([BodyReader.issue(
+                            "too_long", [.string("query"), .string("workflow")],
+                            "List should have at most \(limit) items after validation", .string(value),
+                            context: ["field_type": "List", "max_length": "\(limit)"])]))
+                    }
+                    request.workflows.append(String(name))
+                }
+            case "wait_ms":
+                guard let waitMs = Int32(value) else {
+                    return .failure(.validation([BodyReader.issue(
+                        "int_parsing", [.string("query"), .string("wait_ms")],
+                        "Input should be a valid integer, unable to parse string as an integer", .string(value))]))
+                }
+                request.waitMs = waitMs
+            default: break
+            }
+        }
+        return .success(request)
+    }
+
     // MARK: - Calling the RPCs
 
     private func withBody<Request>(
