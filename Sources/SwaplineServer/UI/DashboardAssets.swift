@@ -512,7 +512,7 @@ start();
 
 """#),
         DashboardAsset(
-            name: "index.html", contentType: "text/html; charset=utf-8", etag: "\"885f96c6d3172b3c\"",
+            name: "index.html", contentType: "text/html; charset=utf-8", etag: "\"a9b9f06dc3019e41\"",
             text: #"""
 <!doctype html>
 <html lang="en">
@@ -558,11 +558,11 @@ start();
       <label>Status
         <select id="filter-status">
           <option value="">any</option>
-          <option>PENDING</option>
-          <option>PROCESSING</option>
-          <option>COMPLETED</option>
-          <option>FAILED</option>
-          <option>CANCELLED</option>
+          <option value="PENDING">PENDING</option>
+          <option value="PROCESSING">PROCESSING</option>
+          <option value="COMPLETED">COMPLETED</option>
+          <option value="FAILED">FAILED</option>
+          <option value="CANCELLED">CANCELLED</option>
         </select>
       </label>
       <label>Workflow <input id="filter-workflow" type="text" placeholder="any" spellcheck="false"></label>
