@@ -8,6 +8,10 @@ const STATUSES = ["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"];
 const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
 const PAGE_SIZE = 20;
 const VIDEO_FORMATS = new Set(["mp4", "webm", "mov"]);
+// Column heads of the figures on narrow screens.
+const SHORT_NAMES = { PENDING: "PEND", PROCESSING: "PROC", COMPLETED: "DONE", FAILED: "FAIL", CANCELLED: "CANC" };
+// The first page of the list is read again this long after the figures change.
+const LIST_REFRESH_MS = 2000;
 
 const $ = (id) => document.getElementById(id);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -117,7 +121,7 @@ function showStats(stats) {
     counts.get(workflow).set(status, Number(count));
   }
   const head = $("stats-head");
-  head.replaceChildren(element("th", "Workflow"), ...STATUSES.map((status) => element("th", status, "number")), element("th", "All", "number"));
+  head.replaceChildren(element("th", "Workflow"), ...STATUSES.map(statusHead), element("th", "All", "number"));
   const rows = [...counts.keys()].sort().map((workflow) => statsRow(workflow, counts.get(workflow)));
   if (rows.length > 1 || rows.length === 0) {
     const total = new Map();
@@ -133,6 +137,13 @@ function showStats(stats) {
   ];
   if (stats.generated_at_ms) summary.push("as of " + utc(stats.generated_at_ms));
   $("stats-summary").textContent = summary.join(" · ");
+}
+
+function statusHead(status) {
+  const cell = element("th", null, "number");
+  cell.title = status;
+  cell.append(element("span", status, "long"), element("span", SHORT_NAMES[status], "short"));
+  return cell;
 }
 
 // One workflow's counts ("" for the total), each linking to the list filtered by it.
@@ -168,6 +179,7 @@ async function followStats() {
         retryMs = 1000;
         setConnection("live");
         showStats(stats);
+        refreshListSoon();
       });
       setConnection("reconnecting…");
     } catch (error) {
@@ -223,7 +235,23 @@ function showList(status, workflow) {
   loadPage();
 }
 
+// The figures changed: the first page of the list shown may have too (later pages stay put
+// while the reader is on them).
+let listRefresh = null;
+
+function refreshListSoon() {
+  if (listRefresh) return;
+  listRefresh = setTimeout(() => {
+    listRefresh = null;
+    if (!$("list-view").hidden && list.pageTokens.length === 1) loadPage();
+  }, LIST_REFRESH_MS);
+}
+
+let pageRequests = 0;
+
 async function loadPage() {
+  // Only the latest request shows its page (a refresh may race a click on Older).
+  const request = ++pageRequests;
   const query = new URLSearchParams({ page_size: String(PAGE_SIZE) });
   if (list.status) query.set("status", list.status);
   if (list.workflow) query.set("workflow", list.workflow);
@@ -232,11 +260,13 @@ async function loadPage() {
   $("list-error").textContent = "";
   try {
     const page = await getJSON("/api/face-swap/tasks?" + query);
+    if (request !== pageRequests) return;
     list.nextPageToken = page.next_page_token || "";
     const rows = (page.tasks || []).map(taskRow);
     $("task-table").tBodies[0].replaceChildren(...rows);
     $("list-empty").hidden = rows.length > 0;
   } catch (error) {
+    if (request !== pageRequests) return;
     list.nextPageToken = "";
     $("task-table").tBodies[0].replaceChildren();
     $("list-error").textContent = "Could not list tasks: " + error.message;
@@ -257,7 +287,7 @@ function taskRow(task) {
     idCell,
     statusCell,
     element("td", task.workflow, "wide"),
-    element("td", task.created_at),
+    element("td", task.created_at, "wide"),
     element("td", Math.round((task.progress || 0) * 100) + " %", "number wide"),
   );
   return row;

@@ -214,8 +214,9 @@ def test_stats_change_live_as_tasks_are_created_and_completed(server_factory, pa
     until(page, lambda d: stat(d, "face_swap", "PENDING") == "3", "3 PENDING in the figures")
     page.execute_script("window.notReloaded = true")
 
-    queue.create()
+    fourth = queue.create()
     until(page, lambda d: stat(d, "face_swap", "PENDING") == "4", "a 4th PENDING task, live")
+    until(page, lambda d: list_ids(d)[:1] == [fourth], "the list's first page, read again")
     leased = queue.lease()
     until(page, lambda d: stat(d, "face_swap", "PROCESSING") == "1" and stat(d, "face_swap", "PENDING") == "3",
           "the lease, live")

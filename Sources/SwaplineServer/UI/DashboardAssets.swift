@@ -4,7 +4,7 @@ extension DashboardAsset {
     /// The files of ui/, by name.
     static let all: [DashboardAsset] = [
         DashboardAsset(
-            name: "app.css", contentType: "text/css; charset=utf-8", etag: "\"26530e5efe1a4a23\"",
+            name: "app.css", contentType: "text/css; charset=utf-8", etag: "\"1f3e7c4d48914641\"",
             text: #"""
 /* Swapline dashboard. No inline styles anywhere: the page's Content-Security-Policy forbids them. */
 :root {
@@ -63,6 +63,8 @@ figure { margin: 0; max-width: 100%; }
 figure img, figure video { display: block; max-width: min(100%, 32rem); height: auto; border: 1px solid var(--line); border-radius: 0.35rem; }
 figcaption { font-size: 0.85rem; margin-top: 0.2rem; overflow-wrap: anywhere; }
 
+th .short { display: none; }
+
 /* Phone-sized screens: one column, fewer table columns, full-width controls. */
 @media (max-width: 600px) {
   main { padding: 0 0.5rem 1.5rem; }
@@ -70,14 +72,17 @@ figcaption { font-size: 0.85rem; margin-top: 0.2rem; overflow-wrap: anywhere; }
   th.wide, td.wide { display: none; }
   form { flex-direction: column; align-items: stretch; }
   #token-form input { min-width: 0; }
-  #stats-table { font-size: 0.8rem; }
+  #stats-table { font-size: 0.85rem; }
+  th .long { display: none; }
+  th .short { display: inline; }
+  #task-table td:first-child { font-size: 0.8rem; white-space: normal; overflow-wrap: anywhere; }
   #stats-table th, #stats-table td { padding: 0.3rem 0.3rem; }
   progress { max-width: 100%; width: 8rem; }
 }
 
 """#),
         DashboardAsset(
-            name: "app.js", contentType: "text/javascript; charset=utf-8", etag: "\"5be407f13f309d7f\"",
+            name: "app.js", contentType: "text/javascript; charset=utf-8", etag: "\"64c4e65316bdd9f1\"",
             text: #"""
 "use strict";
 // The Swapline dashboard: live queue figures, the task list and task pages, on the REST
@@ -89,6 +94,10 @@ const STATUSES = ["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"];
 const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
 const PAGE_SIZE = 20;
 const VIDEO_FORMATS = new Set(["mp4", "webm", "mov"]);
+// Column heads of the figures on narrow screens.
+const SHORT_NAMES = { PENDING: "PEND", PROCESSING: "PROC", COMPLETED: "DONE", FAILED: "FAIL", CANCELLED: "CANC" };
+// The first page of the list is read again this long after the figures change.
+const LIST_REFRESH_MS = 2000;
 
 const $ = (id) => document.getElementById(id);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -198,7 +207,7 @@ function showStats(stats) {
     counts.get(workflow).set(status, Number(count));
   }
   const head = $("stats-head");
-  head.replaceChildren(element("th", "Workflow"), ...STATUSES.map((status) => element("th", status, "number")), element("th", "All", "number"));
+  head.replaceChildren(element("th", "Workflow"), ...STATUSES.map(statusHead), element("th", "All", "number"));
   const rows = [...counts.keys()].sort().map((workflow) => statsRow(workflow, counts.get(workflow)));
   if (rows.length > 1 || rows.length === 0) {
     const total = new Map();
@@ -214,6 +223,13 @@ function showStats(stats) {
   ];
   if (stats.generated_at_ms) summary.push("as of " + utc(stats.generated_at_ms));
   $("stats-summary").textContent = summary.join(" · ");
+}
+
+function statusHead(status) {
+  const cell = element("th", null, "number");
+  cell.title = status;
+  cell.append(element("span", status, "long"), element("span", SHORT_NAMES[status], "short"));
+  return cell;
 }
 
 // One workflow's counts ("" for the total), each linking to the list filtered by it.
@@ -249,6 +265,7 @@ async function followStats() {
         retryMs = 1000;
         setConnection("live");
         showStats(stats);
+        refreshListSoon();
       });
       setConnection("reconnecting…");
     } catch (error) {
@@ -304,7 +321,23 @@ function showList(status, workflow) {
   loadPage();
 }
 
+// The figures changed: the first page of the list shown may have too (later pages stay put
+// while the reader is on them).
+let listRefresh = null;
+
+function refreshListSoon() {
+  if (listRefresh) return;
+  listRefresh = setTimeout(() => {
+    listRefresh = null;
+    if (!$("list-view").hidden && list.pageTokens.length === 1) loadPage();
+  }, LIST_REFRESH_MS);
+}
+
+let pageRequests = 0;
+
 async function loadPage() {
+  // Only the latest request shows its page (a refresh may race a click on Older).
+  const request = ++pageRequests;
   const query = new URLSearchParams({ page_size: String(PAGE_SIZE) });
   if (list.status) query.set("status", list.status);
   if (list.workflow) query.set("workflow", list.workflow);
@@ -313,11 +346,13 @@ async function loadPage() {
   $("list-error").textContent = "";
   try {
     const page = await getJSON("/api/face-swap/tasks?" + query);
+    if (request !== pageRequests) return;
     list.nextPageToken = page.next_page_token || "";
     const rows = (page.tasks || []).map(taskRow);
     $("task-table").tBodies[0].replaceChildren(...rows);
     $("list-empty").hidden = rows.length > 0;
   } catch (error) {
+    if (request !== pageRequests) return;
     list.nextPageToken = "";
     $("task-table").tBodies[0].replaceChildren();
     $("list-error").textContent = "Could not list tasks: " + error.message;
@@ -338,7 +373,7 @@ function taskRow(task) {
     idCell,
     statusCell,
     element("td", task.workflow, "wide"),
-    element("td", task.created_at),
+    element("td", task.created_at, "wide"),
     element("td", Math.round((task.progress || 0) * 100) + " %", "number wide"),
   );
   return row;
@@ -512,7 +547,7 @@ start();
 
 """#),
         DashboardAsset(
-            name: "index.html", contentType: "text/html; charset=utf-8", etag: "\"a9b9f06dc3019e41\"",
+            name: "index.html", contentType: "text/html; charset=utf-8", etag: "\"53654fc35929c120\"",
             text: #"""
 <!doctype html>
 <html lang="en">
@@ -572,7 +607,7 @@ start();
     <p id="list-error" class="error"></p>
     <div class="scroll">
       <table id="task-table">
-        <thead><tr><th>Task</th><th>Status</th><th class="wide">Workflow</th><th>Created (UTC)</th><th class="wide">Progress</th></tr></thead>
+        <thead><tr><th>Task</th><th>Status</th><th class="wide">Workflow</th><th class="wide">Created (UTC)</th><th class="wide">Progress</th></tr></thead>
         <tbody></tbody>
       </table>
     </div>
