@@ -45,6 +45,7 @@ function askForToken() {
       $("token-error").textContent = sessionStorage.getItem(TOKEN_KEY) ? "The server refused this token." : "";
       $("token-section").hidden = false;
       $("token-input").focus();
+      setConnection("waiting for a token");
       $("token-form").onsubmit = (event) => {
         event.preventDefault();
         sessionStorage.setItem(TOKEN_KEY, $("token-input").value.trim());

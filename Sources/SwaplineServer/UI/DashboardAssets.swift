@@ -82,7 +82,7 @@ th .short { display: none; }
 
 """#),
         DashboardAsset(
-            name: "app.js", contentType: "text/javascript; charset=utf-8", etag: "\"64c4e65316bdd9f1\"",
+            name: "app.js", contentType: "text/javascript; charset=utf-8", etag: "\"152dc2d76a4edad6\"",
             text: #"""
 "use strict";
 // The Swapline dashboard: live queue figures, the task list and task pages, on the REST
@@ -131,6 +131,7 @@ function askForToken() {
       $("token-error").textContent = sessionStorage.getItem(TOKEN_KEY) ? "The server refused this token." : "";
       $("token-section").hidden = false;
       $("token-input").focus();
+      setConnection("waiting for a token");
       $("token-form").onsubmit = (event) => {
         event.preventDefault();
         sessionStorage.setItem(TOKEN_KEY, $("token-input").value.trim());
