@@ -14,6 +14,8 @@ public final class RunningServer: Sendable {
     private let server: H2Server
     private let group: MultiThreadedEventLoopGroup
     private let health: HealthService
+    /// The dashboard's stats event streams, ended when shutdown begins.
+    private let statsStreams: OpenStatsStreams
     private let sweeps: [RepeatedTask]
     /// Reads `/outputs/` files off the event loops; its threads bound the reads at once.
     private let fileThreads: NIOThreadPool
@@ -22,13 +24,14 @@ public final class RunningServer: Sendable {
 
     private init(
         port: Int, scheduler: TaskScheduler, server: H2Server, group: MultiThreadedEventLoopGroup, health: HealthService,
-        sweeps: [RepeatedTask], fileThreads: NIOThreadPool, configuration: ServerConfiguration, logger: Logger
+        statsStreams: OpenStatsStreams, sweeps: [RepeatedTask], fileThreads: NIOThreadPool, configuration: ServerConfiguration, logger: Logger
     ) {
         self.port = port
         self.scheduler = scheduler
         self.server = server
         self.group = group
         self.health = health
+        self.statsStreams = statsStreams
         self.sweeps = sweeps
         self.fileThreads = fileThreads
         self.configuration = configuration
@@ -58,6 +61,7 @@ public final class RunningServer: Sendable {
             InteropTestService().register(in: &router)
         }
         let health = HealthService(services: router.serviceNames, isStoreReachable: { queue.isReachable })
+        let statsFeed = QueueStatsFeed(scheduler: scheduler, watches: watches)
         health.register(in: &router)
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoopThreads))
@@ -74,7 +78,7 @@ public final class RunningServer: Sendable {
                         allowedHosts: AllowedHosts(
                             listeningOn: configuration.host, extra: configuration.allowedHosts,
                             certificateNames: configuration.tls?.dnsNames ?? []),
-                        queueStats: QueueStatsFeed(scheduler: scheduler, watches: watches))),
+                        queueStats: statsFeed)),
                 logger: logger)
         } catch {
             try? await fileThreads.shutdownGracefully()
@@ -107,7 +111,8 @@ public final class RunningServer: Sendable {
                 purgeFinishedTasks(scheduler: scheduler, configuration: configuration, on: retentionLoop, logger: logger)
             })
         return RunningServer(
-            port: port, scheduler: scheduler, server: server, group: group, health: health, sweeps: sweeps,
+            port: port, scheduler: scheduler, server: server, group: group, health: health,
+            statsStreams: statsFeed.openStreams, sweeps: sweeps,
             fileThreads: fileThreads, configuration: configuration, logger: logger)
     }
 
@@ -136,11 +141,12 @@ public final class RunningServer: Sendable {
         }
     }
 
-    /// Graceful shutdown: health turns NOT_SERVING, the listener closes, every connection gets
-    /// GOAWAY, and open calls have `shutdownGrace` to finish before they are cut; then the
-    /// queue backend is closed.
+    /// Graceful shutdown: health turns NOT_SERVING, the dashboard's stats streams end, the
+    /// listener closes, every connection gets GOAWAY, and open calls have `shutdownGrace` to
+    /// finish before they are cut; then the queue backend is closed.
     public func shutdown() async {
         health.markNotServing()
+        statsStreams.closeAll()
         await server.shutdown(grace: configuration.shutdownGrace)
         for sweep in sweeps { sweep.cancel() }
         try? await group.shutdownGracefully()

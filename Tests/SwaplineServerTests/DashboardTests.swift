@@ -76,6 +76,7 @@ import Testing
     let loop = EmbeddedEventLoop()
     let scheduler = TaskScheduler(configuration: SchedulerConfiguration(), queue: InMemoryTaskQueue(rules: TaskRules()))
     let watches: LongPollGate
+    let feed: QueueStatsFeed
     let factory: RESTHandlerFactory
 
     init() {
@@ -89,9 +90,8 @@ import Testing
             reads.count += 1
             call.reply(Swapline_V1_QueueStats(counts: [.init(workflow: "face_swap", status: .pending, count: Int64(reads.count))]))
         }
-        factory = RESTHandlerFactory(
-            router: router,
-            queueStats: QueueStatsFeed(scheduler: scheduler, watches: watches, minimumInterval: .seconds(1), heartbeatInterval: .seconds(15)))
+        feed = QueueStatsFeed(scheduler: scheduler, watches: watches, minimumInterval: .seconds(1), heartbeatInterval: .seconds(15))
+        factory = RESTHandlerFactory(router: router, queueStats: feed)
     }
 
     private func start(_ path: String, headers: [HeaderField] = []) -> (RecordingStreamWriter, any HTTPStreamHandler) {
@@ -174,6 +174,18 @@ import Testing
         handler.bodyDrained()
         #expect(bodies(writer).count == 2)
         handler.streamClosed(cleanly: false)
+    }
+
+    @Test func shutdownEndsTheStreamsAndRefusesNewOnes() throws {
+        let (writer, handler) = start("/api/face-swap/stats/events")
+        feed.openStreams.closeAll()
+        loop.run()
+        #expect(writer.events.last == .end(trailers: []))
+        handler.streamClosed(cleanly: true)
+        #expect(watches.openCount == 0)
+        let (refused, _) = start("/api/face-swap/stats/events")
+        #expect(head(refused)?.0 == 503 && bodies(refused).joined().contains("shutting down"))
+        #expect(watches.openCount == 0)
     }
 
     @Test func countsAgainstTheWatchCaps() throws {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -198,6 +199,18 @@ def test_stats_events_stream_the_figures_and_follow_changes(server_factory, http
             queue.create()
             second = next(line for line in lines if line.startswith("data: "))
             assert '"status":"PENDING","count":2' in second
+
+
+def test_shutdown_ends_the_stats_streams_at_once(server_factory):
+    """An open dashboard does not hold a graceful shutdown for its whole grace (60 s here)."""
+    srv = server_factory("--store", "memory", "--shutdown-grace-ms", "60000")
+    with httpx.Client(timeout=T, trust_env=False) as client:
+        with client.stream("GET", f"http://{HOST}:{srv.port}/api/face-swap/stats/events") as events:
+            lines = events.iter_lines()
+            next(line for line in lines if line.startswith("data: "))
+            srv.signal(signal.SIGTERM)
+            assert [line for line in lines if line.startswith("data: ")] == []  # the stream ends
+    assert srv.wait(timeout=30) == 0
 
 
 # ---------------------------------------------------------------------------------------------

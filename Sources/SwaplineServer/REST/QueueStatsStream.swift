@@ -3,8 +3,9 @@ import RPCCore
 import Synchronization
 import SwaplineCore
 
-/// What the stats event stream needs of the server: the scheduler (to hear of changes) and
-/// the gate of open watches it counts against, with WatchTask streams (docs/security.md).
+/// What the stats event stream needs of the server: the scheduler (to hear of changes), the
+/// gate of open watches it counts against, with WatchTask streams (docs/security.md), and the
+/// registry that ends the open streams at shutdown.
 struct QueueStatsFeed: Sendable {
     /// At most one read (and event) per stream this often: a busy queue changes far more often
     /// than a person can read figures.
@@ -16,6 +17,7 @@ struct QueueStatsFeed: Sendable {
 
     let scheduler: TaskScheduler
     let watches: LongPollGate
+    var openStreams = OpenStatsStreams()
     var minimumInterval = defaultMinimumInterval
     var heartbeatInterval = defaultHeartbeatInterval
 }
@@ -35,6 +37,7 @@ final class QueueStatsStream {
     /// Answers an error instead of the stream, when it happens before the first event.
     private let refuse: (RESTError) -> Void
     private var permit: LongPollPermit?
+    private var registration: UInt64?
     private var watchToken: SchedulerToken?
     private var heartbeat: Scheduled<Void>?
     private var delayedRead: Scheduled<Void>?
@@ -54,13 +57,19 @@ final class QueueStatsStream {
 
     /// Takes a place under the watch caps (or refuses with 429) and reads the figures.
     func start() {
+        let shutdownBell = LoopBell(eventLoop: writer.eventLoop) { [weak self] in self?.serverShuttingDown() }
+        guard let registration = feed.openStreams.add(end: { shutdownBell.ring() }) else {
+            isStopped = true
+            return refuse(.status(Self.shuttingDown))
+        }
+        self.registration = registration
         switch feed.watches.admit(connection: writer.connectionID) {
         case .failure(let status):
-            isStopped = true
+            stop()
             return refuse(.status(status))
         case .success(let permit): self.permit = permit
         }
-        let bell = ChangeBell(eventLoop: writer.eventLoop) { [weak self] in self?.queueChanged() }
+        let bell = LoopBell(eventLoop: writer.eventLoop) { [weak self] in self?.queueChanged() }
         watchToken = feed.scheduler.watchQueue { bell.ring() }
         readIfDue()
     }
@@ -78,7 +87,25 @@ final class QueueStatsStream {
         delayedRead?.cancel()
         heartbeat?.cancel()
         if let watchToken { feed.scheduler.unwatchQueue(token: watchToken) }
+        if let registration { feed.openStreams.remove(registration) }
         permit?.release()
+    }
+
+    private static let shuttingDown = GRPCStatus(.unavailable, "the server is shutting down")
+
+    /// Ends the stream at once: it would never end by itself, and an open dashboard would hold
+    /// the shutdown for its whole grace. The page reconnects (behind a balancer, elsewhere).
+    private func serverShuttingDown() {
+        guard !isStopped else { return }
+        end(.status(Self.shuttingDown))
+    }
+
+    /// Ends the response: the stream's end once it has begun (the status is sent, so the page
+    /// just reconnects), else `error` as the answer.
+    private func end(_ error: RESTError) {
+        let streaming = isStreaming
+        stop()
+        if streaming { writer.writeEnd(trailers: []) } else { refuse(error) }
     }
 
     private func queueChanged() {
@@ -109,10 +136,7 @@ final class QueueStatsStream {
         guard !isStopped else { return }
         switch result {
         case .failure(let error):
-            let streaming = isStreaming
-            stop()
-            // Once streaming, the status is sent: the stream just ends (the page reconnects).
-            if streaming { writer.writeEnd(trailers: []) } else { refuse(error) }
+            end(error)
         case .success(let stats):
             if !isStreaming { beginStream() }
             var event = ByteBuffer(string: "data: ")
@@ -142,9 +166,10 @@ final class QueueStatsStream {
     }
 }
 
-/// Tells an event-loop-bound listener, from any thread, that the queue changed: one hop to
-/// its loop per burst of changes, however many arrive before the listener runs.
-private final class ChangeBell: Sendable {
+/// Tells an event-loop-bound listener, from any thread, that something happened (the queue
+/// changed, the server shuts down): one hop to its loop per burst of rings, however many
+/// arrive before the listener runs.
+private final class LoopBell: Sendable {
     private let isRinging = Atomic<Bool>(false)
     private let eventLoop: any EventLoop
     private let listener: NIOLoopBound<() -> Void>
@@ -160,5 +185,41 @@ private final class ChangeBell: Sendable {
             isRinging.store(false, ordering: .releasing)
             listener.value()
         }
+    }
+}
+
+/// The open stats streams of a server, ended together when it begins to shut down.
+final class OpenStatsStreams: Sendable {
+    private struct State {
+        var isClosed = false
+        var lastID: UInt64 = 0
+        var ends: [UInt64: @Sendable () -> Void] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    /// Registers a stream's `end` (called once, from any thread, at shutdown); `nil` when the
+    /// server is shutting down already.
+    func add(end: @escaping @Sendable () -> Void) -> UInt64? {
+        state.withLock { state in
+            guard !state.isClosed else { return nil }
+            state.lastID += 1
+            state.ends[state.lastID] = end
+            return state.lastID
+        }
+    }
+
+    func remove(_ id: UInt64) {
+        state.withLock { state in state.ends[id] = nil }
+    }
+
+    /// Ends every open stream and refuses new ones.
+    func closeAll() {
+        let ends = state.withLock { state in
+            state.isClosed = true
+            defer { state.ends.removeAll() }
+            return Array(state.ends.values)
+        }
+        for end in ends { end() }
     }
 }
