@@ -100,8 +100,8 @@ final class QueueStatsStream {
         end(.status(Self.shuttingDown))
     }
 
-    /// Ends the response: the stream's end once it has begun (the status is sent, so the page
-    /// just reconnects), else `error` as the answer.
+    /// Ends the response: once the 200 head is out, just the stream (the page reconnects);
+    /// before it, `error` as the answer.
     private func end(_ error: RESTError) {
         let streaming = isStreaming
         stop()
