@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fails (exit 1, naming the files) when the committed output in Sources/CSwaplineProto
 # (protobuf-c code and the descriptor set) differs from what tools/generate-proto.sh makes of
-# proto/ now.
+# proto/ now, or the embedded dashboard (Sources/SwaplineServer/UI/DashboardAssets.swift) from
+# what tools/generate-ui-assets.sh makes of ui/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -29,8 +30,12 @@ while read -r file; do
     [[ -f "$fresh/$file" ]] || stale+=("$committed/$file (no longer generated)")
 done < <(list "$committed")
 
+dashboard="Sources/SwaplineServer/UI/DashboardAssets.swift"
+tools/generate-ui-assets.sh "$fresh/DashboardAssets.swift"
+cmp -s "$fresh/DashboardAssets.swift" "$dashboard" || stale+=("$dashboard (differs from ui/: run tools/generate-ui-assets.sh)")
+
 if ((${#stale[@]})); then
-    echo "check-generated: generated protobuf-c code is stale; run tools/generate-proto.sh:" >&2
+    echo "check-generated: generated code is stale; run tools/generate-proto.sh or tools/generate-ui-assets.sh:" >&2
     printf '  %s\n' "${stale[@]}" >&2
     exit 1
 fi

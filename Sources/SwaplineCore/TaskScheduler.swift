@@ -178,6 +178,21 @@ public final class TaskScheduler: Sendable {
         }
     }
 
+    /// Registers `onChange` for every committed change of any task (the dashboard's stats
+    /// stream re-reads its figures then). It is told that something changed, not what: it
+    /// runs on the change feed's thread and must only note the change.
+    public func watchQueue(onChange: @escaping @Sendable () -> Void) -> SchedulerToken {
+        state.withLock { state in
+            let token = state.makeToken()
+            state.queueWatchers[token] = onChange
+            return token
+        }
+    }
+
+    public func unwatchQueue(token: SchedulerToken) {
+        state.withLock { state in state.queueWatchers[token] = nil }
+    }
+
     // MARK: - Consumers
 
     /// Hands out the first PENDING task of `workflows` (all when empty). With nothing queued,
@@ -259,7 +274,7 @@ public final class TaskScheduler: Sendable {
 
     private func changed(_ task: TaskRecord) {
         changeObserver?(task)
-        notifyWatchers(of: task)
+        notifyWatchers(of: task, includingQueueWatchers: true)
         guard task.state == .pending else { return }
         let next = state.withLock { state in
             state.pendingArrivals &+= 1
@@ -268,9 +283,18 @@ public final class TaskScheduler: Sendable {
         if let (token, waiter) = next { claim(for: token, waiter) }
     }
 
-    private func notifyWatchers(of task: TaskRecord) {
-        let callbacks = state.withLock { state in state.watchers[task.taskID].map { Array($0.values) } ?? [] }
+    /// Calls the task's watchers and, for a change from the feed, the queue's (a re-check
+    /// re-reads only watched tasks; the stats stream re-reads its figures on a timer of its
+    /// own, which also covers a change the feed missed).
+    private func notifyWatchers(of task: TaskRecord, includingQueueWatchers: Bool = false) {
+        let (callbacks, queueCallbacks) = state.withLock { state in
+            (
+                state.watchers[task.taskID].map { Array($0.values) } ?? [],
+                includingQueueWatchers && !state.queueWatchers.isEmpty ? Array(state.queueWatchers.values) : []
+            )
+        }
         for callback in callbacks { callback(task) }
+        for callback in queueCallbacks { callback() }
     }
 
     /// Claims a task for a waiting fetch (marked claiming), and delivers it, or parks the
@@ -380,6 +404,7 @@ struct SchedulerState {
     var origin = TaskOrigin(sourceChannel: "http://localhost:8000", targetPort: 8000)
     var waiters = WaiterList()
     var watchers: [String: [SchedulerToken: TaskScheduler.WatchCallback]] = [:]
+    var queueWatchers: [SchedulerToken: @Sendable () -> Void] = [:]
     /// Counts changes that made a task PENDING, so a claim can tell whether one overlapped it.
     var pendingArrivals: UInt64 = 0
     private var lastToken: UInt64 = 0

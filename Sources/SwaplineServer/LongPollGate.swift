@@ -34,10 +34,24 @@ final class LongPollGate: Sendable {
         totalLimit = total
     }
 
+    /// The gate of open watches: WatchTask streams and the dashboard's stats event streams.
+    static func watches(_ limits: LongPollLimits) -> LongPollGate {
+        LongPollGate(
+            what: "WatchTask streams (stats event streams included)", perConnection: limits.maxWatchesPerConnection,
+            total: limits.maxWatches)
+    }
+
     /// Admits the call and returns the permit that must be released when it ends (released
     /// when the call is cancelled, too); or the RESOURCE_EXHAUSTED status that refuses it.
     func admit(_ call: ServerCall) -> Result<LongPollPermit, GRPCStatus> {
-        let connection = call.context.connection
+        let admitted = admit(connection: call.context.connection)
+        if case .success(let permit) = admitted { call.onCancel { _ in permit.release() } }
+        return admitted
+    }
+
+    /// Admits a call of another surface (the REST stats stream) on `connection` (`nil` when
+    /// it cannot carry several calls, as HTTP/1.1); its owner releases the permit.
+    func admit(connection: ConnectionID?) -> Result<LongPollPermit, GRPCStatus> {
         let refusal: String? = counts.withLock { counts in
             guard counts.total < totalLimit else {
                 return "the server has \(totalLimit) \(what) open, its limit; try again later"
@@ -53,9 +67,7 @@ final class LongPollGate: Sendable {
             return nil
         }
         if let refusal { return .failure(GRPCStatus(.resourceExhausted, refusal)) }
-        let permit = LongPollPermit { [self] in release(connection) }
-        call.onCancel { _ in permit.release() }
-        return .success(permit)
+        return .success(LongPollPermit { [self] in release(connection) })
     }
 
     /// Calls open now (metrics, tests).

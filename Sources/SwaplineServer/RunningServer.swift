@@ -15,6 +15,8 @@ public final class RunningServer: Sendable {
     private let server: H2Server
     private let group: MultiThreadedEventLoopGroup
     private let health: HealthService
+    /// The dashboard's stats event streams, ended when shutdown begins.
+    private let statsStreams: OpenStatsStreams
     private let sweeps: [RepeatedTask]
     /// Reads `/outputs/` files off the event loops; its threads bound the reads at once.
     private let fileThreads: NIOThreadPool
@@ -23,13 +25,14 @@ public final class RunningServer: Sendable {
 
     private init(
         port: Int, scheduler: TaskScheduler, server: H2Server, group: MultiThreadedEventLoopGroup, health: HealthService,
-        sweeps: [RepeatedTask], fileThreads: NIOThreadPool, configuration: ServerConfiguration, logger: Logger
+        statsStreams: OpenStatsStreams, sweeps: [RepeatedTask], fileThreads: NIOThreadPool, configuration: ServerConfiguration, logger: Logger
     ) {
         self.port = port
         self.scheduler = scheduler
         self.server = server
         self.group = group
         self.health = health
+        self.statsStreams = statsStreams
         self.sweeps = sweeps
         self.fileThreads = fileThreads
         self.configuration = configuration
@@ -57,8 +60,9 @@ public final class RunningServer: Sendable {
         if !configuration.accessTokens.isEmpty {
             router.interceptors.append(AccessControl(tokens: configuration.accessTokens))
         }
-        let watches = TaskService(
-            scheduler: scheduler, limits: configuration.longPolls,
+        let watches = LongPollGate.watches(configuration.longPolls)
+        TaskService(
+            scheduler: scheduler, limits: configuration.longPolls, watches: watches,
             createLimiter: configuration.createRateLimit.map { CreateRateLimiter(limit: $0) }
         ).register(in: &router)
         let fetches = ConsumerService(scheduler: scheduler, limits: configuration.longPolls).register(in: &router)
@@ -74,6 +78,7 @@ public final class RunningServer: Sendable {
         }
         reflection.register(in: &router)
         let health = HealthService(services: router.serviceNames, isStoreReachable: { queue.isReachable })
+        let statsFeed = QueueStatsFeed(scheduler: scheduler, watches: watches)
         health.register(in: &router)
         router.callObserver = RPCMetrics(methods: router.registeredMethods, registry: configuration.metrics)
 
@@ -90,7 +95,8 @@ public final class RunningServer: Sendable {
                         router: router, metrics: configuration.metrics, outputFiles: configuration.outputsDirectory.map { OutputFiles(directory: $0, threadPool: fileThreads) },
                         allowedHosts: AllowedHosts(
                             listeningOn: configuration.host, extra: configuration.allowedHosts,
-                            certificateNames: configuration.tls?.dnsNames ?? []))),
+                            certificateNames: configuration.tls?.dnsNames ?? []),
+                        queueStats: statsFeed)),
                 logger: logger)
         } catch {
             try? await fileThreads.shutdownGracefully()
@@ -128,7 +134,8 @@ public final class RunningServer: Sendable {
                 purgeFinishedTasks(scheduler: scheduler, configuration: configuration, on: retentionLoop, logger: logger)
             })
         return RunningServer(
-            port: port, scheduler: scheduler, server: server, group: group, health: health, sweeps: sweeps,
+            port: port, scheduler: scheduler, server: server, group: group, health: health,
+            statsStreams: statsFeed.openStreams, sweeps: sweeps,
             fileThreads: fileThreads, configuration: configuration, logger: logger)
     }
 
@@ -157,11 +164,12 @@ public final class RunningServer: Sendable {
         }
     }
 
-    /// Graceful shutdown: health turns NOT_SERVING, the listener closes, every connection gets
-    /// GOAWAY, and open calls have `shutdownGrace` to finish before they are cut; then the
-    /// queue backend is closed.
+    /// Graceful shutdown: health turns NOT_SERVING, the dashboard's stats streams end, the
+    /// listener closes, every connection gets GOAWAY, and open calls have `shutdownGrace` to
+    /// finish before they are cut; then the queue backend is closed.
     public func shutdown() async {
         health.markNotServing()
+        statsStreams.closeAll()
         await server.shutdown(grace: configuration.shutdownGrace)
         for sweep in sweeps { sweep.cancel() }
         try? await group.shutdownGracefully()

@@ -14,16 +14,16 @@ struct TaskService {
 
     let scheduler: TaskScheduler
     var limits = LongPollLimits()
+    /// The gate of open watches when it is shared with the REST stats stream; one of its own
+    /// from `limits` when `nil`.
+    var watches: LongPollGate?
     /// Per-client pace of CreateTask and ProcessSync; `nil` for none.
     var createLimiter: CreateRateLimiter?
 
-    /// Returns the gate of the open WatchTask calls, for metrics.
-    @discardableResult
-    func register(in router: inout RPCRouter) -> LongPollGate {
+    func register(in router: inout RPCRouter) {
         let scheduler = self.scheduler
         let createLimiter = self.createLimiter
-        let watches = LongPollGate(
-            what: "WatchTask streams", perConnection: limits.maxWatchesPerConnection, total: limits.maxWatches)
+        let watches = self.watches ?? LongPollGate.watches(limits)
         router.register(Swapline_V1_TaskService.createTask) { request, call in
             if let refusal = Self.rateRefusal(createLimiter, call) { return call.fail(refusal) }
             let command = CreateTaskCommand(
@@ -88,7 +88,6 @@ struct TaskService {
             if let refusal = Self.rateRefusal(createLimiter, call) { return call.fail(refusal) }
             Self.processSync(request, scheduler: scheduler, call: call)
         }
-        return watches
     }
 
     /// Who a create counts against: the token's subject, or without tokens the peer's address.

@@ -180,6 +180,21 @@ import Testing
         #expect(scheduler.cancel("task_nope").error?.kind == .notFound)
     }
 
+    @Test func queueWatchersHearOfEveryChangeOfAnyTaskUntilTheyUnwatch() throws {
+        let scheduler = try makeScheduler()
+        let heard = Collected<Int>()
+        let token = scheduler.watchQueue { heard.append(1) }
+        let first = try scheduler.create().get()
+        _ = try scheduler.create().get()
+        #expect(heard.all.count == 2)
+        _ = try #require(scheduler.fetch())
+        _ = try scheduler.cancel(first.taskID).get()
+        #expect(heard.all.count == 4)
+        scheduler.unwatchQueue(token: token)
+        _ = try scheduler.create().get()
+        #expect(heard.all.count == 4)
+    }
+
     @Test func watchersSeeEveryCommittedChangeInOrder() throws {
         let scheduler = try makeScheduler()
         let task = try scheduler.create().get()

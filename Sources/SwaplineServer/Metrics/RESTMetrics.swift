@@ -42,7 +42,8 @@ final class RESTMetrics: Sendable {
 /// The `route` label of a REST request: its route without the task id, or `unmatched` for a
 /// request no route took (404, 405, refused host).
 enum RESTRouteName: Int, CaseIterable, Sendable {
-    case createTask, processSync, getTask, cancelTask, watchTask, listTasks, queueStats, fetchTask, updateStatus, health, openAPI, metrics, output
+    case createTask, processSync, getTask, cancelTask, watchTask, listTasks, queueStats, queueStatsEvents, fetchTask, updateStatus, health, openAPI
+    case metrics, output, dashboard
     case unmatched
 
     init(_ route: RESTRoute?) {
@@ -54,12 +55,14 @@ enum RESTRouteName: Int, CaseIterable, Sendable {
         case .watchTask: self = .watchTask
         case .listTasks: self = .listTasks
         case .queueStats: self = .queueStats
+        case .queueStatsEvents: self = .queueStatsEvents
         case .fetchTask: self = .fetchTask
         case .updateStatus: self = .updateStatus
         case .health: self = .health
         case .openAPI: self = .openAPI
         case .metrics: self = .metrics
         case .output: self = .output
+        case .dashboard: self = .dashboard
         case nil: self = .unmatched
         }
     }
@@ -73,12 +76,14 @@ enum RESTRouteName: Int, CaseIterable, Sendable {
         case .watchTask: return "task_events"
         case .listTasks: return "list_tasks"
         case .queueStats: return "queue_stats"
+        case .queueStatsEvents: return "queue_stats_events"
         case .fetchTask: return "fetch_task"
         case .updateStatus: return "update_status"
         case .health: return "health"
         case .openAPI: return "openapi"
         case .metrics: return "metrics"
         case .output: return "outputs"
+        case .dashboard: return "ui"
         case .unmatched: return "unmatched"
         }
     }

@@ -23,13 +23,19 @@ struct RESTHandlerFactory: HTTPStreamHandlerFactory {
     let outputFiles: OutputFiles?
     /// The `Host` / `:authority` names answered (DNS rebinding).
     let allowedHosts: AllowedHosts
+    /// What `/api/face-swap/stats/events` streams from; without it the route is 404.
+    let queueStats: QueueStatsFeed?
 
-    init(router: RPCRouter, metrics: MetricsRegistry? = nil, outputFiles: OutputFiles? = nil, allowedHosts: AllowedHosts = .any) {
+    init(
+        router: RPCRouter, metrics: MetricsRegistry? = nil, outputFiles: OutputFiles? = nil, allowedHosts: AllowedHosts = .any,
+        queueStats: QueueStatsFeed? = nil
+    ) {
         self.router = router
         self.metrics = metrics
         self.restMetrics = metrics.map(RESTMetrics.init)
         self.outputFiles = outputFiles
         self.allowedHosts = allowedHosts
+        self.queueStats = queueStats
         self.openAPIDocument = ByteBuffer(bytes: OpenAPIDocument.serialized())
     }
 
@@ -125,6 +131,9 @@ final class RESTExchange: HTTPStreamHandler {
     private var call: InProcessCall?
     private var eventStreamStarted = false
     private var outputSender: OutputFileSender?
+    private var statsStream: QueueStatsStream?
+    /// The request's `If-None-Match`, for the dashboard's files.
+    private var ifNoneMatch: String?
     private var isClosed = false
 
     init(factory: RESTHandlerFactory, writer: any HTTPStreamWriter) {
@@ -147,6 +156,7 @@ final class RESTExchange: HTTPStreamHandler {
             case "content-length": contentLength = Int(field.value)
             case "origin": origin = field.value
             case "sec-fetch-site": fetchSite = field.value.lowercased()
+            case "if-none-match": ifNoneMatch = field.value
             default:
                 if Metadata.isApplicationMetadata(field.name) { metadata.append(field.name, field.value) }
             }
@@ -221,6 +231,7 @@ final class RESTExchange: HTTPStreamHandler {
     func bodyDrained() {
         call?.drained()
         outputSender?.drained()
+        statsStream?.drained()
     }
 
     func streamClosed(cleanly: Bool) {
@@ -231,6 +242,8 @@ final class RESTExchange: HTTPStreamHandler {
         isClosed = true
         outputSender?.cancel()
         outputSender = nil
+        statsStream?.stop()
+        statsStream = nil
         let call = self.call
         self.call = nil
         call?.close(delivered: cleanly)
@@ -306,7 +319,35 @@ final class RESTExchange: HTTPStreamHandler {
             MetricsResponse.write(metrics, to: writer) { [weak self] in self?.isClosed == false }
         case .output(let path):
             serveOutput(path)
+        case .dashboard(let asset):
+            serveDashboard(asset)
+        case .queueStatsEvents:
+            switch ListingJSON.queueStatsRequest(query: query) {
+            case .failure(let error): fail(error)
+            case .success(let request): streamQueueStats(request)
+            }
         }
+    }
+
+    /// Answers with a file of the dashboard, or 304 when the browser's copy is current.
+    private func serveDashboard(_ asset: DashboardAsset) {
+        let headers = [HeaderField("etag", asset.etag)] + DashboardAsset.responseHeaders
+        if let ifNoneMatch, asset.isMatched(byIfNoneMatch: ifNoneMatch) {
+            return writer.writeHead(status: 304, headers: headers, endStream: true)
+        }
+        respond(200, bytes: asset.body, contentType: asset.contentType, headers: headers)
+    }
+
+    /// GetQueueStats' figures for `request` as server-sent events, while the client reads.
+    private func streamQueueStats(_ request: Swapline_V1_GetQueueStatsRequest) {
+        guard let feed = factory.queueStats else { return fail(.notFound) }
+        // Each read is GetQueueStats in process with this request's token: the figures its caller may see.
+        let read: QueueStatsStream.Read = { [weak self] done in
+            self?.callUnary(Swapline_V1_TaskService.getQueueStats, request) { result, _ in done(result.map(ListingJSON.queueStats)) }
+        }
+        let stream = QueueStatsStream(feed: feed, writer: writer, read: read) { [weak self] error in self?.fail(error) }
+        statsStream = stream
+        stream.start()
     }
 
     /// Answers with a stored result file, opened and streamed by `OutputFiles` off the event
@@ -405,17 +446,29 @@ final class RESTExchange: HTTPStreamHandler {
             peerAddress: writer.peerAddress)
     }
 
+    /// Answers with `answer` of the unary RPC's response, or with its error.
     private func unary<Request, Response>(
         _ method: RPCMethod<Request, Response>, _ request: Request, _ answer: @escaping (Response) -> Void
     ) {
-        var reply: Response?
-        start(method, request, onMessage: { reply = $0 as? Response }) { [weak self] status, trailers in
-            guard let self else { return }
-            guard status.code == .ok else { return self.fail(.status(status), retryAfter: trailers["retry-after"]) }
-            guard let reply else {
-                return self.fail(.status(GRPCStatus(.internal, "\(method.descriptor.method) answered without a message")))
+        callUnary(method, request) { [weak self] result, trailers in
+            switch result {
+            case .success(let reply): answer(reply)
+            case .failure(let error): self?.fail(error, retryAfter: trailers["retry-after"])
             }
-            answer(reply)
+        }
+    }
+
+    /// Calls a unary RPC: its response, or its status as an error, and its trailers.
+    private func callUnary<Request, Response>(
+        _ method: RPCMethod<Request, Response>, _ request: Request, _ done: @escaping (Result<Response, RESTError>, Metadata) -> Void
+    ) {
+        var reply: Response?
+        start(method, request, onMessage: { reply = $0 as? Response }) { status, trailers in
+            guard status.code == .ok else { return done(.failure(.status(status)), trailers) }
+            guard let reply else {
+                return done(.failure(.status(GRPCStatus(.internal, "\(method.descriptor.method) answered without a message"))), trailers)
+            }
+            done(.success(reply), trailers)
         }
     }
 
@@ -451,10 +504,10 @@ final class RESTExchange: HTTPStreamHandler {
         respond(status, bytes: ByteBuffer(bytes: json.serialized()), headers: headers)
     }
 
-    private func respond(_ status: Int, bytes: ByteBuffer, headers: [HeaderField] = []) {
+    private func respond(_ status: Int, bytes: ByteBuffer, contentType: String = "application/json", headers: [HeaderField] = []) {
         writer.writeHead(
             status: status,
-            headers: [HeaderField("content-type", "application/json"), HeaderField("content-length", String(bytes.readableBytes))]
+            headers: [HeaderField("content-type", contentType), HeaderField("content-length", String(bytes.readableBytes))]
                 + headers,
             endStream: false)
         writer.writeBody(bytes)

@@ -19,13 +19,18 @@ enum RESTRoute: Equatable, Sendable {
     /// A stored result file: `/outputs/{task_id}/{key}/{file}` (or `/outputs/{task_id}/{file}`,
     /// where results stored before the unguessable key stay), as path components.
     case output(path: [String])
+    /// A file of the web dashboard, or its page for `/ui`, `/ui/` and `/ui/task/ID`.
+    case dashboard(DashboardAsset)
+    /// The queue's figures as server-sent events, for the dashboard.
+    case queueStatsEvents
 
     /// Routes that change the queue's state (fetch leases a task although it is a GET): they
     /// refuse cross-site browser requests.
     var changesState: Bool {
         switch self {
         case .createTask, .processSync, .cancelTask, .fetchTask, .updateStatus: return true
-        case .getTask, .watchTask, .listTasks, .queueStats, .health, .openAPI, .metrics, .output: return false
+        case .getTask, .watchTask, .listTasks, .queueStats, .queueStatsEvents, .health, .openAPI, .metrics, .output, .dashboard:
+            return false
         }
     }
 
@@ -33,7 +38,9 @@ enum RESTRoute: Equatable, Sendable {
     var takesBody: Bool {
         switch self {
         case .createTask, .processSync, .updateStatus: return true
-        case .getTask, .cancelTask, .watchTask, .listTasks, .queueStats, .fetchTask, .health, .openAPI, .metrics, .output: return false
+        case .getTask, .cancelTask, .watchTask, .listTasks, .queueStats, .queueStatsEvents, .fetchTask, .health, .openAPI, .metrics,
+            .output, .dashboard:
+            return false
         }
     }
 
@@ -60,6 +67,9 @@ enum RESTRoute: Equatable, Sendable {
         },
         Pattern(method: "GET", segments: [.literal("api"), .literal("face-swap"), .literal("tasks")]) { _ in .listTasks },
         Pattern(method: "GET", segments: [.literal("api"), .literal("face-swap"), .literal("stats")]) { _ in .queueStats },
+        Pattern(method: "GET", segments: [.literal("api"), .literal("face-swap"), .literal("stats"), .literal("events")]) { _ in
+            .queueStatsEvents
+        },
         Pattern(method: "GET", segments: [.literal("api"), .literal("comm"), .literal("task"), .literal("fetch")]) { _ in .fetchTask },
         Pattern(method: "POST", segments: [.literal("api"), .literal("comm"), .literal("task"), .literal("update")]) { _ in .updateStatus },
         Pattern(method: "GET", segments: [.literal("health")]) { _ in .health },
@@ -80,6 +90,10 @@ enum RESTRoute: Equatable, Sendable {
             }
             guard names.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." && !$0.contains("/") }) else { return .failure(.notFound) }
             return method == "GET" ? .success(.output(path: names)) : .failure(.methodNotAllowed(allowed: ["GET"]))
+        }
+        if parts.first == "ui" {
+            guard let asset = DashboardAsset.forPath(parts.dropFirst()) else { return .failure(.notFound) }
+            return method == "GET" ? .success(.dashboard(asset)) : .failure(.methodNotAllowed(allowed: ["GET"]))
         }
         var allowed: [String] = []
         for pattern in patterns {
