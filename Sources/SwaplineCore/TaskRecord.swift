@@ -57,9 +57,28 @@ public struct TaskOutput: Sendable, Hashable {
         self.storageProvider = storageProvider
     }
 
+    /// `storageProvider` for the providers of `outputs` (format → provider): the one provider
+    /// of every output, or `format:provider` per output sorted by format, e.g.
+    /// "gif:local,jpg:s3", when they differ. Stored whole, however long.
+    public static func storageProvider(of providers: [String: String]) -> String {
+        let distinct = Set(providers.values)
+        if distinct.count <= 1 { return distinct.first ?? "" }
+        return providers.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")
+    }
+
+    /// `storageProvider` for a field of at most `maxBytes` (the wire's `storage_provider`): as
+    /// it is when it fits, else just the providers ("local,s3"), else empty; `outputProviders`
+    /// has every output's provider in any case.
+    public func storageProvider(fittingIn maxBytes: Int) -> String {
+        if storageProvider.utf8.count <= maxBytes { return storageProvider }
+        let providers = Set(outputProviders.values).sorted().joined(separator: ",")
+        return providers.utf8.count <= maxBytes ? providers : ""
+    }
+
     /// The provider of each output (format → provider), read from `storageProvider`: one name
-    /// for every output, or the worker's `format:provider,…` list when it fell back for some;
-    /// empty when `storageProvider` is empty or only lists the providers ("local,s3").
+    /// for every output, or the `format:provider,…` list when they differ; empty when
+    /// `storageProvider` is empty or only lists the providers ("local,s3", as workers before
+    /// `output_providers` reported a list too long for `storage_provider`).
     public var outputProviders: [String: String] {
         guard !storageProvider.isEmpty else { return [:] }
         guard storageProvider.contains(":") else {

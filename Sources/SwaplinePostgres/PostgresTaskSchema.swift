@@ -105,6 +105,7 @@ enum PostgresTaskSchema {
             "CREATE INDEX swapline_tasks_open_by_owner ON swapline_tasks (owner) WHERE state IN ('PENDING', 'PROCESSING')",
             "CREATE INDEX swapline_tasks_pending_by_age ON swapline_tasks (updated_at) WHERE state = 'PENDING'",
         ],
+        PostgresResultDeletions.migration,
     ]
 
     /// Brings the database's schema up to date; refuses a schema newer than this build.

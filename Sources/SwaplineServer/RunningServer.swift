@@ -6,8 +6,8 @@ import RPCCore
 import SwaplineCore
 
 /// A started Swapline server: the listening HTTP/2 socket, its event loops, the scheduler over
-/// its queue backend, and the background lease, retention and re-check sweeps. The CLI and the tests build it the same way,
-/// with `start`.
+/// its queue backend, and the background lease, retention and re-check sweeps and the deletion
+/// of stored result files. The CLI and the tests build it the same way, with `start`.
 public final class RunningServer: Sendable {
     public let port: Int
     public let scheduler: TaskScheduler
@@ -15,6 +15,7 @@ public final class RunningServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let health: HealthService
     private let sweeps: [RepeatedTask]
+    private let resultFileSweeper: ResultFileSweeper?
     /// Reads `/outputs/` files off the event loops; its threads bound the reads at once.
     private let fileThreads: NIOThreadPool
     private let configuration: ServerConfiguration
@@ -22,7 +23,8 @@ public final class RunningServer: Sendable {
 
     private init(
         port: Int, scheduler: TaskScheduler, server: H2Server, group: MultiThreadedEventLoopGroup, health: HealthService,
-        sweeps: [RepeatedTask], fileThreads: NIOThreadPool, configuration: ServerConfiguration, logger: Logger
+        sweeps: [RepeatedTask], resultFileSweeper: ResultFileSweeper?, fileThreads: NIOThreadPool, configuration: ServerConfiguration,
+        logger: Logger
     ) {
         self.port = port
         self.scheduler = scheduler
@@ -30,6 +32,7 @@ public final class RunningServer: Sendable {
         self.group = group
         self.health = health
         self.sweeps = sweeps
+        self.resultFileSweeper = resultFileSweeper
         self.fileThreads = fileThreads
         self.configuration = configuration
         self.logger = logger
@@ -104,9 +107,10 @@ public final class RunningServer: Sendable {
             retentionLoop.scheduleRepeatedTask(initialDelay: .zero, delay: configuration.retentionSweepInterval) { _ in
                 purgeFinishedTasks(scheduler: scheduler, configuration: configuration, on: retentionLoop, logger: logger)
             })
+        let resultFileSweeper = configuration.resultFiles.map { ResultFileSweeper(queue: queue, deletion: $0, logger: logger) }
         return RunningServer(
             port: port, scheduler: scheduler, server: server, group: group, health: health, sweeps: sweeps,
-            fileThreads: fileThreads, configuration: configuration, logger: logger)
+            resultFileSweeper: resultFileSweeper, fileThreads: fileThreads, configuration: configuration, logger: logger)
     }
 
     /// Deletes one batch of finished tasks past their retention, and goes on with the next
@@ -117,7 +121,6 @@ public final class RunningServer: Sendable {
     ) {
         let ageMs = configuration.finishedTaskRetention.nanoseconds / 1_000_000
         scheduler.purgeFinishedTasks(olderThanMs: ageMs, limit: configuration.retentionBatchSize) { result in
-            if case .success(let purged) = result, !purged.isEmpty { configuration.onPurged?(purged) }
             switch result.map(\.count) {
             case .success(let count) where count == configuration.retentionBatchSize:
                 loop.execute {
@@ -141,6 +144,7 @@ public final class RunningServer: Sendable {
         health.markNotServing()
         await server.shutdown(grace: configuration.shutdownGrace)
         for sweep in sweeps { sweep.cancel() }
+        await resultFileSweeper?.stop()
         try? await group.shutdownGracefully()
         try? await fileThreads.shutdownGracefully()
         await scheduler.queue.close()

@@ -89,6 +89,7 @@ final class SQLiteTaskDatabase {
             WHEN (OLD.state = 'PENDING') != (NEW.state = 'PENDING')
         BEGIN UPDATE queue_length SET pending = pending + (NEW.state = 'PENDING') - (OLD.state = 'PENDING'); END;
         """,
+        SQLiteResultDeletions.migration,
     ]
 
     static let columns = [
@@ -109,6 +110,8 @@ final class SQLiteTaskDatabase {
     let path: String
     /// The queries, on the writer's own connection: they see the open transaction's changes.
     let reads: SQLiteTaskReads
+    /// Result files waiting to be deleted, and the result lifetime's marks.
+    let resultDeletions: SQLiteResultDeletions
     private let connection: SQLiteConnection
     private let saveStatement: SQLiteStatement
     private let updateStatement: SQLiteStatement
@@ -138,6 +141,7 @@ final class SQLiteTaskDatabase {
             try connection.execute("PRAGMA cache_size = -\(Self.pageCacheKiB)")
             try Self.migrate(connection, path: path)
             reads = try SQLiteTaskReads(connection: connection)
+            resultDeletions = try SQLiteResultDeletions(connection: connection)
             let placeholders = (1...Self.columns.count).map { "?\($0)" }.joined(separator: ", ")
             let updates = Self.columns.dropFirst().map { "\($0) = excluded.\($0)" }.joined(separator: ", ")
             saveStatement = try connection.prepare(

@@ -248,12 +248,13 @@ import Testing
             await try SQLiteTaskQueue.open(in: directory).close()
             let connection = try SQLiteConnection(path: directory.file(SQLiteTaskQueue.databaseFileName))
             let queries = SQLiteTaskReads.queries
+            let deletions = SQLiteResultDeletions.queries
             for query in [queries.byID, queries.byIdempotencyKey, queries.firstPending, queries.expiredLeases, queries.byStateAndAge,
-                queries.openTasksOfOwner,
+                queries.openTasksOfOwner, deletions.completedWithLiveFiles, deletions.due, deletions.filesExpired,
             ] {
                 let plan = try connection.textColumnAt(3, "EXPLAIN QUERY PLAN \(query)").joined(separator: "; ")
                 #expect(plan.contains("USING") && plan.contains("INDEX"), "\(query): \(plan)")
-                #expect(!plan.contains("SCAN tasks") && !plan.contains("TEMP B-TREE"), "\(query): \(plan)")
+                #expect(!plan.contains("SCAN ") && !plan.contains("TEMP B-TREE"), "\(query): \(plan)")
             }
         }
     }

@@ -133,7 +133,8 @@ enum LegacyJSON {
                         outputURL: result.string("output_url", maxBytes: MessageLimits.urlBytes),
                         outputs: result.stringMap("outputs"), processingTime: result.double("processing_time"),
                         jobID: result.string("job_id", maxBytes: MessageLimits.nameBytes),
-                        storageProvider: result.string("storage_provider", maxBytes: MessageLimits.nameBytes))
+                        storageProvider: result.string("storage_provider", maxBytes: MessageLimits.nameBytes),
+                        outputProviders: result.stringMap("output_providers"))
                 },
                 error: fields.string("error", maxBytes: MessageLimits.textBytes))
         }
