@@ -69,7 +69,9 @@ class Moto:
         /moto-api/reset-auth: the next N requests go unchecked), as moto fails every presigned
         request while authentication is on (`assert_outputs_in_bucket`). Nothing else talks to
         moto meanwhile: the tests of a file run one at a time."""
-        reset = urllib.request.Request(f"{self.url}/moto-api/reset-auth", data=b"1", method="POST")
+        # text/plain: a form content type would leave moto's view of the body empty.
+        reset = urllib.request.Request(f"{self.url}/moto-api/reset-auth", data=b"1", method="POST",
+                                       headers={"Content-Type": "text/plain"})
         with urllib.request.urlopen(reset, timeout=10):
             pass
         with urllib.request.urlopen(url, timeout=30) as response:
