@@ -60,7 +60,7 @@ public struct TaskOutput: Sendable, Hashable {
     /// `storageProvider` for the providers of `outputs` (format → provider): the one provider
     /// of every output, or `format:provider` per output sorted by format, e.g.
     /// "gif:local,jpg:s3", when they differ. Stored whole, however long.
-    public static func storageProvider(of providers: [String: String]) -> String {
+    public static func storageProviderList(of providers: [String: String]) -> String {
         let distinct = Set(providers.values)
         if distinct.count <= 1 { return distinct.first ?? "" }
         return providers.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")
@@ -69,7 +69,7 @@ public struct TaskOutput: Sendable, Hashable {
     /// `storageProvider` for a field of at most `maxBytes` (the wire's `storage_provider`): as
     /// it is when it fits, else just the providers ("local,s3"), else empty; `outputProviders`
     /// has every output's provider in any case.
-    public func storageProvider(fittingIn maxBytes: Int) -> String {
+    public func storageProviderSummary(fittingIn maxBytes: Int) -> String {
         if storageProvider.utf8.count <= maxBytes { return storageProvider }
         let providers = Set(outputProviders.values).sorted().joined(separator: ",")
         return providers.utf8.count <= maxBytes ? providers : ""

@@ -21,7 +21,7 @@ enum TaskMessages {
     static func message(_ output: TaskOutput) -> Swapline_V1_TaskResult {
         Swapline_V1_TaskResult(
             outputURL: output.outputURL, outputs: output.outputs, processingTime: output.processingTime,
-            jobID: output.jobID, storageProvider: output.storageProvider(fittingIn: MessageLimits.nameBytes),
+            jobID: output.jobID, storageProvider: output.storageProviderSummary(fittingIn: MessageLimits.nameBytes),
             outputProviders: output.outputProviders)
     }
 
@@ -40,7 +40,7 @@ enum TaskMessages {
             outputURL: message.outputURL, outputs: message.outputs, processingTime: message.processingTime,
             jobID: message.jobID,
             storageProvider: message.outputProviders.isEmpty
-                ? message.storageProvider : TaskOutput.storageProvider(of: message.outputProviders))
+                ? message.storageProvider : TaskOutput.storageProviderList(of: message.outputProviders))
     }
 
     static func status(_ state: TaskState) -> Swapline_V1_TaskStatus {
@@ -72,7 +72,7 @@ enum TaskMessages {
         var metadata: [String: String] = [:]
         for (format, url) in output.outputs where format != "jpg" { metadata["\(format)_url"] = url }
         if !output.outputURL.isEmpty { metadata["storage_url"] = output.outputURL }
-        if !output.storageProvider.isEmpty { metadata["storage_provider"] = output.storageProvider(fittingIn: MessageLimits.nameBytes) }
+        if !output.storageProvider.isEmpty { metadata["storage_provider"] = output.storageProviderSummary(fittingIn: MessageLimits.nameBytes) }
         if !record.error.isEmpty { metadata["error"] = record.error }
         let status: String
         switch record.state {

@@ -131,8 +131,8 @@ public struct FaceSwapProcessor: TaskProcessor {
     /// carries the whole map).
     static func providerSummary(_ stored: [String: StoredFile]) -> String {
         let providers = stored.mapValues(\.provider)
-        return TaskOutput(outputs: stored.mapValues(\.url), storageProvider: TaskOutput.storageProvider(of: providers))
-            .storageProvider(fittingIn: MessageLimits.nameBytes)
+        return TaskOutput(outputs: stored.mapValues(\.url), storageProvider: TaskOutput.storageProviderList(of: providers))
+            .storageProviderSummary(fittingIn: MessageLimits.nameBytes)
     }
 
     /// Source and target at once, each through the URL policy.

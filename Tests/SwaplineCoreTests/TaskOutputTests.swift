@@ -23,13 +23,13 @@ import Testing
     @Test func aLongPerOutputListIsStoredWholeAndShortenedOnlyForTheWire() {
         let providers = Dictionary(uniqueKeysWithValues: (0..<20).map { ("format\($0)", $0 == 0 ? "local" : "s3") })
         let output = TaskOutput(
-            outputs: providers.mapValues { "https://cdn.example.com/\($0)" }, storageProvider: TaskOutput.storageProvider(of: providers))
+            outputs: providers.mapValues { "https://cdn.example.com/\($0)" }, storageProvider: TaskOutput.storageProviderList(of: providers))
         #expect(output.storageProvider.utf8.count > 128)
         #expect(output.outputProviders == providers)
-        #expect(output.storageProvider(fittingIn: 128) == "local,s3")
-        #expect(output.storageProvider(fittingIn: 4) == "")
-        #expect(TaskOutput(storageProvider: "gif:local,jpg:s3").storageProvider(fittingIn: 128) == "gif:local,jpg:s3")
-        #expect(TaskOutput.storageProvider(of: ["jpg": "s3", "gif": "s3"]) == "s3")
-        #expect(TaskOutput.storageProvider(of: [:]) == "")
+        #expect(output.storageProviderSummary(fittingIn: 128) == "local,s3")
+        #expect(output.storageProviderSummary(fittingIn: 4) == "")
+        #expect(TaskOutput(storageProvider: "gif:local,jpg:s3").storageProviderSummary(fittingIn: 128) == "gif:local,jpg:s3")
+        #expect(TaskOutput.storageProviderList(of: ["jpg": "s3", "gif": "s3"]) == "s3")
+        #expect(TaskOutput.storageProviderList(of: [:]) == "")
     }
 }
