@@ -199,3 +199,22 @@ def test_result_file_flags_out_of_range_are_refused_at_start(flags, message, tmp
     done = subprocess.run([str(BINARY), "serve", "--port", "0", "--data", str(tmp_path), *flags],
                           capture_output=True, timeout=30)
     assert done.returncode != 0 and message in done.stderr.decode(), done.stderr.decode()
+
+
+def test_servers_sharing_postgresql_delete_each_file_once(server_factory, simulator_factory, moto, credentials,
+                                                          flaky_s3, postgres_db):
+    """Two servers on one PostgreSQL queue both sweep: each expired file is deleted by one of
+    them, once."""
+    sim = simulator_factory()
+    shared = ["--store", postgres_db, "--storage", f"s3://{BUCKET}/{PREFIX}", "--s3-endpoint", flaky_s3.url,
+              "--s3-path-style", "--result-lifetime", "2s"]
+    first = server_factory(*shared, "--workers", "1", "--engine", sim.url, "--health-interval-ms", "200",
+                           ALLOW_LOCAL_URLS)
+    server_factory(*shared)
+    task = run_task(first, sim)
+    assert task.status == tasks_pb2.TASK_STATUS_COMPLETED, task.error
+    ours = keys_of(task)
+    assert wait_until(lambda: not ours & set(moto.keys())), first.stderr_tail()
+    time.sleep(5)  # several more sweeps of both servers
+    assert flaky_s3.deletes_passed == 3
+    still_completed(first, task)

@@ -203,9 +203,10 @@ struct  Swapline__V1__TaskResult
   /*
    * The storage backend of each output, by the same format keys as `outputs`, e.g.
    * {"gif": "local", "jpg": "cfimages"}: the typed form of `storage_provider`, which
-   * stays as it is for older clients. Set by the server from `storage_provider` (ignored
-   * in UpdateStatus); empty when that is empty or, should the per-output list not fit
-   * its 128 bytes, only names the providers.
+   * stays as it is for older clients. In UpdateStatus the consumer's map is stored whole
+   * (also when the per-output list does not fit storage_provider's 128 bytes, which then
+   * only names the providers); without one the server derives it from `storage_provider`
+   * (empty when that is empty or only names the providers).
    */
   size_t n_output_providers;
   Swapline__V1__TaskResult__OutputProvidersEntry **output_providers;
