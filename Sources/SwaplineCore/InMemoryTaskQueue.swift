@@ -116,7 +116,7 @@ public final class InMemoryTaskQueue: TaskQueue {
                     TaskRules.isPurgeable(task, changedBeforeMs: cutoffMs)
                 else { continue }
                 state.forget(task)
-                if state.tasksWithExpiredFiles.remove(task.taskID) == nil {
+                if task.output?.filesExpiredAtMs == nil {
                     state.recordDeletions(ResultDeletion.files(of: task, dueAtMs: now))
                 }
                 purged.append(task)
@@ -134,7 +134,8 @@ public final class InMemoryTaskQueue: TaskQueue {
             while marked < limit, let entry = state.completedWithFiles.top, entry.updatedAtMs < cutoffMs {
                 state.completedWithFiles.pop()
                 guard let task = state.tasks[entry.taskID] else { continue }
-                state.tasksWithExpiredFiles.insert(task.taskID)
+                // Not a change of state: the task keeps its version, and no watcher hears of it.
+                state.tasks[entry.taskID]?.output?.filesExpiredAtMs = now
                 state.recordDeletions(ResultDeletion.files(of: task, dueAtMs: now))
                 marked += 1
             }
@@ -249,8 +250,6 @@ struct InMemoryQueueState {
     var finishedByAge = PriorityHeap<FinishedEntry> { $0.updatedAtMs < $1.updatedAtMs }
     /// COMPLETED tasks, earliest finished first, for the result lifetime; popped once each.
     var completedWithFiles = PriorityHeap<FinishedEntry> { $0.updatedAtMs < $1.updatedAtMs }
-    /// Tasks whose files the result lifetime has already queued for deletion.
-    var tasksWithExpiredFiles: Set<String> = []
     /// Stored result files waiting to be deleted, by id.
     var resultDeletions: [Int64: ResultDeletion] = [:]
     var lastResultDeletionID: Int64 = 0

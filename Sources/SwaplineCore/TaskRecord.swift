@@ -45,16 +45,20 @@ public struct TaskOutput: Sendable, Hashable {
     public var processingTime: Double
     public var jobID: String
     public var storageProvider: String
+    /// When the result lifetime queued the stored files for deletion (ms since the epoch;
+    /// `TaskQueue.expireResultFiles`); `nil` while they are kept.
+    public var filesExpiredAtMs: Int64?
 
     public init(
         outputURL: String = "", outputs: [String: String] = [:], processingTime: Double = 0, jobID: String = "",
-        storageProvider: String = ""
+        storageProvider: String = "", filesExpiredAtMs: Int64? = nil
     ) {
         self.outputURL = outputURL
         self.outputs = outputs
         self.processingTime = processingTime
         self.jobID = jobID
         self.storageProvider = storageProvider
+        self.filesExpiredAtMs = filesExpiredAtMs
     }
 
     /// `storageProvider` for the providers of `outputs` (format → provider): the one provider

@@ -26,17 +26,6 @@ enum PostgresResultDeletions {
         "CREATE INDEX swapline_result_deletions_by_next_try ON swapline_result_deletions (next_try_at)",
     ]
 
-    /// Of `taskIDs`, those whose files the result lifetime already queued for deletion.
-    static func withExpiredFiles(_ taskIDs: [String], on connection: PostgresConnection, logger: Logger) async throws -> Set<String> {
-        var found: Set<String> = []
-        for try await id in try await connection.query(
-            "SELECT task_id FROM swapline_tasks WHERE task_id = ANY(\(taskIDs)::text[]) AND files_expired_at IS NOT NULL", logger: logger
-        ).decode(String.self) {
-            found.insert(id)
-        }
-        return found
-    }
-
     /// Locks up to `limit` COMPLETED tasks finished before `cutoffMs` with unmarked files,
     /// earliest first, and marks them.
     static func markExpired(

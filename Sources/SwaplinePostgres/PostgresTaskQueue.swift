@@ -288,8 +288,7 @@ public final class PostgresTaskQueue: TaskTransfer {
             let purgeable = finished.filter { TaskRules.isPurgeable($0, changedBeforeMs: cutoffMs) }
             let ids = purgeable.map(\.taskID)
             if !ids.isEmpty {
-                let expired = try await PostgresResultDeletions.withExpiredFiles(ids, on: connection, logger: logger)
-                let files = purgeable.filter { !expired.contains($0.taskID) }.flatMap { ResultDeletion.files(of: $0, dueAtMs: now) }
+                let files = purgeable.filter { $0.output?.filesExpiredAtMs == nil }.flatMap { ResultDeletion.files(of: $0, dueAtMs: now) }
                 try await PostgresResultDeletions.record(files, on: connection, logger: logger)
                 try await connection.query("DELETE FROM swapline_tasks WHERE task_id = ANY(\(ids)::text[])", logger: logger)
             }

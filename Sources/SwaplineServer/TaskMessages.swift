@@ -22,7 +22,7 @@ enum TaskMessages {
         Swapline_V1_TaskResult(
             outputURL: output.outputURL, outputs: output.outputs, processingTime: output.processingTime,
             jobID: output.jobID, storageProvider: output.storageProviderSummary(fittingIn: MessageLimits.nameBytes),
-            outputProviders: output.outputProviders)
+            outputProviders: output.outputProviders, filesExpiredAtMs: output.filesExpiredAtMs ?? 0)
     }
 
     static func parameters(_ message: Swapline_V1_FaceSwapParams?) -> FaceSwapParameters {

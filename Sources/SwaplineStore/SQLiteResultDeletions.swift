@@ -24,13 +24,11 @@ final class SQLiteResultDeletions {
     static let queries = (
         completedWithLiveFiles:
             "SELECT \(SQLiteTaskDatabase.columns.joined(separator: ", ")) FROM tasks INDEXED BY tasks_with_live_files WHERE state = 'COMPLETED' AND files_expired_at IS NULL AND updated_at < ?1 ORDER BY updated_at LIMIT ?2",
-        due: "SELECT id, task_id, provider, location, attempts, next_try_at FROM result_deletions INDEXED BY result_deletions_by_next_try WHERE next_try_at <= ?1 ORDER BY next_try_at, id LIMIT ?2",
-        filesExpired: "SELECT files_expired_at IS NOT NULL FROM tasks WHERE task_id = ?1"
+        due: "SELECT id, task_id, provider, location, attempts, next_try_at FROM result_deletions INDEXED BY result_deletions_by_next_try WHERE next_try_at <= ?1 ORDER BY next_try_at, id LIMIT ?2"
     )
 
     private let completedWithLiveFiles: SQLiteStatement
     private let due: SQLiteStatement
-    private let filesExpired: SQLiteStatement
     private let markExpired: SQLiteStatement
     private let insert: SQLiteStatement
     private let reschedule: SQLiteStatement
@@ -39,7 +37,6 @@ final class SQLiteResultDeletions {
     init(connection: SQLiteConnection) throws(SQLiteError) {
         completedWithLiveFiles = try connection.prepare(Self.queries.completedWithLiveFiles)
         due = try connection.prepare(Self.queries.due)
-        filesExpired = try connection.prepare(Self.queries.filesExpired)
         markExpired = try connection.prepare("UPDATE tasks SET files_expired_at = ?2 WHERE task_id = ?1")
         insert = try connection.prepare(
             "INSERT INTO result_deletions (task_id, provider, location, attempts, next_try_at) VALUES (?1, ?2, ?3, ?4, ?5)")
@@ -55,13 +52,6 @@ final class SQLiteResultDeletions {
         var records: [TaskRecord] = []
         while try completedWithLiveFiles.step() { records.append(SQLiteTaskRows.record(from: completedWithLiveFiles)) }
         return records
-    }
-
-    /// Whether the result lifetime already queued the task's files for deletion.
-    func filesExpired(taskID: String) throws(SQLiteError) -> Bool {
-        try filesExpired.bind([.text(taskID)])
-        defer { filesExpired.reset() }
-        return try filesExpired.step() && filesExpired.integer(at: 0) != 0
     }
 
     func markFilesExpired(taskID: String, atMs: Int64) throws(SQLiteError) {

@@ -96,7 +96,7 @@ final class SQLiteTaskDatabase {
         "task_id", "workflow", "environment", "target_port", "source_url", "target_url", "resolution", "model",
         "options", "state", "source_channel", "created_at", "updated_at", "progress", "error", "output_url", "outputs",
         "processing_time", "job_id", "storage_provider", "attempt", "priority", "idempotency_key", "lease_id",
-        "lease_consumer", "lease_expires_at", "version", "owner",
+        "lease_consumer", "lease_expires_at", "version", "owner", "files_expired_at",
     ]
 
     /// The writer connection's page cache, in KiB.
@@ -293,6 +293,7 @@ enum SQLiteTaskRows {
             lease.map { .text($0.consumerID) } ?? .null,
             lease.map { .integer($0.expiresAtMs) } ?? .null,
             .integer(record.version), .text(record.owner),
+            output?.filesExpiredAtMs.map { .integer($0) } ?? .null,
         ]
     }
 
@@ -319,7 +320,7 @@ enum SQLiteTaskRows {
         let output = row.optionalText(at: 15).map { url in
             TaskOutput(
                 outputURL: url, outputs: decode(row.text(at: 16)), processingTime: row.real(at: 17), jobID: row.text(at: 18),
-                storageProvider: row.text(at: 19))
+                storageProvider: row.text(at: 19), filesExpiredAtMs: row.isNull(at: 28) ? nil : row.integer(at: 28))
         }
         let lease = row.optionalText(at: 23).map { id in
             Lease(id: id, consumerID: row.text(at: 24), expiresAtMs: row.integer(at: 25))

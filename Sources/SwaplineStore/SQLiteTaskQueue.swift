@@ -163,7 +163,7 @@ public final class SQLiteTaskQueue: TaskTransfer {
             let purgeable = try database.reads.finished(changedBeforeMs: cutoffMs, limit: limit)
                 .filter { TaskRules.isPurgeable($0, changedBeforeMs: cutoffMs) }
             for task in purgeable {
-                if try !database.resultDeletions.filesExpired(taskID: task.taskID) {
+                if task.output?.filesExpiredAtMs == nil {
                     try database.resultDeletions.record(ResultDeletion.files(of: task, dueAtMs: now))
                 }
                 try database.delete(taskID: task.taskID)

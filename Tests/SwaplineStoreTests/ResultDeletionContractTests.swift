@@ -79,8 +79,11 @@ import Testing
 
             #expect(try await queue.expireResults(before: cutoff).get() == 1)  // task_3 completed at the cutoff: not yet
             #expect(try await queue.expireResults(before: cutoff).get() == 0)
-            #expect(try await queue.task(id: "task_1").get()?.state == .completed)
             let now = clock.clock.nowMs()
+            let kept = try #require(try await queue.task(id: "task_1").get())
+            #expect(kept.state == .completed && kept.version == 3)
+            #expect(kept.output?.filesExpiredAtMs == now && kept.output?.outputs == output.outputs)
+            #expect(try await queue.task(id: "task_3").get()?.output?.filesExpiredAtMs == nil)
             let claimed = try await queue.claimDeletions(now: now, postponedTo: now + 1_000).get()
             #expect(Set(claimed.map(\.taskID)) == ["task_1"] && claimed.count == 2)
             try await queue.settle(claimed.map { .finished(id: $0.id) }).get()

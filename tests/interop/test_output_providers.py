@@ -28,3 +28,4 @@ def test_a_long_output_providers_map_is_kept_whole(server, stubs):
     rest = httpx.get(f"http://{server.address}/api/face-swap/task/{resp.task.task_id}", timeout=10)
     assert rest.status_code == 200, rest.text
     assert rest.json()["result"]["output_providers"] == providers
+    assert "files_expired_at_ms" not in rest.json()["result"] and stored.result.files_expired_at_ms == 0

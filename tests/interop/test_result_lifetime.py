@@ -14,6 +14,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+import httpx
 import pytest
 
 from support import BINARY, ALLOW_LOCAL_URLS, tasks_pb2, tasks_pb2_grpc
@@ -95,10 +96,16 @@ def keys_of(task: tasks_pb2.Task) -> set[str]:
 
 
 def still_completed(server, task: tasks_pb2.Task) -> None:
+    """The task is kept with its URLs; `files_expired_at_ms` says when its files were queued
+    for deletion by the lifetime (gRPC and REST)."""
     stub = tasks_pb2_grpc.TaskServiceStub(server.channel())
     kept = stub.GetTask(tasks_pb2.GetTaskRequest(task_id=task.task_id), timeout=10)
     assert kept.status == tasks_pb2.TASK_STATUS_COMPLETED
     assert kept.result.outputs == task.result.outputs, "the task keeps its URLs"
+    assert task.result.files_expired_at_ms == 0
+    rest = httpx.get(f"http://{server.address}/api/face-swap/task/{task.task_id}", timeout=10).json()["result"]
+    assert kept.result.files_expired_at_ms >= task.updated_at_ms + 1000, (kept.result, task.updated_at_ms)
+    assert rest["files_expired_at_ms"] == kept.result.files_expired_at_ms
 
 
 def test_the_lifetime_deletes_local_files_and_keeps_the_task(server_factory, simulator_factory, storage_dir):

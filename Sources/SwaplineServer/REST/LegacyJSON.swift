@@ -37,7 +37,7 @@ enum LegacyJSON {
             ("output_url", .string(result.outputURL)), ("outputs", stringMap(result.outputs)),
             ("processing_time", .number(result.processingTime)), ("job_id", .string(result.jobID)),
             ("storage_provider", .string(result.storageProvider)), ("output_providers", stringMap(result.outputProviders)),
-        ]
+        ] + (result.filesExpiredAtMs == 0 ? [] : [("files_expired_at_ms", .integer(result.filesExpiredAtMs))])
     }
 
     /// What `create-task` answers: the original `{"task_id": ..., "status": ...}`.

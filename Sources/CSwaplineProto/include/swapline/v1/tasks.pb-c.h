@@ -210,10 +210,17 @@ struct  Swapline__V1__TaskResult
    */
   size_t n_output_providers;
   Swapline__V1__TaskResult__OutputProvidersEntry **output_providers;
+  /*
+   * When the server queued the stored files of this result for deletion because its
+   * --result-lifetime passed (ms since the Unix epoch); 0 while they are kept. The URLs
+   * above stay as they were but stop working then. Set by the server (ignored in
+   * UpdateStatus).
+   */
+  int64_t files_expired_at_ms;
 };
 #define SWAPLINE__V1__TASK_RESULT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&swapline__v1__task_result__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0 }
 
 
 /*
