@@ -196,9 +196,10 @@ def test_a_deletion_that_keeps_failing_is_given_up_with_an_error(server_factory,
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--result-lifetime", "0s"], "--result-lifetime"),
-    (["--result-lifetime", "12"], "--result-lifetime"),
-    (["--result-lifetime", "1w"], "--result-lifetime"),
+    (["--result-lifetime", "0s"], "--result-lifetime must be a number and a unit (s, m, h or d) from 1s to 100 years"),
+    (["--result-lifetime", "12"], "got '12'"),
+    (["--result-lifetime", "1w"], "got '1w'"),
+    (["--result-lifetime", "101000d"], "got '101000d'"),
     (["--result-delete-attempts", "0"], "--result-delete-attempts must be between 1 and 100"),
     (["--result-delete-retry-base-ms", "0"], "--result-delete-retry-base-ms must be between 1 and"),
 ])
