@@ -3,4 +3,10 @@
 public enum EngineContract {
     /// The request header a worker may name its job id with, to follow it at `GET /jobs/{id}`.
     public static let jobIDHeader = "x-swapline-job-id"
+    /// The request header a worker may bound its job with: the milliseconds it waits for the
+    /// answer. The engine drops the job if it is still queued then, and kills its run if it
+    /// is still running.
+    public static let timeoutHeader = "x-swapline-timeout-ms"
+    /// The largest `timeoutHeader` value taken: 30 days.
+    public static let maxTimeoutMs: Int64 = 30 * 24 * 3_600_000
 }

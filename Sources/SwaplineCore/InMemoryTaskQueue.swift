@@ -107,6 +107,7 @@ public final class InMemoryTaskQueue: TaskQueue {
     }
 
     public func purgeFinished(changedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<[TaskRecord]>) {
+        let now = clock.nowMs()
         let purged: [TaskRecord] = state.withLock { state in
             var purged: [TaskRecord] = []
             while purged.count < limit, let entry = state.finishedByAge.top, entry.updatedAtMs < cutoffMs {
@@ -115,11 +116,59 @@ public final class InMemoryTaskQueue: TaskQueue {
                     TaskRules.isPurgeable(task, changedBeforeMs: cutoffMs)
                 else { continue }
                 state.forget(task)
+                if task.output?.filesExpiredAtMs == nil {
+                    state.recordDeletions(ResultDeletion.files(of: task, dueAtMs: now))
+                }
                 purged.append(task)
             }
             return purged
         }
         completion(.success(purged))
+    }
+
+    public func expireResultFiles(completedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<Int>) {
+        let now = clock.nowMs()
+        let marked: Int = state.withLock { state in
+            var marked = 0
+            // A COMPLETED task never changes again, so each is in the heap once.
+            while marked < limit, let entry = state.completedWithFiles.top, entry.updatedAtMs < cutoffMs {
+                state.completedWithFiles.pop()
+                guard let task = state.tasks[entry.taskID] else { continue }
+                // Not a change of state: the task keeps its version, and no watcher hears of it.
+                state.tasks[entry.taskID]?.output?.filesExpiredAtMs = now
+                state.recordDeletions(ResultDeletion.files(of: task, dueAtMs: now))
+                marked += 1
+            }
+            return marked
+        }
+        completion(.success(marked))
+    }
+
+    public func claimResultDeletions(
+        dueByMs nowMs: Int64, limit: Int, postponedToMs: Int64, completion: @escaping Completion<[ResultDeletion]>
+    ) {
+        let claimed: [ResultDeletion] = state.withLock { state in
+            let due = state.resultDeletions.values.filter { $0.nextTryAtMs <= nowMs }
+                .sorted { ($0.nextTryAtMs, $0.id) < ($1.nextTryAtMs, $1.id) }.prefix(limit)
+            for deletion in due { state.resultDeletions[deletion.id]?.nextTryAtMs = postponedToMs }
+            return Array(due)
+        }
+        completion(.success(claimed))
+    }
+
+    public func settleResultDeletions(_ outcomes: [ResultDeletionOutcome], completion: @escaping Completion<Void>) {
+        state.withLock { state in
+            for outcome in outcomes {
+                switch outcome {
+                case .finished(let id):
+                    state.resultDeletions[id] = nil
+                case .retry(let id, let attempts, let atMs):
+                    state.resultDeletions[id]?.attempts = attempts
+                    state.resultDeletions[id]?.nextTryAtMs = atMs
+                }
+            }
+        }
+        completion(.success(()))
     }
 
     public func task(id: String, completion: @escaping Completion<TaskRecord?>) {
@@ -219,6 +268,19 @@ struct InMemoryQueueState {
     var finishedByAge = PriorityHeap<FinishedEntry> { $0.updatedAtMs < $1.updatedAtMs }
     /// ListTasks' and GetQueueStats' indexes.
     var listing = InMemoryListingIndex()
+    /// COMPLETED tasks, earliest finished first, for the result lifetime; popped once each.
+    var completedWithFiles = PriorityHeap<FinishedEntry> { $0.updatedAtMs < $1.updatedAtMs }
+    /// Stored result files waiting to be deleted, by id.
+    var resultDeletions: [Int64: ResultDeletion] = [:]
+    var lastResultDeletionID: Int64 = 0
+
+    mutating func recordDeletions(_ deletions: [ResultDeletion]) {
+        for var deletion in deletions {
+            lastResultDeletionID += 1
+            deletion.id = lastResultDeletionID
+            resultDeletions[deletion.id] = deletion
+        }
+    }
 
     /// Stores `task` and adds it to the index its state belongs in.
     mutating func store(_ task: TaskRecord) {
@@ -239,6 +301,9 @@ struct InMemoryQueueState {
             }
         case .completed, .failed, .cancelled:
             finishedByAge.push(FinishedEntry(updatedAtMs: task.updatedAtMs, taskID: task.taskID))
+            if task.state == .completed {
+                completedWithFiles.push(FinishedEntry(updatedAtMs: task.updatedAtMs, taskID: task.taskID))
+            }
         }
     }
 

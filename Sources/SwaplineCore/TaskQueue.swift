@@ -51,9 +51,25 @@ public protocol TaskQueue: Sendable {
     func expireLeases(limit: Int, completion: @escaping Completion<Int>)
 
     /// Deletes up to `limit` finished tasks unchanged since `cutoffMs`
-    /// (`TaskRules.isPurgeable`), oldest first, and reports them as they were (their results
-    /// name the stored files that go with them).
+    /// (`TaskRules.isPurgeable`), oldest first, and reports them as they were. In the same
+    /// atomic step it records a `ResultDeletion` for every stored file of their results whose
+    /// lifetime has not already removed it.
     func purgeFinished(changedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<[TaskRecord]>)
+
+    /// The result lifetime: marks up to `limit` COMPLETED tasks that finished before `cutoffMs`
+    /// and whose files are not yet marked as expired, earliest first, and records a
+    /// `ResultDeletion` for each of their stored files, in one atomic step. The tasks stay;
+    /// a marked task is never taken again. Reports how many tasks it marked. Safe to run on
+    /// every server at once.
+    func expireResultFiles(completedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<Int>)
+
+    /// Takes up to `limit` recorded deletions due by `nowMs`, earliest first, and moves their
+    /// next try to `postponedToMs`, so that another server's sweep skips them meanwhile and a
+    /// sweep that dies with them leaves them to be tried again then.
+    func claimResultDeletions(dueByMs nowMs: Int64, limit: Int, postponedToMs: Int64, completion: @escaping Completion<[ResultDeletion]>)
+
+    /// Records what a sweep did with deletions it claimed.
+    func settleResultDeletions(_ outcomes: [ResultDeletionOutcome], completion: @escaping Completion<Void>)
 
     /// The stored task, or `nil`.
     func task(id: String, completion: @escaping Completion<TaskRecord?>)

@@ -45,21 +45,44 @@ public struct TaskOutput: Sendable, Hashable {
     public var processingTime: Double
     public var jobID: String
     public var storageProvider: String
+    /// When the result lifetime queued the stored files for deletion (ms since the epoch;
+    /// `TaskQueue.expireResultFiles`); `nil` while they are kept.
+    public var filesExpiredAtMs: Int64?
 
     public init(
         outputURL: String = "", outputs: [String: String] = [:], processingTime: Double = 0, jobID: String = "",
-        storageProvider: String = ""
+        storageProvider: String = "", filesExpiredAtMs: Int64? = nil
     ) {
         self.outputURL = outputURL
         self.outputs = outputs
         self.processingTime = processingTime
         self.jobID = jobID
         self.storageProvider = storageProvider
+        self.filesExpiredAtMs = filesExpiredAtMs
+    }
+
+    /// `storageProvider` for the providers of `outputs` (format → provider): the one provider
+    /// of every output, or `format:provider` per output sorted by format, e.g.
+    /// "gif:local,jpg:s3", when they differ. Stored whole, however long.
+    public static func storageProviderList(of providers: [String: String]) -> String {
+        let distinct = Set(providers.values)
+        if distinct.count <= 1 { return distinct.first ?? "" }
+        return providers.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")
+    }
+
+    /// `storageProvider` for a field of at most `maxBytes` (the wire's `storage_provider`): as
+    /// it is when it fits, else just the providers ("local,s3"), else empty; `outputProviders`
+    /// has every output's provider in any case.
+    public func storageProviderSummary(fittingIn maxBytes: Int) -> String {
+        if storageProvider.utf8.count <= maxBytes { return storageProvider }
+        let providers = Set(outputProviders.values).sorted().joined(separator: ",")
+        return providers.utf8.count <= maxBytes ? providers : ""
     }
 
     /// The provider of each output (format → provider), read from `storageProvider`: one name
-    /// for every output, or the worker's `format:provider,…` list when it fell back for some;
-    /// empty when `storageProvider` is empty or only lists the providers ("local,s3").
+    /// for every output, or the `format:provider,…` list when they differ; empty when
+    /// `storageProvider` is empty or only lists the providers ("local,s3", as workers before
+    /// `output_providers` reported a list too long for `storage_provider`).
     public var outputProviders: [String: String] {
         guard !storageProvider.isEmpty else { return [:] }
         guard storageProvider.contains(":") else {

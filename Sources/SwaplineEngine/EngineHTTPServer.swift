@@ -20,6 +20,9 @@ public struct EngineListenerLimits: Sendable {
     public var bodyProgressTimeout: TimeAmount = .seconds(30)
     /// A connection may wait this long for its next request (then it closes).
     public var idleTimeout: TimeAmount = .seconds(60)
+    /// An output being sent may go this long without the client taking a byte (then the
+    /// connection closes, and the file with it).
+    public var sendTimeout: TimeAmount = .seconds(30)
 
     public init() {}
 }
@@ -222,7 +225,7 @@ private final class EngineRequestHandler: ChannelInboundHandler {
                     return write(.error(404, "no such output"), keepAlive: head.isKeepAlive, context: context)
                 }
                 guard context.channel.isActive else { return outputs.close(opened) }
-                let writer = EngineOutputWriter(context: context, keepAlive: head.isKeepAlive) { [self] in
+                let writer = EngineOutputWriter(context: context, keepAlive: head.isKeepAlive, sendTimeout: limits.sendTimeout) { [self] in
                     outputWriter = nil
                     headTimer.awaitingNextRequest()
                 }
@@ -322,19 +325,35 @@ private final class BodySpool {
 }
 
 /// An output file's response on the engine's connection, for `OutputFileSender`: each write
-/// that leaves nothing queued lets the sender read and write its next piece. Lives on the
+/// that leaves nothing queued lets the sender read and write its next piece. A client that
+/// takes no byte of what is queued for `sendTimeout` has the connection closed. Lives on the
 /// connection's event loop.
 private final class EngineOutputWriter: HTTPStreamWriter {
     private let context: ChannelHandlerContext
     private let keepAlive: Bool
+    private let sendTimeout: TimeAmount
     private let ended: () -> Void
     private var sender: OutputFileSender?
     private(set) var queuedBodyBytes = 0
+    /// Runs while bytes are queued; restarted by each write the client took.
+    private var stallTimer: Scheduled<Void>?
 
-    init(context: ChannelHandlerContext, keepAlive: Bool, ended: @escaping () -> Void) {
+    init(context: ChannelHandlerContext, keepAlive: Bool, sendTimeout: TimeAmount, ended: @escaping () -> Void) {
         self.context = context
         self.keepAlive = keepAlive
+        self.sendTimeout = sendTimeout
         self.ended = ended
+    }
+
+    private func restartStallTimer() {
+        stallTimer?.cancel()
+        stallTimer = nil
+        guard queuedBodyBytes > 0 else { return }
+        stallTimer = context.eventLoop.assumeIsolated().scheduleTask(in: sendTimeout) { [self] in
+            stallTimer = nil
+            sender?.cancel()
+            reset()
+        }
     }
 
     var eventLoop: any EventLoop { context.eventLoop }
@@ -356,8 +375,10 @@ private final class EngineOutputWriter: HTTPStreamWriter {
     func writeBody(_ bytes: ByteBuffer) {
         let count = bytes.readableBytes
         queuedBodyBytes += count
+        if stallTimer == nil { restartStallTimer() }
         context.writeAndFlush(NIOAny(HTTPServerResponsePart.body(.byteBuffer(bytes)))).assumeIsolated().whenComplete { [self] _ in
             queuedBodyBytes -= count
+            restartStallTimer()
             if queuedBodyBytes == 0 { sender?.drained() }
         }
     }
@@ -379,6 +400,8 @@ private final class EngineOutputWriter: HTTPStreamWriter {
 
     /// The client left mid-file: the sender stops and closes the file.
     func connectionClosed() {
+        stallTimer?.cancel()
+        stallTimer = nil
         sender?.cancel()
         sender = nil
     }
@@ -397,9 +420,16 @@ private func routeEngineRequest(_ head: HTTPRequestHead, bodyFile: String?, serv
         guard !host.isEmpty, host.utf8.allSatisfy({ $0.isASCIIAlphanumeric || Array(".-:[]".utf8).contains($0) }) else {
             return .error(400, "the request needs a Host header naming this engine")
         }
+        var deadline: ContinuousClock.Instant?
+        if let timeout = head.headers.first(name: EngineContract.timeoutHeader) {
+            guard let ms = Int64(timeout), (1...EngineContract.maxTimeoutMs).contains(ms) else {
+                return .error(400, "\(EngineContract.timeoutHeader) must be a number of milliseconds from 1 to \(EngineContract.maxTimeoutMs)")
+            }
+            deadline = .now + .milliseconds(ms)
+        }
         return await service.process(
             contentType: head.headers.first(name: "content-type") ?? "", bodyFile: bodyFile,
-            requestedJobID: head.headers.first(name: EngineContract.jobIDHeader), baseURL: "http://\(host)")
+            requestedJobID: head.headers.first(name: EngineContract.jobIDHeader), deadline: deadline, baseURL: "http://\(host)")
     case (.GET, _) where path.hasPrefix("/jobs/"):
         return service.jobStatus(String(path.dropFirst("/jobs/".count)))
     case (_, "/health"), (_, "/process"):

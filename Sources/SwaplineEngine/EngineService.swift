@@ -108,8 +108,12 @@ public final class EngineService: Sendable {
     }
 
     /// `POST /process`, its body spooled to `bodyFile`; `baseURL` is the scheme, host and port
-    /// the request came to.
-    public func process(contentType: String, bodyFile: String, requestedJobID: String?, baseURL: String) async -> EngineAnswer {
+    /// the request came to. A job still queued at `deadline` (the client's
+    /// `X-Swapline-Timeout-Ms`, counted from the end of its upload) is dropped, a run still going
+    /// then is killed: nobody waits for its answer any more.
+    public func process(
+        contentType: String, bodyFile: String, requestedJobID: String?, deadline: ContinuousClock.Instant? = nil, baseURL: String
+    ) async -> EngineAnswer {
         let uploadDirectory = bodyFile + ".parts"
         defer { try? FileManager.default.removeItem(atPath: uploadDirectory) }
         guard let boundary = MultipartForm.boundary(ofContentType: contentType) else {
@@ -150,7 +154,20 @@ public final class EngineService: Sendable {
         guard Self.isValidJobID(jobID) else { return .error(400, "\(EngineContract.jobIDHeader) must be 1 to 64 letters, digits, '_' or '-'") }
         guard jobs.add(jobID) else { return .error(409, "job id '\(jobID)' is already in use") }
 
-        guard let slot = await slots.acquire() else {
+        let slot = await acquireSlot(before: deadline)
+        if let slot, let deadline, ContinuousClock.now >= deadline {
+            // Got the slot as the deadline passed: too late to start.
+            await slots.release(slot)
+        }
+        guard let slot, deadline.map({ ContinuousClock.now < $0 }) ?? true else {
+            if deadline.map({ ContinuousClock.now >= $0 }) ?? false {
+                jobs.update(jobID) {
+                    $0.state = .failed
+                    $0.error = "the client's deadline passed while the job was queued"
+                }
+                logger.info("job \(jobID): dropped from the queue, its client's deadline passed")
+                return .error(504, "the client's deadline (\(EngineContract.timeoutHeader)) passed while the job was queued")
+            }
             if Task.isCancelled {
                 // Its client (a worker that gave up) is gone: nobody would take the result.
                 jobs.update(jobID) {
@@ -169,13 +186,26 @@ public final class EngineService: Sendable {
         defer { Task { await slots.release(slot) } }
         jobs.update(jobID) { $0.state = .running }
         let answer = await run(
-            job, jobID: jobID, slot: slot, source: source, sourceExtension: sourceExtension, target: target, targetExtension: targetExtension,
+            job, jobID: jobID, slot: slot, deadline: deadline, source: source, sourceExtension: sourceExtension, target: target, targetExtension: targetExtension,
             targetKind: targetKind, baseURL: baseURL)
         jobs.update(jobID) {
             $0.state = answer.status == 200 ? .succeeded : .failed
             if answer.status != 200 { $0.error = "HTTP \(answer.status)" }
         }
         return answer
+    }
+
+    /// A slot (`EngineSlots.acquire`), given up when `deadline` passes first: `nil` then, as
+    /// for a full queue or a client gone.
+    private func acquireSlot(before deadline: ContinuousClock.Instant?) async -> Int? {
+        guard let deadline else { return await slots.acquire() }
+        let waiting = Task { [slots] in await slots.acquire() }
+        let timer = Task {
+            guard (try? await Task.sleep(until: deadline, clock: .continuous)) != nil else { return }
+            waiting.cancel()
+        }
+        defer { timer.cancel() }
+        return await withTaskCancellationHandler { await waiting.value } onCancel: { waiting.cancel() }
     }
 
     /// The lowercased extension of an uploaded file's name, when it is a plain one.
@@ -186,7 +216,7 @@ public final class EngineService: Sendable {
     }
 
     private func run(
-        _ job: EngineJob, jobID: String, slot: Int, source: UploadedForm.UploadedFile, sourceExtension: String,
+        _ job: EngineJob, jobID: String, slot: Int, deadline: ContinuousClock.Instant?, source: UploadedForm.UploadedFile, sourceExtension: String,
         target: UploadedForm.UploadedFile, targetExtension: String,
         targetKind: TargetKind, baseURL: String
     ) async -> EngineAnswer {
@@ -212,8 +242,9 @@ public final class EngineService: Sendable {
             for: job, source: sourcePath, target: targetPath, output: outputDirectory + "/" + outputName, targetKind: targetKind,
             workDirectory: workDirectory)
         logger.info("job runs \(configuration.python) \(arguments.joined(separator: " "))", metadata: ["job_id": .string(jobID)])
+        let timeout = deadline.map { min(configuration.jobTimeout, $0 - .now) } ?? configuration.jobTimeout
         var runner = SupervisedProcess(
-            executable: configuration.python, directory: configuration.faceFusionDirectory, timeout: configuration.jobTimeout, groups: processGroups)
+            executable: configuration.python, directory: configuration.faceFusionDirectory, timeout: timeout, groups: processGroups)
         // Python buffers a pipe's output in blocks; progress must arrive as it is printed.
         runner.environment["PYTHONUNBUFFERED"] = "1"
         if configuration.slotDevices.indices.contains(slot) { runner.environment["CUDA_VISIBLE_DEVICES"] = configuration.slotDevices[slot] }
@@ -233,6 +264,8 @@ public final class EngineService: Sendable {
             return .error(500, "FaceFusion failed (exit code \(code)):\n" + tail)
         case .signalled(let signal, let tail):
             return .error(500, "FaceFusion was killed by signal \(signal):\n" + tail)
+        case .timedOut(let tail) where timeout < configuration.jobTimeout:
+            return .error(504, "FaceFusion ran past the client's deadline (\(EngineContract.timeoutHeader)) and was killed:\n" + tail)
         case .timedOut(let tail):
             return .error(504, "FaceFusion ran past the job timeout of \(configuration.jobTimeout) and was killed:\n" + tail)
         }

@@ -62,10 +62,12 @@ public struct Swapline_V1_TaskResult: Sendable, Equatable {
     public var storageProvider: String
     /// Format → the provider that stored that output.
     public var outputProviders: [String: String]
+    /// When the result lifetime queued the stored files for deletion (ms since the epoch); 0: kept.
+    public var filesExpiredAtMs: Int64
 
     public init(
         outputURL: String = "", outputs: [String: String] = [:], processingTime: Double = 0,
-        jobID: String = "", storageProvider: String = "", outputProviders: [String: String] = [:]
+        jobID: String = "", storageProvider: String = "", outputProviders: [String: String] = [:], filesExpiredAtMs: Int64 = 0
     ) {
         self.outputURL = outputURL
         self.outputs = outputs
@@ -73,6 +75,7 @@ public struct Swapline_V1_TaskResult: Sendable, Equatable {
         self.jobID = jobID
         self.storageProvider = storageProvider
         self.outputProviders = outputProviders
+        self.filesExpiredAtMs = filesExpiredAtMs
     }
 }
 
@@ -82,7 +85,8 @@ extension Swapline_V1_TaskResult: CBridged {
             outputURL: try CField.string(c.output_url, field: "output_url", maxBytes: MessageLimits.urlBytes), outputs: try CField.map(c.n_outputs, c.outputs, field: "outputs"),
             processingTime: c.processing_time, jobID: try CField.string(c.job_id, field: "job_id", maxBytes: MessageLimits.nameBytes),
             storageProvider: try CField.string(c.storage_provider, field: "storage_provider", maxBytes: MessageLimits.nameBytes),
-            outputProviders: try CField.map(c.n_output_providers, c.output_providers, field: "output_providers"))
+            outputProviders: try CField.map(c.n_output_providers, c.output_providers, field: "output_providers"),
+            filesExpiredAtMs: c.files_expired_at_ms)
     }
 
     func fill(_ c: inout Swapline__V1__TaskResult, arena: inout CArena) {
@@ -92,6 +96,7 @@ extension Swapline_V1_TaskResult: CBridged {
         c.job_id = arena.cString(jobID)
         c.storage_provider = arena.cString(storageProvider)
         (c.n_output_providers, c.output_providers) = arena.map(outputProviders)
+        c.files_expired_at_ms = filesExpiredAtMs
     }
 }
 

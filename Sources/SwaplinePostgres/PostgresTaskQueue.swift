@@ -292,6 +292,7 @@ public final class PostgresTaskQueue: TaskTransfer {
     }
 
     public func purgeFinished(changedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<[TaskRecord]>) {
+        let now = clock.nowMs()
         submit(completion) { [logger] connection in
             let finished = try await PostgresTaskRows.records(
                 connection.query(
@@ -303,9 +304,37 @@ public final class PostgresTaskQueue: TaskTransfer {
             let purgeable = finished.filter { TaskRules.isPurgeable($0, changedBeforeMs: cutoffMs) }
             let ids = purgeable.map(\.taskID)
             if !ids.isEmpty {
+                let files = purgeable.filter { $0.output?.filesExpiredAtMs == nil }.flatMap { ResultDeletion.files(of: $0, dueAtMs: now) }
+                try await PostgresResultDeletions.record(files, on: connection, logger: logger)
                 try await connection.query("DELETE FROM swapline_tasks WHERE task_id = ANY(\(ids)::text[])", logger: logger)
             }
             return .success(purgeable)
+        }
+    }
+
+    public func expireResultFiles(completedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<Int>) {
+        let now = clock.nowMs()
+        submit(completion) { [logger] connection in
+            let tasks = try await PostgresResultDeletions.markExpired(
+                finishedBeforeMs: cutoffMs, limit: limit, nowMs: now, on: connection, logger: logger)
+            try await PostgresResultDeletions.record(tasks.flatMap { ResultDeletion.files(of: $0, dueAtMs: now) }, on: connection, logger: logger)
+            return .success(tasks.count)
+        }
+    }
+
+    public func claimResultDeletions(
+        dueByMs nowMs: Int64, limit: Int, postponedToMs: Int64, completion: @escaping Completion<[ResultDeletion]>
+    ) {
+        submit(completion) { [logger] connection in
+            .success(try await PostgresResultDeletions.claim(
+                dueByMs: nowMs, limit: limit, postponedToMs: postponedToMs, on: connection, logger: logger))
+        }
+    }
+
+    public func settleResultDeletions(_ outcomes: [ResultDeletionOutcome], completion: @escaping Completion<Void>) {
+        submit(completion) { [logger] connection in
+            try await PostgresResultDeletions.settle(outcomes, on: connection, logger: logger)
+            return .success(())
         }
     }
 

@@ -53,7 +53,8 @@ enum PostgresTaskRows {
             storage_provider = excluded.storage_provider, attempt = excluded.attempt, priority = excluded.priority,
             idempotency_key = excluded.idempotency_key, lease_id = excluded.lease_id,
             lease_consumer = excluded.lease_consumer, lease_expires_at = excluded.lease_expires_at,
-            version = excluded.version, owner = excluded.owner, history = excluded.history
+            version = excluded.version, owner = excluded.owner, history = excluded.history,
+            files_expired_at = excluded.files_expired_at
         WHERE swapline_tasks.version < excluded.version
         """
 
@@ -68,7 +69,7 @@ enum PostgresTaskRows {
                 task_id, workflow, environment, target_port, source_url, target_url, resolution, model, options,
                 state, source_channel, created_at, updated_at, progress, error, output_url, outputs, processing_time,
                 job_id, storage_provider, attempt, priority, idempotency_key, lease_id, lease_consumer, lease_expires_at,
-                version, owner, history)
+                version, owner, history, files_expired_at)
             VALUES (
                 \(record.taskID), \(record.workflow), \(record.environment), \(record.targetPort),
                 \(record.params.sourceURL), \(record.params.targetURL), \(record.params.resolution), \(record.params.model),
@@ -76,7 +77,7 @@ enum PostgresTaskRows {
                 \(record.updatedAtMs), \(progress), \(record.error), \(output?.outputURL), \(outputs)::jsonb,
                 \(output?.processingTime), \(output?.jobID), \(output?.storageProvider), \(record.attempt),
                 \(record.priority), \(record.idempotencyKey), \(lease?.id), \(lease?.consumerID), \(lease?.expiresAtMs),
-                \(record.version), \(record.owner), \(TaskHistory.text(record.history)))
+                \(record.version), \(record.owner), \(TaskHistory.text(record.history)), \(output?.filesExpiredAtMs))
             \(unescaped: conflictClause)
             """
     }
@@ -118,7 +119,7 @@ enum PostgresTaskRows {
             case createdAt = "created_at", updatedAt = "updated_at", progress, error, outputUrl = "output_url", outputs
             case processingTime = "processing_time", jobId = "job_id", storageProvider = "storage_provider", attempt
             case priority, idempotencyKey = "idempotency_key", leaseId = "lease_id", leaseConsumer = "lease_consumer"
-            case leaseExpiresAt = "lease_expires_at", version, owner, history
+            case leaseExpiresAt = "lease_expires_at", version, owner, history, filesExpiredAt = "files_expired_at"
         }
 
         var taskId: String
@@ -150,12 +151,13 @@ enum PostgresTaskRows {
         var version: Int64
         var owner: String?
         var history: String?
+        var filesExpiredAt: Int64?
 
         var record: TaskRecord {
             let output = outputUrl.map { url in
                 TaskOutput(
                     outputURL: url, outputs: outputs ?? [:], processingTime: processingTime ?? 0, jobID: jobId ?? "",
-                    storageProvider: storageProvider ?? "")
+                    storageProvider: storageProvider ?? "", filesExpiredAtMs: filesExpiredAt)
             }
             let lease = leaseId.map { Lease(id: $0, consumerID: leaseConsumer ?? "", expiresAtMs: leaseExpiresAt ?? 0) }
             return TaskRecord(

@@ -154,6 +154,7 @@ enum PostgresTaskSchema {
                 EXECUTE FUNCTION swapline_count_task_change()
             """,
         ],
+        PostgresResultDeletions.migration,
     ]
 
     /// Serializes the folding of count changes (`pg_advisory_xact_lock`; "SWAPCNTS" in ASCII).

@@ -7,8 +7,8 @@ import SwaplineCore
 import SwaplineMetrics
 
 /// A started Swapline server: the listening HTTP/2 socket, its event loops, the scheduler over
-/// its queue backend, and the background lease, retention and re-check sweeps. The CLI and the tests build it the same way,
-/// with `start`.
+/// its queue backend, and the background lease, retention and re-check sweeps and the deletion
+/// of stored result files. The CLI and the tests build it the same way, with `start`.
 public final class RunningServer: Sendable {
     public let port: Int
     public let scheduler: TaskScheduler
@@ -18,6 +18,7 @@ public final class RunningServer: Sendable {
     /// The dashboard's stats event streams, ended when shutdown begins.
     private let statsStreams: OpenStatsStreams
     private let sweeps: [RepeatedTask]
+    private let resultFileSweeper: ResultFileSweeper?
     /// Reads `/outputs/` files off the event loops; its threads bound the reads at once.
     private let fileThreads: NIOThreadPool
     private let configuration: ServerConfiguration
@@ -25,7 +26,8 @@ public final class RunningServer: Sendable {
 
     private init(
         port: Int, scheduler: TaskScheduler, server: H2Server, group: MultiThreadedEventLoopGroup, health: HealthService,
-        statsStreams: OpenStatsStreams, sweeps: [RepeatedTask], fileThreads: NIOThreadPool, configuration: ServerConfiguration, logger: Logger
+        statsStreams: OpenStatsStreams, sweeps: [RepeatedTask], resultFileSweeper: ResultFileSweeper?, fileThreads: NIOThreadPool,
+        configuration: ServerConfiguration, logger: Logger
     ) {
         self.port = port
         self.scheduler = scheduler
@@ -34,6 +36,7 @@ public final class RunningServer: Sendable {
         self.health = health
         self.statsStreams = statsStreams
         self.sweeps = sweeps
+        self.resultFileSweeper = resultFileSweeper
         self.fileThreads = fileThreads
         self.configuration = configuration
         self.logger = logger
@@ -133,9 +136,10 @@ public final class RunningServer: Sendable {
             retentionLoop.scheduleRepeatedTask(initialDelay: .zero, delay: configuration.retentionSweepInterval) { _ in
                 purgeFinishedTasks(scheduler: scheduler, configuration: configuration, on: retentionLoop, logger: logger)
             })
+        let resultFileSweeper = configuration.resultFiles.map { ResultFileSweeper(queue: queue, deletion: $0, logger: logger) }
         return RunningServer(
             port: port, scheduler: scheduler, server: server, group: group, health: health,
-            statsStreams: statsFeed.openStreams, sweeps: sweeps,
+            statsStreams: statsFeed.openStreams, sweeps: sweeps, resultFileSweeper: resultFileSweeper,
             fileThreads: fileThreads, configuration: configuration, logger: logger)
     }
 
@@ -147,7 +151,6 @@ public final class RunningServer: Sendable {
     ) {
         let ageMs = configuration.finishedTaskRetention.nanoseconds / 1_000_000
         scheduler.purgeFinishedTasks(olderThanMs: ageMs, limit: configuration.retentionBatchSize) { result in
-            if case .success(let purged) = result, !purged.isEmpty { configuration.onPurged?(purged) }
             switch result.map(\.count) {
             case .success(let count) where count == configuration.retentionBatchSize:
                 loop.execute {
@@ -172,6 +175,7 @@ public final class RunningServer: Sendable {
         statsStreams.closeAll()
         await server.shutdown(grace: configuration.shutdownGrace)
         for sweep in sweeps { sweep.cancel() }
+        await resultFileSweeper?.stop()
         try? await group.shutdownGracefully()
         try? await fileThreads.shutdownGracefully()
         await scheduler.queue.close()

@@ -35,8 +35,9 @@ public struct ServerConfiguration: Sendable {
     /// `retentionBatchSize` until none is left, so a backlog never holds the store for long.
     public var retentionSweepInterval: TimeAmount = .seconds(60)
     public var retentionBatchSize = 500
-    /// Hears of every task retention deleted, to delete its stored result files too.
-    public var onPurged: (@Sendable ([TaskRecord]) -> Void)?
+    /// Deletes the stored result files of purged tasks, and of COMPLETED tasks past the result
+    /// lifetime (`ResultFileDeletion`); `nil`: the files stay (recorded deletions wait).
+    public var resultFiles: ResultFileDeletion?
     /// Bearer tokens and their roles; empty turns access control off (`docs/security.md`).
     public var accessTokens = AccessTokens()
     /// Serve without tokens on an address other than loopback (`--insecure`); otherwise such a

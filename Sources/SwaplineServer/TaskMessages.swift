@@ -21,7 +21,8 @@ enum TaskMessages {
     static func message(_ output: TaskOutput) -> Swapline_V1_TaskResult {
         Swapline_V1_TaskResult(
             outputURL: output.outputURL, outputs: output.outputs, processingTime: output.processingTime,
-            jobID: output.jobID, storageProvider: output.storageProvider, outputProviders: output.outputProviders)
+            jobID: output.jobID, storageProvider: output.storageProviderSummary(fittingIn: MessageLimits.nameBytes),
+            outputProviders: output.outputProviders, filesExpiredAtMs: output.filesExpiredAtMs ?? 0)
     }
 
     static func parameters(_ message: Swapline_V1_FaceSwapParams?) -> FaceSwapParameters {
@@ -31,10 +32,15 @@ enum TaskMessages {
             model: message.model, options: message.options)
     }
 
+    /// A consumer's result. Its `output_providers`, when it sends them, are stored whole
+    /// (`storage_provider` is limited to 128 bytes, too short for the per-output list of many
+    /// outputs): the map is bounded by the message limits of maps instead.
     static func output(_ message: Swapline_V1_TaskResult) -> TaskOutput {
         TaskOutput(
             outputURL: message.outputURL, outputs: message.outputs, processingTime: message.processingTime,
-            jobID: message.jobID, storageProvider: message.storageProvider)
+            jobID: message.jobID,
+            storageProvider: message.outputProviders.isEmpty
+                ? message.storageProvider : TaskOutput.storageProviderList(of: message.outputProviders))
     }
 
     static func status(_ state: TaskState) -> Swapline_V1_TaskStatus {
@@ -66,7 +72,7 @@ enum TaskMessages {
         var metadata: [String: String] = [:]
         for (format, url) in output.outputs where format != "jpg" { metadata["\(format)_url"] = url }
         if !output.outputURL.isEmpty { metadata["storage_url"] = output.outputURL }
-        if !output.storageProvider.isEmpty { metadata["storage_provider"] = output.storageProvider }
+        if !output.storageProvider.isEmpty { metadata["storage_provider"] = output.storageProviderSummary(fittingIn: MessageLimits.nameBytes) }
         if !record.error.isEmpty { metadata["error"] = record.error }
         let status: String
         switch record.state {

@@ -123,13 +123,14 @@ final class SQLiteTaskDatabase {
             INSERT INTO task_counts VALUES (NEW.owner, NEW.workflow, NEW.state, 1) ON CONFLICT DO UPDATE SET count = count + 1;
         END;
         """,
+        SQLiteResultDeletions.migration,
     ]
 
     static let columns = [
         "task_id", "workflow", "environment", "target_port", "source_url", "target_url", "resolution", "model",
         "options", "state", "source_channel", "created_at", "updated_at", "progress", "error", "output_url", "outputs",
         "processing_time", "job_id", "storage_provider", "attempt", "priority", "idempotency_key", "lease_id",
-        "lease_consumer", "lease_expires_at", "version", "owner", "history",
+        "lease_consumer", "lease_expires_at", "version", "owner", "history", "files_expired_at",
     ]
 
     /// The writer connection's page cache, in KiB.
@@ -143,6 +144,8 @@ final class SQLiteTaskDatabase {
     let path: String
     /// The queries, on the writer's own connection: they see the open transaction's changes.
     let reads: SQLiteTaskReads
+    /// Result files waiting to be deleted, and the result lifetime's marks.
+    let resultDeletions: SQLiteResultDeletions
     private let connection: SQLiteConnection
     private let saveStatement: SQLiteStatement
     private let updateStatement: SQLiteStatement
@@ -172,6 +175,7 @@ final class SQLiteTaskDatabase {
             try connection.execute("PRAGMA cache_size = -\(Self.pageCacheKiB)")
             try Self.migrate(connection, path: path)
             reads = try SQLiteTaskReads(connection: connection)
+            resultDeletions = try SQLiteResultDeletions(connection: connection)
             let placeholders = (1...Self.columns.count).map { "?\($0)" }.joined(separator: ", ")
             let updates = Self.columns.dropFirst().map { "\($0) = excluded.\($0)" }.joined(separator: ", ")
             saveStatement = try connection.prepare(
@@ -323,6 +327,7 @@ enum SQLiteTaskRows {
             lease.map { .text($0.consumerID) } ?? .null,
             lease.map { .integer($0.expiresAtMs) } ?? .null,
             .integer(record.version), .text(record.owner), .text(TaskHistory.text(record.history)),
+            output?.filesExpiredAtMs.map { .integer($0) } ?? .null,
         ]
     }
 
@@ -349,7 +354,7 @@ enum SQLiteTaskRows {
         let output = row.optionalText(at: 15).map { url in
             TaskOutput(
                 outputURL: url, outputs: decode(row.text(at: 16)), processingTime: row.real(at: 17), jobID: row.text(at: 18),
-                storageProvider: row.text(at: 19))
+                storageProvider: row.text(at: 19), filesExpiredAtMs: row.isNull(at: 29) ? nil : row.integer(at: 29))
         }
         let lease = row.optionalText(at: 23).map { id in
             Lease(id: id, consumerID: row.text(at: 24), expiresAtMs: row.integer(at: 25))

@@ -163,11 +163,44 @@ public final class SQLiteTaskQueue: TaskTransfer {
     }
 
     public func purgeFinished(changedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<[TaskRecord]>) {
-        enqueue(completion, deletes: true) { database throws(SQLiteError) in
+        enqueue(completion, deletes: true) { [clock] database throws(SQLiteError) in
+            let now = clock.nowMs()
             let purgeable = try database.reads.finished(changedBeforeMs: cutoffMs, limit: limit)
                 .filter { TaskRules.isPurgeable($0, changedBeforeMs: cutoffMs) }
-            for task in purgeable { try database.delete(taskID: task.taskID) }
+            for task in purgeable {
+                if task.output?.filesExpiredAtMs == nil {
+                    try database.resultDeletions.record(ResultDeletion.files(of: task, dueAtMs: now))
+                }
+                try database.delete(taskID: task.taskID)
+            }
             return (.success(purgeable), [])
+        }
+    }
+
+    public func expireResultFiles(completedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<Int>) {
+        enqueue(completion) { [clock] database throws(SQLiteError) in
+            let now = clock.nowMs()
+            let completed = try database.resultDeletions.completedWithLiveFiles(finishedBeforeMs: cutoffMs, limit: limit)
+            for task in completed {
+                try database.resultDeletions.markFilesExpired(taskID: task.taskID, atMs: now)
+                try database.resultDeletions.record(ResultDeletion.files(of: task, dueAtMs: now))
+            }
+            return (.success(completed.count), [])
+        }
+    }
+
+    public func claimResultDeletions(
+        dueByMs nowMs: Int64, limit: Int, postponedToMs: Int64, completion: @escaping Completion<[ResultDeletion]>
+    ) {
+        enqueue(completion) { database throws(SQLiteError) in
+            (.success(try database.resultDeletions.claim(dueByMs: nowMs, limit: limit, postponedToMs: postponedToMs)), [])
+        }
+    }
+
+    public func settleResultDeletions(_ outcomes: [ResultDeletionOutcome], completion: @escaping Completion<Void>) {
+        enqueue(completion, deletes: true) { database throws(SQLiteError) in
+            try database.resultDeletions.settle(outcomes)
+            return (.success(()), [])
         }
     }
 

@@ -139,7 +139,9 @@ public struct FaceFusionClient: Sendable {
         _ job: Swapline_V1_FaceSwapParams, inputs: EngineInputs, on engine: String, jobID: String? = nil
     ) async throws(EngineCallError) -> FaceFusionOutput {
         let (contentType, requestBody) = job.engineRequestBody(inputs)
-        var headers = [("content-type", contentType)]
+        // The engine drops or kills the job once this try has given up on it.
+        let timeoutMs = processTimeout.components.seconds * 1000 + processTimeout.components.attoseconds / 1_000_000_000_000_000
+        var headers = [("content-type", contentType), (EngineContract.timeoutHeader, String(timeoutMs))]
         if let jobID { headers.append((EngineContract.jobIDHeader, jobID)) }
         let request = HTTPRequest(
             method: .post, url: engine + "/process", headers: HTTPHeaders(headers),

@@ -134,17 +134,17 @@ public struct FaceSwapProcessor: TaskProcessor {
         return Swapline_V1_TaskResult(
             outputURL: stored[mainFormat]?.url ?? "", outputs: stored.mapValues(\.url),
             processingTime: Double(processingTime.components.seconds) + Double(processingTime.components.attoseconds) / 1e18,
-            jobID: output.jobID, storageProvider: Self.providerSummary(stored))
+            jobID: output.jobID, storageProvider: Self.providerSummary(stored), outputProviders: stored.mapValues(\.provider))
     }
 
     /// `storage_provider`: the one provider that stored every output, or, when the chain fell
     /// back for some, `format:provider` per output (e.g. "gif:local,jpg:s3"); just the providers
-    /// ("local,s3") when that list would pass the field's size limit.
+    /// ("local,s3") when that list would pass the field's size limit (`output_providers` then
+    /// carries the whole map).
     static func providerSummary(_ stored: [String: StoredFile]) -> String {
-        let providers = Set(stored.values.map(\.provider))
-        if providers.count <= 1 { return providers.first ?? "" }
-        let perOutput = stored.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value.provider)" }.joined(separator: ",")
-        return perOutput.utf8.count <= MessageLimits.nameBytes ? perOutput : providers.sorted().joined(separator: ",")
+        let providers = stored.mapValues(\.provider)
+        return TaskOutput(outputs: stored.mapValues(\.url), storageProvider: TaskOutput.storageProviderList(of: providers))
+            .storageProviderSummary(fittingIn: MessageLimits.nameBytes)
     }
 
     /// Source and target at once, each through the URL policy.

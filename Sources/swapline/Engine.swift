@@ -68,6 +68,9 @@ struct Engine: AsyncParsableCommand {
     @Option(help: "Time a connection may wait for its next request (or its first), in ms; then it is closed.")
     var idleTimeoutMs: Int64 = 60_000
 
+    @Option(help: "A client downloading an output may take no byte of it for this long before the connection is closed, in ms.")
+    var sendTimeoutMs: Int64 = 30_000
+
     @OptionGroup(title: "Logging") var logging: LogOptions
 
     func validate() throws {
@@ -88,6 +91,7 @@ struct Engine: AsyncParsableCommand {
         try FlagRange.checkMilliseconds(headerTimeoutMs, "--header-timeout-ms")
         try FlagRange.checkMilliseconds(bodyTimeoutMs, "--body-timeout-ms")
         try FlagRange.checkMilliseconds(idleTimeoutMs, "--idle-timeout-ms")
+        try FlagRange.checkMilliseconds(sendTimeoutMs, "--send-timeout-ms")
     }
 
     func run() async throws {
@@ -123,6 +127,7 @@ struct Engine: AsyncParsableCommand {
         limits.headerTimeout = .milliseconds(headerTimeoutMs)
         limits.bodyProgressTimeout = .milliseconds(bodyTimeoutMs)
         limits.idleTimeout = .milliseconds(idleTimeoutMs)
+        limits.sendTimeout = .milliseconds(sendTimeoutMs)
         let server = try await EngineHTTPServer(service: service, host: host, port: port, limits: limits)
         logger.info("FaceFusion \(service.faceFusionVersion) in \(configuration.faceFusionDirectory), \(slots) slots, queue \(queueLimit)")
         print("swapline engine listening on \(host):\(server.port)")

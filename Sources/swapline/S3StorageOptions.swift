@@ -67,12 +67,10 @@ struct S3StorageOptions: ParsableArguments {
 }
 
 extension WorkerOptions {
-    /// What the server calls when retention deletes tasks: their stored files go too, on the
-    /// backends the workers' `--storage` flags name (the server needs the same flags).
-    func resultCleaner(defaultStorage: String, logger: Logger) throws -> @Sendable ([TaskRecord]) -> Void {
+    /// What the server deletes stored result files with: the backends the workers' `--storage`
+    /// flags name (the server needs the same flags).
+    func resultCleaner(defaultStorage: String) throws -> StoredResultCleaner {
         // The public base URL only shapes new local URLs; deleting reads URLs as stored.
-        let cleaner = StoredResultCleaner(
-            try storageChain(publicBaseURL: "", defaultStorage: defaultStorage, http: CurlHTTPClient()), logger: logger)
-        return { tasks in Task { await cleaner.deleteResults(of: tasks) } }
+        StoredResultCleaner(try storageChain(publicBaseURL: "", defaultStorage: defaultStorage, http: CurlHTTPClient()))
     }
 }

@@ -102,6 +102,7 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup(title: "Connection limits and timeouts") var transportLimits: TransportLimitOptions
     @OptionGroup(title: "Long polls and watches") var longPollLimits: LongPollLimitOptions
     @OptionGroup(title: "Quotas") var quotas: QuotaOptions
+    @OptionGroup(title: "Result files") var resultFileOptions: ResultFileOptions
     @OptionGroup(title: "HTTP access") var httpAccess: HTTPAccessOptions
 
     @OptionGroup(title: "Logging") var logging: LogOptions
@@ -159,7 +160,7 @@ struct Serve: AsyncParsableCommand {
         configuration.outputsDirectory = localOutputsDirectory
         httpAccess.apply(to: &configuration)
         configuration.finishedTaskRetention = .milliseconds(Int64(retentionHours * 3_600_000))
-        configuration.onPurged = try workerOptions.resultCleaner(defaultStorage: "local:\(data)/outputs", logger: logger)
+        configuration.resultFiles = resultFileOptions.deletion(by: try workerOptions.resultCleaner(defaultStorage: "local:\(data)/outputs"))
         if let tlsCert, let tlsKey {
             configuration.tls = try loadTLS(certificateFile: tlsCert, privateKeyFile: tlsKey, logger: logger)
             // In-process workers must be able to verify the server: refuse now rather than after binding.

@@ -86,6 +86,17 @@ final class ControlledQueue: TaskQueue {
     func purgeFinished(changedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<[TaskRecord]>) {
         inner.purgeFinished(changedBeforeMs: cutoffMs, limit: limit, completion: completion)
     }
+    func expireResultFiles(completedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<Int>) {
+        inner.expireResultFiles(completedBeforeMs: cutoffMs, limit: limit, completion: completion)
+    }
+    func claimResultDeletions(
+        dueByMs nowMs: Int64, limit: Int, postponedToMs: Int64, completion: @escaping Completion<[ResultDeletion]>
+    ) {
+        inner.claimResultDeletions(dueByMs: nowMs, limit: limit, postponedToMs: postponedToMs, completion: completion)
+    }
+    func settleResultDeletions(_ outcomes: [ResultDeletionOutcome], completion: @escaping Completion<Void>) {
+        inner.settleResultDeletions(outcomes, completion: completion)
+    }
     func task(id: String, completion: @escaping Completion<TaskRecord?>) { inner.task(id: id, completion: completion) }
     func close() async {}
 }

@@ -41,7 +41,7 @@ struct PostgresTaskQueueTests {
             let migrations = try await PostgresTestDatabase.integer("SELECT count(*) FROM swapline_schema_migrations", in: location)
             let versions = try await PostgresTestDatabase.integer(
                 "SELECT count(DISTINCT version) FROM swapline_schema_migrations", in: location)
-            #expect(migrations == 4 && versions == 4)
+            #expect(migrations == 5 && versions == 5)
         }
     }
 

@@ -227,6 +227,7 @@ import Testing
             // Back to the schema before the quotas, as a database of an older Swapline.
             try SQLiteConnection(path: directory.file(SQLiteTaskQueue.databaseFileName)).execute(
                 """
+                \(Self.undoResultDeletionsMigration)
                 DROP TRIGGER task_counts_on_insert; DROP TRIGGER task_counts_on_delete; DROP TRIGGER task_counts_on_update;
                 DROP TABLE task_counts; DROP INDEX tasks_by_owner_state_and_creation; DROP INDEX tasks_by_state_and_creation;
                 DROP INDEX tasks_finished_by_owner; ALTER TABLE tasks DROP COLUMN history;
@@ -249,6 +250,34 @@ import Testing
         }
     }
 
+    /// Takes a database back to before `SQLiteResultDeletions.migration`.
+    private static let undoResultDeletionsMigration =
+        "DROP INDEX tasks_with_live_files; DROP TABLE result_deletions; ALTER TABLE tasks DROP COLUMN files_expired_at;"
+
+    @Test func theResultDeletionsMigrationKeepsTheTasksAndLetsTheLifetimeFindThem() async throws {
+        try await withDirectory { directory in
+            let clock = SteppedClock()
+            let queue = try SQLiteTaskQueue.open(in: directory, clock: clock)
+            _ = try await queue.create(pending(1)).get()
+            let grant = try #require(try await queue.claim(["face_swap"], consumer: "c1").get())
+            let output = TaskOutput(outputURL: "https://cdn.example.com/r.jpg", outputs: ["jpg": "https://cdn.example.com/r.jpg"], storageProvider: "s3")
+            _ = try await queue.update(StatusUpdate(taskID: "task_1", leaseID: grant.lease.id, state: .completed, output: output)).get()
+            await queue.close()
+            let path = directory.file(SQLiteTaskQueue.databaseFileName)
+            try SQLiteConnection(path: path).execute("\(Self.undoResultDeletionsMigration) PRAGMA user_version = \(SQLiteTaskDatabase.migrations.count - 1)")
+            clock.advance(ms: 10)
+            let migrated = try SQLiteTaskQueue.open(in: directory, clock: clock)
+            #expect(try SQLiteConnection(path: path).integer("PRAGMA user_version") == Int64(SQLiteTaskDatabase.migrations.count))
+            #expect(try await migrated.expireResults(before: clock.clock.nowMs()).get() == 1)
+            let now = clock.clock.nowMs()
+            #expect(try await migrated.claimDeletions(now: now, postponedTo: now + 1).get().map(\.location) == ["https://cdn.example.com/r.jpg"])
+            var expired = output
+            expired.filesExpiredAtMs = now
+            #expect(try await migrated.task(id: "task_1").get()?.output == expired)
+            await migrated.close()
+        }
+    }
+
     // MARK: - Cost that does not grow with the history
 
     @Test func everyQueryIsAnsweredFromAnIndexInOrder() async throws {
@@ -256,13 +285,15 @@ import Testing
             await try SQLiteTaskQueue.open(in: directory).close()
             let connection = try SQLiteConnection(path: directory.file(SQLiteTaskQueue.databaseFileName))
             let queries = SQLiteTaskReads.queries
+            let deletions = SQLiteResultDeletions.queries
             for query in [queries.byID, queries.byIdempotencyKey, queries.firstPending, queries.expiredLeases, queries.byStateAndAge,
                 queries.openTasksOfOwner, queries.pageOfState, queries.pageOfOwnerAndState, queries.oldestPending,
                 queries.oldestPendingOfOwner, queries.finishedSince, queries.finishedSinceOfOwner,
+                deletions.completedWithLiveFiles, deletions.due,
             ] {
                 let plan = try connection.textColumnAt(3, "EXPLAIN QUERY PLAN \(query)").joined(separator: "; ")
                 #expect(plan.contains("USING") && plan.contains("INDEX"), "\(query): \(plan)")
-                #expect(!plan.contains("SCAN tasks") && !plan.contains("TEMP B-TREE"), "\(query): \(plan)")
+                #expect(!plan.contains("SCAN tasks") && !plan.contains("SCAN result_deletions") && !plan.contains("TEMP B-TREE"), "\(query): \(plan)")
             }
         }
     }

@@ -76,11 +76,13 @@ class EngineAdapter:
             return error.code, dict(error.headers), json.load(error)
 
     def process(self, job: dict, target: tuple[str, bytes], job_id: str | None = None,
-                timeout: float = 60) -> tuple[int, dict, dict]:
+                timeout: float = 60, deadline_ms: int | None = None) -> tuple[int, dict, dict]:
         content_type, body = process_form(job, target)
         headers = {"Content-Type": content_type}
         if job_id:
             headers["X-Swapline-Job-Id"] = job_id
+        if deadline_ms is not None:
+            headers["X-Swapline-Timeout-Ms"] = str(deadline_ms)
         request = urllib.request.Request(self.url + "/process", data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:

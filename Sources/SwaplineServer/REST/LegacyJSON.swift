@@ -38,7 +38,7 @@ enum LegacyJSON {
             ("output_url", .string(result.outputURL)), ("outputs", stringMap(result.outputs)),
             ("processing_time", .number(result.processingTime)), ("job_id", .string(result.jobID)),
             ("storage_provider", .string(result.storageProvider)), ("output_providers", stringMap(result.outputProviders)),
-        ]
+        ] + (result.filesExpiredAtMs == 0 ? [] : [("files_expired_at_ms", .integer(result.filesExpiredAtMs))])
     }
 
     /// What `create-task` answers: the original `{"task_id": ..., "status": ...}`.
@@ -118,7 +118,8 @@ enum LegacyJSON {
                         outputURL: result.string("output_url", maxBytes: MessageLimits.urlBytes),
                         outputs: result.stringMap("outputs"), processingTime: result.double("processing_time"),
                         jobID: result.string("job_id", maxBytes: MessageLimits.nameBytes),
-                        storageProvider: result.string("storage_provider", maxBytes: MessageLimits.nameBytes))
+                        storageProvider: result.string("storage_provider", maxBytes: MessageLimits.nameBytes),
+                        outputProviders: result.stringMap("output_providers"))
                 },
                 error: fields.string("error", maxBytes: MessageLimits.textBytes))
         }

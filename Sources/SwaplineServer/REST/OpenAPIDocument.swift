@@ -340,6 +340,7 @@ public enum OpenAPIDocument {
                 ("job_id", .object([("type", "string")])),
                 ("storage_provider", .object([("type", "string")])),
                 ("output_providers", stringMap),
+                ("files_expired_at_ms", type("integer", "Unix milliseconds: when --result-lifetime queued the stored files for deletion (the URLs stop working). Absent while they are kept.")),
             ])),
             ("FaceSwapResponse", object(required: ["status", "output_path", "processing_time", "job_id", "metadata", "task_id"], [
                 ("status", .object([("type", "string"), ("enum", .array(["success", "failed", "cancelled"]))])),
@@ -364,6 +365,7 @@ public enum OpenAPIDocument {
                 ("processing_time", .object([("type", "number")])),
                 ("job_id", .object([("type", "string")])),
                 ("storage_provider", .object([("type", "string")])),
+                ("output_providers", stringMap),
             ])),
             ("Health", object(required: ["status", "serving_status"], [
                 ("status", .object([("type", "string"), ("enum", .array(["ok", "unavailable"]))])),

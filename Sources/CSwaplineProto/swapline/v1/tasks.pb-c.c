@@ -1090,7 +1090,7 @@ const ProtobufCMessageDescriptor swapline__v1__task_result__output_providers_ent
   (ProtobufCMessageInit) swapline__v1__task_result__output_providers_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor swapline__v1__task_result__field_descriptors[6] =
+static const ProtobufCFieldDescriptor swapline__v1__task_result__field_descriptors[7] =
 {
   {
     "output_url",
@@ -1164,8 +1164,21 @@ static const ProtobufCFieldDescriptor swapline__v1__task_result__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "files_expired_at_ms",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Swapline__V1__TaskResult, files_expired_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned swapline__v1__task_result__field_indices_by_name[] = {
+  6,   /* field[6] = files_expired_at_ms */
   3,   /* field[3] = job_id */
   5,   /* field[5] = output_providers */
   0,   /* field[0] = output_url */
@@ -1176,7 +1189,7 @@ static const unsigned swapline__v1__task_result__field_indices_by_name[] = {
 static const ProtobufCIntRange swapline__v1__task_result__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor swapline__v1__task_result__descriptor =
 {
@@ -1186,7 +1199,7 @@ const ProtobufCMessageDescriptor swapline__v1__task_result__descriptor =
   "Swapline__V1__TaskResult",
   "swapline.v1",
   sizeof(Swapline__V1__TaskResult),
-  6,
+  7,
   swapline__v1__task_result__field_descriptors,
   swapline__v1__task_result__field_indices_by_name,
   1,  swapline__v1__task_result__number_ranges,

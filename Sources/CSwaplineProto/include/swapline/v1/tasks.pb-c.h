@@ -203,16 +203,24 @@ struct  Swapline__V1__TaskResult
   /*
    * The storage backend of each output, by the same format keys as `outputs`, e.g.
    * {"gif": "local", "jpg": "cfimages"}: the typed form of `storage_provider`, which
-   * stays as it is for older clients. Set by the server from `storage_provider` (ignored
-   * in UpdateStatus); empty when that is empty or, should the per-output list not fit
-   * its 128 bytes, only names the providers.
+   * stays as it is for older clients. In UpdateStatus the consumer's map is stored whole
+   * (also when the per-output list does not fit storage_provider's 128 bytes, which then
+   * only names the providers); without one the server derives it from `storage_provider`
+   * (empty when that is empty or only names the providers).
    */
   size_t n_output_providers;
   Swapline__V1__TaskResult__OutputProvidersEntry **output_providers;
+  /*
+   * When the server queued the stored files of this result for deletion because its
+   * --result-lifetime passed (ms since the Unix epoch); 0 while they are kept. The URLs
+   * above stay as they were but stop working then. Set by the server (ignored in
+   * UpdateStatus).
+   */
+  int64_t files_expired_at_ms;
 };
 #define SWAPLINE__V1__TASK_RESULT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&swapline__v1__task_result__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0 }
 
 
 /*
