@@ -88,6 +88,15 @@ def fill(store: str, data: Path, task_id: str) -> None:
         with services.connect(store) as database:
             owner = database.execute("SELECT owner FROM swapline_tasks WHERE task_id = %s", (task_id,)).fetchone()[0]
             database.execute(FILL_POSTGRES, {"count": TASKS, "start": start, "owner": owner})
+            # The fill's triggers appended a count change per task; a serving store folds them
+            # every second. Fold them here and vacuum, as autovacuum would, so that the timed calls
+            # see the steady state rather than a million dead rows.
+            database.execute("""
+                WITH moved AS (DELETE FROM swapline_task_count_changes RETURNING owner, workflow, state, delta)
+                INSERT INTO swapline_task_count_changes
+                    SELECT owner, workflow, state, sum(delta) FROM moved GROUP BY owner, workflow, state
+                """)
+            database.execute("VACUUM ANALYZE swapline_task_count_changes")
             database.execute("ANALYZE swapline_tasks")
     else:
         database = sqlite3.connect(data / "tasks.db")
@@ -147,8 +156,6 @@ def run(data: Path, store: str) -> None:
             ("GetQueueStats (admin)", lambda: stub.GetQueueStats(pb.GetQueueStatsRequest(), metadata=admin, timeout=60)),
             ("GetQueueStats (client)", lambda: stub.GetQueueStats(pb.GetQueueStatsRequest(), metadata=client, timeout=60)),
         ]
-        # The first GetQueueStats on PostgreSQL folds the fill's count changes: not timed.
-        stub.GetQueueStats(pb.GetQueueStatsRequest(), metadata=admin, timeout=600)
         print(f"{TASKS} tasks stored ({'PostgreSQL' if store else 'SQLite'}); {REPEAT} calls each (ms):")
         for name, call in cases:
             median, slowest = timed(call)
