@@ -352,9 +352,7 @@ public final class PostgresTaskQueue: TaskTransfer {
                 return .success(query.page(ofKeyed: task))
             }
             let filter = query.filter
-            // Continue after the cursor, or start below created_before ("" sorts before every id).
-            var start = TaskListCursor(createdAtMs: filter.createdBeforeMs ?? Int64.max, taskID: "")
-            if let after = query.after, after.createdAtMs < start.createdAtMs { start = after }
+            let start = query.start
             let earliest = filter.createdAfterMs ?? Int64.min
             var candidates: [TaskRecord] = []
             for state in filter.statesToList {
