@@ -89,6 +89,8 @@ let swiftTargets: [Target] = [
     .target(
         name: "SwaplineClient", dependencies: ["CurlHTTP", "RPCCore", "SwaplineMessages", nioCore],
         swiftSettings: swiftSettings),
+    // What the client commands show people (progress line, tables); pure, so unit-tested.
+    .target(name: "SwaplineConsole", dependencies: ["SwaplineMessages"], swiftSettings: swiftSettings),
     // The task consumer: processors, FaceFusion engines, result storage.
     .target(
         name: "SwaplineWorker", dependencies: ["SwaplineClient", "CurlHTTP", "SwaplineCore", "SwaplineMessages", "RPCCore", logging, crypto],
@@ -112,7 +114,7 @@ let swiftTargets: [Target] = [
     .executableTarget(
         name: "swapline",
         dependencies: [
-            "SwaplineServer", "SwaplineWorker", "SwaplineClient", "SwaplineStore", "SwaplinePostgres", "SwaplineEngine", "H2Transport", nioCore,
+            "SwaplineServer", "SwaplineWorker", "SwaplineClient", "SwaplineConsole", "SwaplineStore", "SwaplinePostgres", "SwaplineEngine", "H2Transport", nioCore,
             nioPosix,
             logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -152,6 +154,7 @@ let testTargets: [Target] = [
             "SwaplineWorker", "SwaplineClient", "SwaplineServer", "SwaplineMessages", "SwaplineCore", "CurlHTTP", "SwaplineTestKit", logging,
         ],
         swiftSettings: swiftSettings),
+    .testTarget(name: "SwaplineConsoleTests", dependencies: ["SwaplineConsole", "SwaplineMessages"], swiftSettings: swiftSettings),
     .testTarget(name: "SwaplineEngineTests", dependencies: ["SwaplineEngine", "SwaplineCore"], swiftSettings: swiftSettings),
     .testTarget(
         name: "SwaplineServerTests",

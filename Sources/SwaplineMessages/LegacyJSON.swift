@@ -1,0 +1,102 @@
+/// The JSON shapes of the original FastAPI service (DESIGN.md §1), written from the swapline.v1
+/// messages: what the REST shim answers and what the CLI's `--json` prints, from one encoder.
+/// (The REST shim's readers of request bodies extend this type in SwaplineServer.)
+public enum LegacyJSON {
+    /// The unified task format, with the newer fields (progress, attempt, priority, error,
+    /// result) after the original ones.
+    public static func task(_ task: Swapline_V1_Task) -> [(String, JSONValue)] {
+        let params = task.params ?? Swapline_V1_FaceSwapParams()
+        var wfJSON: [(String, JSONValue)] = [
+            ("source_url", .string(params.sourceURL)), ("target_url", .string(params.targetURL)),
+            ("resolution", .string(params.resolution)), ("model", .string(params.model)),
+        ]
+        if !params.options.isEmpty { wfJSON.append(("options", stringMap(params.options))) }
+        return [
+            ("taskId", .string(task.taskID)),
+            ("workflow", .string(task.workflow)),
+            ("environment", .string(task.environment)),
+            ("target_port", .integer(Int64(task.targetPort))),
+            ("params", .object([("input_data", .object([("wf_json", .object(wfJSON))]))])),
+            ("status", .string(statusName(task.status))),
+            ("source_channel", .string(task.sourceChannel)),
+            ("created_at", .string(isoTimestamp(milliseconds: task.createdAtMs))),
+            ("updated_at", .string(isoTimestamp(milliseconds: task.updatedAtMs))),
+            ("progress", .float(task.progress)),
+            ("attempt", .integer(Int64(task.attempt))),
+            ("priority", .integer(Int64(task.priority))),
+            ("error", task.error.isEmpty ? .null : .string(task.error)),
+            ("result", task.result.map { .object(result($0)) } ?? .null),
+        ]
+    }
+
+    public static func result(_ result: Swapline_V1_TaskResult) -> [(String, JSONValue)] {
+        [
+            ("output_url", .string(result.outputURL)), ("outputs", stringMap(result.outputs)),
+            ("processing_time", .number(result.processingTime)), ("job_id", .string(result.jobID)),
+            ("storage_provider", .string(result.storageProvider)), ("output_providers", stringMap(result.outputProviders)),
+        ]
+    }
+
+    /// What `create-task` answers: the original `{"task_id": ..., "status": ...}`.
+    public static func created(_ task: Swapline_V1_Task) -> JSONValue {
+        .object([("task_id", .string(task.taskID)), ("status", .string(statusName(task.status)))])
+    }
+
+    /// A leased task: the unified task plus the lease a consumer reports with.
+    public static func fetched(_ response: Swapline_V1_FetchTaskResponse, task: Swapline_V1_Task) -> JSONValue {
+        .object(
+            self.task(task) + [
+                ("lease_id", .string(response.leaseID)),
+                ("lease_expires_at", .string(isoTimestamp(milliseconds: response.leaseExpiresAtMs))),
+                ("lease_expires_at_ms", .integer(response.leaseExpiresAtMs)),
+            ])
+    }
+
+    public static func faceSwapResponse(_ response: Swapline_V1_FaceSwapResponse) -> JSONValue {
+        .object([
+            ("status", .string(response.status)), ("output_path", .string(response.outputPath)),
+            ("processing_time", .number(response.processingTime)), ("job_id", .string(response.jobID)),
+            ("metadata", stringMap(response.metadata, leading: ["gif_url", "webp_url", "storage_url", "storage_provider"])),
+            ("task_id", .string(response.taskID)),
+        ])
+    }
+
+    public static let statusNames: [(Swapline_V1_TaskStatus, String)] = [
+        (.pending, "PENDING"), (.processing, "PROCESSING"), (.completed, "COMPLETED"), (.failed, "FAILED"),
+        (.cancelled, "CANCELLED"),
+    ]
+
+    public static func statusName(_ status: Swapline_V1_TaskStatus) -> String {
+        statusNames.first { $0.0 == status }?.1 ?? "UNSPECIFIED"
+    }
+
+    /// `2025-01-30T12:00:00`: UTC, to the second, without a zone suffix, like the original's
+    /// `datetime.isoformat()` values.
+    public static func isoTimestamp(milliseconds: Int64) -> String {
+        let seconds = milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let secondOfDay = seconds - days * 86_400
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let shifted = days + 719_468
+        let era = (shifted >= 0 ? shifted : shifted - 146_096) / 146_097
+        let dayOfEra = shifted - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthIndex = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
+        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        func two(_ value: Int64) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let yearText = String(year)
+        return String(repeating: "0", count: max(0, 4 - yearText.count)) + yearText
+            + "-\(two(month))-\(two(day))T\(two(secondOfDay / 3600)):\(two(secondOfDay / 60 % 60)):\(two(secondOfDay % 60))"
+    }
+
+    /// Keys named in `leading` first, in that order, then the rest sorted: maps have no order
+    /// of their own, and the same task must always serialize to the same bytes.
+    private static func stringMap(_ map: [String: String], leading: [String] = []) -> JSONValue {
+        let first = leading.filter { map[$0] != nil }
+        let rest = map.keys.filter { !leading.contains($0) }.sorted()
+        return .object((first + rest).map { ($0, .string(map[$0]!)) })
+    }
+}
