@@ -80,6 +80,23 @@ public final class SwaplineClient: Sendable {
         call(Swapline_V1_TaskService.watchTask, Swapline_V1_WatchTaskRequest(taskID: id), timeout: nil, metadata: metadata)
     }
 
+    /// A page of tasks, newest first; pass the answer's `nextPageToken` (with the same filters)
+    /// for the next page.
+    public func listTasks(
+        _ request: Swapline_V1_ListTasksRequest, timeout: Duration = .seconds(30), metadata: Metadata = Metadata()
+    ) async throws(SwaplineClientError) -> Swapline_V1_ListTasksResponse {
+        try await unary(Swapline_V1_TaskService.listTasks, request, timeout: timeout, metadata: metadata)
+    }
+
+    /// The queue's figures, of every workflow or only `workflow`.
+    public func queueStats(
+        workflow: String = "", timeout: Duration = .seconds(30), metadata: Metadata = Metadata()
+    ) async throws(SwaplineClientError) -> Swapline_V1_QueueStats {
+        try await unary(
+            Swapline_V1_TaskService.getQueueStats, Swapline_V1_GetQueueStatsRequest(workflow: workflow), timeout: timeout,
+            metadata: metadata)
+    }
+
     /// Long-polls for a task; the call's deadline allows for the server-side wait.
     public func fetchTask(
         _ request: Swapline_V1_FetchTaskRequest, metadata: Metadata = Metadata()

@@ -146,6 +146,14 @@ struct CArena: ~Copyable {
         pointerArray(strings) { arena, string in arena.cString(string) }
     }
 
+    /// A `repeated` enum field: count and array of values.
+    mutating func enums<Value: ProtoEnum, C: CEnum>(_ values: [Value]) -> (Int, UnsafeMutablePointer<C>?) {
+        guard !values.isEmpty else { return (0, nil) }
+        let array = allocate(C.self, count: values.count)
+        for (index, value) in values.enumerated() { (array + index).initialize(to: value.c()) }
+        return (values.count, array)
+    }
+
     /// A `map<string, string>` field: count and array of entry pointers. Entries come in the
     /// dictionary's order (protobuf does not order map entries).
     mutating func map<Entry: CStringMapEntry>(

@@ -212,6 +212,15 @@ enum CField {
         return Array(UnsafeBufferPointer(start: bytes, count: data.len))
     }
 
+    /// A `repeated` enum field (packed or not) of at most `maxCount` values.
+    static func enums<Value: ProtoEnum, C: CEnum>(
+        _ count: Int, _ values: UnsafeMutablePointer<C>?, field: String, maxCount: Int, as type: Value.Type = Value.self
+    ) throws(FieldDecodingError) -> [Value] {
+        guard count > 0, let values else { return [] }
+        try checkCount(count, field: field, limit: maxCount)
+        return UnsafeBufferPointer(start: values, count: count).map { Value(rawValue: Int32(bitPattern: $0.rawValue)) }
+    }
+
     /// An enum field.
     static func `enum`<Value: ProtoEnum>(_ value: some CEnum, as type: Value.Type = Value.self) -> Value {
         Value(rawValue: Int32(bitPattern: value.rawValue))

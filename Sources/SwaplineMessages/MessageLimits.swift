@@ -26,6 +26,16 @@ public enum MessageLimits {
     public static let mapValueBytes = 2048
     /// Entries of FetchTaskRequest.workflows (the server serves a handful of workflows).
     public static let workflowsPerFetch = 32
+    /// Entries of Task.history: the stores keep a task's last 64 changes of state.
+    public static let historyEntries = 64
+    /// Entries of ListTasksRequest.statuses (there are five states; repeats are harmless).
+    public static let statusesPerList = 16
+    /// ListTasksRequest.page_token, in bytes; the server's tokens are under 200.
+    public static let pageTokenBytes = 512
+    /// Tasks of one ListTasksResponse: the largest page_size the server allows.
+    public static let tasksPerPage = 1000
+    /// Entries of QueueStats.counts (workflow × state pairs).
+    public static let queueStatsCounts = 4096
     /// Entries of grpc.testing.StreamingOutputCallRequest.response_parameters (interop tests
     /// ask for a few).
     public static let interopResponseParameters = 1024

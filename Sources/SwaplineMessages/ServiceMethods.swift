@@ -15,6 +15,8 @@ public enum Swapline_V1_TaskService {
     public static let cancelTask = RPCMethod<Swapline_V1_CancelTaskRequest, Swapline_V1_Task>(service: name, method: "CancelTask")
     /// Server streaming: any number of `TaskEvent`s.
     public static let watchTask = RPCMethod<Swapline_V1_WatchTaskRequest, Swapline_V1_TaskEvent>(service: name, method: "WatchTask", streamsResponses: true)
+    public static let listTasks = RPCMethod<Swapline_V1_ListTasksRequest, Swapline_V1_ListTasksResponse>(service: name, method: "ListTasks")
+    public static let getQueueStats = RPCMethod<Swapline_V1_GetQueueStatsRequest, Swapline_V1_QueueStats>(service: name, method: "GetQueueStats")
 }
 
 /// swapline.v1.ConsumerService: what workers call.

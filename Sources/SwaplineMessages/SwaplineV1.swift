@@ -116,12 +116,15 @@ public struct Swapline_V1_Task: Sendable, Equatable {
     public var result: Swapline_V1_TaskResult?
     public var attempt: Int32
     public var priority: Int32
+    /// The task's changes of state, oldest first; filled in GetTask answers only.
+    public var history: [Swapline_V1_TaskTransition]
 
     public init(
         taskID: String = "", workflow: String = "", environment: String = "", targetPort: Int32 = 0,
         params: Swapline_V1_FaceSwapParams? = nil, status: Swapline_V1_TaskStatus = .unspecified,
         sourceChannel: String = "", createdAtMs: Int64 = 0, updatedAtMs: Int64 = 0, progress: Float = 0,
-        error: String = "", result: Swapline_V1_TaskResult? = nil, attempt: Int32 = 0, priority: Int32 = 0
+        error: String = "", result: Swapline_V1_TaskResult? = nil, attempt: Int32 = 0, priority: Int32 = 0,
+        history: [Swapline_V1_TaskTransition] = []
     ) {
         self.taskID = taskID
         self.workflow = workflow
@@ -137,6 +140,7 @@ public struct Swapline_V1_Task: Sendable, Equatable {
         self.result = result
         self.attempt = attempt
         self.priority = priority
+        self.history = history
     }
 }
 
@@ -148,7 +152,8 @@ extension Swapline_V1_Task: CBridged {
             params: try CField.message(c.params, field: "params"), status: CField.enum(c.status),
             sourceChannel: try CField.string(c.source_channel, field: "source_channel", maxBytes: MessageLimits.nameBytes), createdAtMs: c.created_at_ms,
             updatedAtMs: c.updated_at_ms, progress: c.progress, error: try CField.string(c.error, field: "error", maxBytes: MessageLimits.textBytes),
-            result: try CField.message(c.result, field: "result"), attempt: c.attempt, priority: c.priority)
+            result: try CField.message(c.result, field: "result"), attempt: c.attempt, priority: c.priority,
+            history: try CField.messages(c.n_history, c.history, field: "history", maxCount: MessageLimits.historyEntries))
     }
 
     func fill(_ c: inout Swapline__V1__Task, arena: inout CArena) {
@@ -166,6 +171,7 @@ extension Swapline_V1_Task: CBridged {
         c.result = arena.message(result)
         c.attempt = attempt
         c.priority = priority
+        (c.n_history, c.history) = arena.messages(history)
     }
 }
 
