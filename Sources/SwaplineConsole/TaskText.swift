@@ -3,7 +3,8 @@ public import SwaplineMessages
 /// A task for people, as `get`, `cancel` and the end of `watch` print it.
 public enum TaskText {
     /// `task ID: STATE, attempt N` first, then one indented fact per line (each line ends
-    /// with "\n"): what the task is, and its error or its result's URLs.
+    /// with "\n"): what the task is, its error or its result's URLs, and its history when the
+    /// server sent one (GetTask does).
     public static func described(_ task: Swapline_V1_Task) -> String {
         var text = "task \(task.taskID): \(LegacyJSON.statusName(task.status)), attempt \(task.attempt)\n"
         text += "  workflow: \(task.workflow), priority: \(task.priority), progress: \(ProgressLine.percent(task.progress))%\n"
@@ -15,6 +16,13 @@ public enum TaskText {
         }
         if !task.error.isEmpty { text += "  error: \(task.error)\n" }
         if let result = task.result { text += resultLines(result) }
+        if !task.history.isEmpty {
+            text += "  history:\n"
+            for change in task.history {
+                text += "    \(TaskTable.time(change.atMs))  " + ProgressLine.padded(LegacyJSON.statusName(change.status), to: 10)
+                    + "  attempt \(change.attempt)" + (change.note.isEmpty ? "" : "  \(change.note)") + "\n"
+            }
+        }
         return text
     }
 

@@ -48,3 +48,27 @@ public enum TaskTable {
         String(LegacyJSON.isoTimestamp(milliseconds: milliseconds).map { $0 == "T" ? " " : $0 })
     }
 }
+
+/// What `stats` prints: a table of counts by workflow (rows) and state (columns), then the
+/// queue's other figures, one per line.
+public enum StatsTable {
+    public static func rendered(_ stats: Swapline_V1_QueueStats) -> String {
+        let states = LegacyJSON.statusNames
+        var table = TextTable(header: ["WORKFLOW"] + states.map(\.1), rightAligned: Set(1...states.count))
+        var workflows: [String] = []
+        for count in stats.counts where !workflows.contains(count.workflow) { workflows.append(count.workflow) }
+        table.rows = workflows.sorted().map { workflow in
+            [workflow] + states.map { state in
+                String(stats.counts.filter { $0.workflow == workflow && $0.status == state.0 }.reduce(0) { $0 + $1.count })
+            }
+        }
+        let share = Int((stats.failureShareLastMinute.isFinite ? stats.failureShareLastMinute * 100 : 0).rounded())
+        return table.rendered() + """
+            oldest pending: \(stats.oldestPendingAgeMs > 0 ? ProgressLine.duration(milliseconds: stats.oldestPendingAgeMs) : "none")
+            active leases: \(stats.activeLeases)
+            waiting consumers: \(stats.waitingConsumers)
+            last minute: \(stats.finishedLastMinute) finished, \(stats.failedLastMinute) failed (\(share)%)
+
+            """
+    }
+}

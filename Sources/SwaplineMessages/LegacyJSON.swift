@@ -61,6 +61,28 @@ public enum LegacyJSON {
         ])
     }
 
+    /// A page of `GET /api/face-swap/tasks`: `{"tasks":[…],"next_page_token":…}`.
+    public static func taskPage(_ page: Swapline_V1_ListTasksResponse) -> JSONValue {
+        .object([("tasks", .array(page.tasks.map { .object(task($0)) })), ("next_page_token", .string(page.nextPageToken))])
+    }
+
+    /// `GET /api/face-swap/stats`: QueueStats' fields by their proto names, states named as in
+    /// the task JSON.
+    public static func queueStats(_ stats: Swapline_V1_QueueStats) -> JSONValue {
+        .object([
+            ("counts", .array(stats.counts.map { count in
+                .object([("workflow", .string(count.workflow)), ("status", .string(statusName(count.status))), ("count", .integer(count.count))])
+            })),
+            ("oldest_pending_age_ms", .integer(stats.oldestPendingAgeMs)),
+            ("waiting_consumers", .integer(Int64(stats.waitingConsumers))),
+            ("active_leases", .integer(stats.activeLeases)),
+            ("finished_last_minute", .integer(stats.finishedLastMinute)),
+            ("failed_last_minute", .integer(stats.failedLastMinute)),
+            ("failure_share_last_minute", .number(stats.failureShareLastMinute)),
+            ("generated_at_ms", .integer(stats.generatedAtMs)),
+        ])
+    }
+
     public static let statusNames: [(Swapline_V1_TaskStatus, String)] = [
         (.pending, "PENDING"), (.processing, "PROCESSING"), (.completed, "COMPLETED"), (.failed, "FAILED"),
         (.cancelled, "CANCELLED"),

@@ -132,7 +132,7 @@ struct Cancel: AsyncParsableCommand {
               swapline cancel task_01JEXAMPLE
               swapline cancel task_01JEXAMPLE --json
 
-            A task that already ended cannot be cancelled: FAILED_PRECONDITION, exit 1.
+            A task that already ended stays as it was and is printed as it is.
             """)
 
     @OptionGroup var client: ClientOptions
