@@ -124,4 +124,57 @@ import Testing
 
                 """)
     }
+
+    @Test func listsTheHistoryOneChangePerLine() {
+        var task = Swapline_V1_Task()
+        task.taskID = "task_1"
+        task.status = .failed
+        task.history = [
+            .init(status: .pending, atMs: 0, attempt: 0, note: ""),
+            .init(status: .processing, atMs: 61_000, attempt: 1, note: "worker-1#0"),
+            .init(status: .failed, atMs: 62_000, attempt: 1, note: "engine: no face"),
+        ]
+        #expect(TaskText.described(task).hasSuffix("""
+              history:
+                1970-01-01 00:00:00  PENDING     attempt 0
+                1970-01-01 00:01:01  PROCESSING  attempt 1  worker-1#0
+                1970-01-01 00:01:02  FAILED      attempt 1  engine: no face
+
+            """))
+    }
+}
+
+@Suite struct StatsTableTests {
+    @Test func countsByWorkflowAndStateThenTheOtherFigures() {
+        let stats = Swapline_V1_QueueStats(
+            counts: [
+                .init(workflow: "face_swap", status: .pending, count: 3), .init(workflow: "face_swap", status: .completed, count: 12),
+                .init(workflow: "aging", status: .failed, count: 1),
+            ],
+            oldestPendingAgeMs: 75_000, waitingConsumers: 2, activeLeases: 4, finishedLastMinute: 8, failedLastMinute: 2,
+            failureShareLastMinute: 0.25)
+        #expect(
+            StatsTable.rendered(stats) == """
+                WORKFLOW   PENDING  PROCESSING  COMPLETED  FAILED  CANCELLED
+                aging            0           0          0       1          0
+                face_swap        3           0         12       0          0
+                oldest pending: 1:15
+                active leases: 4
+                waiting consumers: 2
+                last minute: 8 finished, 2 failed (25%)
+
+                """)
+    }
+
+    @Test func anEmptyQueueIsAHeaderAndZeros() {
+        #expect(
+            StatsTable.rendered(Swapline_V1_QueueStats()) == """
+                WORKFLOW  PENDING  PROCESSING  COMPLETED  FAILED  CANCELLED
+                oldest pending: none
+                active leases: 0
+                waiting consumers: 0
+                last minute: 0 finished, 0 failed (0%)
+
+                """)
+    }
 }

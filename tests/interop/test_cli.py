@@ -1,7 +1,8 @@
 """The `swapline` client commands for people (issue 13): the real binary against a real server,
 with a fake consumer (grpcio) moving tasks through PROCESSING to COMPLETED or FAILED. Output and
 exit codes of each command, the `--json` shapes, SWAPLINE_SERVER / SWAPLINE_TOKEN, error lines,
-and `watch` both as plain lines through a pipe and as a redrawn line on a terminal (tmux)."""
+`watch` both as plain lines through a pipe and as a redrawn line on a terminal (tmux), and the
+`list` and `stats` tables."""
 
 from __future__ import annotations
 
@@ -199,7 +200,7 @@ def test_usage_errors_exit_64():
 
 
 def test_every_client_command_has_examples_in_its_help():
-    for command in ("create", "watch", "get", "cancel", "process"):
+    for command in ("create", "watch", "get", "cancel", "process", "list", "stats"):
         result = cli(command, "--help")
         assert result.returncode == 0
         assert "Examples:" in result.stdout and f"swapline {command} " in result.stdout, command
@@ -361,3 +362,80 @@ def test_process_prints_the_result_and_exits_3_when_it_failed(srv, stubs, outcom
     finally:
         proc.kill()
         proc.wait()
+
+
+# --------------------------------------------------------------------------------------------
+# list and stats (each on a fresh server, so the counts are this test's)
+# --------------------------------------------------------------------------------------------
+
+
+def rows(table: str) -> list[list[str]]:
+    lines = table.splitlines()
+    assert lines[0].split() == ["ID", "STATUS", "WORKFLOW", "PROGRESS", "ATTEMPT", "CREATED", "UPDATED"], table
+    return [line.split() for line in lines[1:] if line.startswith("task_")]
+
+
+def test_list_filters_pages_and_prints_json(server_factory):
+    server = server_factory("--store", "memory")
+    stubs = Stubs(server.channel())
+    ids = [stubs.tasks.CreateTask(create_request(idempotency_key=f"list-{n}"), timeout=T).task_id for n in range(5)]
+    stubs.tasks.CancelTask(pb.CancelTaskRequest(task_id=ids[1]), timeout=T)
+
+    listed = cli("list", *url(server))
+    assert listed.returncode == 0, listed.stderr
+    table = rows(listed.stdout)
+    assert [row[0] for row in table] == ids[::-1], "not newest first"
+    assert table[-1][1:5] == ["PENDING", "face_swap", "0%", "0"]
+    assert "next page" not in listed.stdout
+
+    def listed_ids(*args: str) -> list[str]:
+        result = cli("list", *url(server), *args)
+        assert result.returncode == 0, result.stderr
+        return [row[0] for row in rows(result.stdout)]
+
+    assert listed_ids("--status", "CANCELLED") == [ids[1]]
+    assert listed_ids("--status", "pending", "--status", "cancelled") == ids[::-1]
+    assert listed_ids("--idempotency-key", "list-3") == [ids[3]]
+    assert listed_ids("--created-after", "2999-01-01T00:00:00Z") == []
+    assert listed_ids("--created-before", "0") == ids[::-1]  # 0: no bound
+    assert listed_ids("--workflow", "nothing") == []
+
+    first = cli("list", *url(server), "--limit", "2")
+    assert [row[0] for row in rows(first.stdout)] == ids[:2:-1]
+    assert first.stdout.splitlines()[-1].startswith("next page: --page-token "), first.stdout
+    token = first.stdout.splitlines()[-1].removeprefix("next page: --page-token ")
+    assert listed_ids("--limit", "2", "--page-token", token) == [ids[2], ids[1]]
+    assert listed_ids("--limit", "2", "--all") == ids[::-1]
+
+    page = json.loads(cli("list", *url(server), "--limit", "2", "--json").stdout)
+    assert [task["taskId"] for task in page["tasks"]] == ids[:2:-1] and page["next_page_token"] == token
+    rest = httpx.get(f"http://{server.address}/api/face-swap/tasks", params={"page_size": 2}, timeout=T)
+    assert page == rest.json(), "the CLI's JSON is not the REST shim's"
+    everything = json.loads(cli("list", *url(server), "--limit", "2", "--all", "--json").stdout)
+    assert [task["taskId"] for task in everything["tasks"]] == ids[::-1] and not everything["next_page_token"]
+
+    for bad in (["--status", "DONE"], ["--created-after", "yesterday"], ["--limit", "0"], ["--all", "--page-token", "x"]):
+        result = cli("list", *url(server), *bad)
+        assert result.returncode == 64 and result.stderr, (bad, result)
+
+
+def test_stats_prints_counts_by_workflow_and_state(server_factory):
+    server = server_factory("--store", "memory")
+    stubs = Stubs(server.channel())
+    for _ in range(3):
+        create(stubs)
+    Consumer(stubs).complete()
+    Consumer(stubs)  # leased: PROCESSING
+
+    shown = cli("stats", *url(server))
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].split() == ["WORKFLOW", "PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
+    assert lines[1].split() == ["face_swap", "1", "1", "1", "0", "0"]
+    assert "active leases: 1" in lines and "last minute: 1 finished, 0 failed (0%)" in lines
+
+    stats = json.loads(cli("stats", *url(server), "--json").stdout)
+    assert {"workflow": "face_swap", "status": "PENDING", "count": 1} in stats["counts"]
+    assert stats["active_leases"] == 1 and stats["finished_last_minute"] == 1
+    rest = httpx.get(f"http://{server.address}/api/face-swap/stats", timeout=T).json()
+    assert rest.keys() == stats.keys(), "the CLI's JSON is not the REST shim's"
