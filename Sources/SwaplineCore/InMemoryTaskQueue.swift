@@ -126,6 +126,16 @@ public final class InMemoryTaskQueue: TaskQueue {
         completion(.success(state.withLock { $0.tasks[id] }))
     }
 
+    public func list(_ query: TaskListQuery, completion: @escaping Completion<TaskPage>) {
+        completion(.success(state.withLock { $0.listing.page(query, tasks: $0.tasks) }))
+    }
+
+    public func stats(
+        scope: TaskScope, workflow: String?, finishedSinceMs: Int64, completion: @escaping Completion<TaskStoreStats>
+    ) {
+        completion(.success(state.withLock { $0.listing.stats(scope: scope, workflow: workflow, finishedSinceMs: finishedSinceMs, tasks: $0.tasks) }))
+    }
+
     public func close() async {}
 
     /// Tasks held, for tests.
@@ -199,12 +209,16 @@ struct InMemoryQueueState {
     var pendingCount = 0
     /// Finished tasks, least recently changed first, for retention.
     var finishedByAge = PriorityHeap<FinishedEntry> { $0.updatedAtMs < $1.updatedAtMs }
+    /// ListTasks' and GetQueueStats' indexes.
+    var listing = InMemoryListingIndex()
 
     /// Stores `task` and adds it to the index its state belongs in.
     mutating func store(_ task: TaskRecord) {
-        if let old = tasks[task.taskID] { uncount(old) }
+        let old = tasks[task.taskID]
+        if let old { uncount(old) }
         count(task)
         tasks[task.taskID] = task
+        listing.stored(task, replacing: old, pendingCount: pendingCount, tasks: tasks)
         if let key = task.idempotencyKey { idempotency[OwnedKey(owner: task.owner, key: key)] = task.taskID }
         switch task.state {
         case .pending:
@@ -223,6 +237,7 @@ struct InMemoryQueueState {
     mutating func forget(_ task: TaskRecord) {
         uncount(task)
         tasks[task.taskID] = nil
+        listing.forgot(task, tasks: tasks)
         if let key = task.idempotencyKey, idempotency[OwnedKey(owner: task.owner, key: key)] == task.taskID {
             idempotency[OwnedKey(owner: task.owner, key: key)] = nil
         }

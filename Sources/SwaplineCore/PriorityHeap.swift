@@ -12,6 +12,9 @@ struct PriorityHeap<Element> {
 
     var count: Int { storage.count }
 
+    /// Every entry, in no particular order.
+    var elements: [Element] { storage }
+
     /// Drops every entry `isStale` picks, in one pass (a sorted array is a valid heap): for an
     /// index whose stale entries would otherwise wait long to surface.
     mutating func removeAll(where isStale: (Element) -> Bool) {

@@ -58,6 +58,19 @@ public protocol TaskQueue: Sendable {
     /// The stored task, or `nil`.
     func task(id: String, completion: @escaping Completion<TaskRecord?>)
 
+    /// A page of the tasks `query` selects, in listing order (newest first: creation time,
+    /// then id, descending), after `query.after`, at most `query.limit`; `next` is set when
+    /// more follow. Read from indexes in creation order: a page costs about its size (plus the
+    /// tasks the filters skip), however many tasks are stored. Tasks created while paging sort
+    /// before the cursor, so they never shift later pages.
+    func list(_ query: TaskListQuery, completion: @escaping Completion<TaskPage>)
+
+    /// Counts of `scope`'s tasks (of `workflow` only, when set) by workflow and state, the
+    /// oldest PENDING task's creation time, and the tasks that finished at or after
+    /// `finishedSinceMs` (at most a minute ago), from counters kept in each change's atomic
+    /// step and from indexes: never by reading every task.
+    func stats(scope: TaskScope, workflow: String?, finishedSinceMs: Int64, completion: @escaping Completion<TaskStoreStats>)
+
     /// The change feed: `handler` gets every committed change of any task, from this server or
     /// (for shared backends) any other, in commit order per task. Set once, before use.
     func setChangeHandler(_ handler: @escaping @Sendable (TaskRecord) -> Void)

@@ -118,12 +118,16 @@ public struct TaskRecord: Sendable, Hashable {
     public var owner: String
     public var lease: Lease?
     public var version: Int64
+    /// The task's changes of state, oldest first, the newest `TaskHistory.maxEntries`;
+    /// appended by `TaskRules` with each change.
+    public var history: [TaskTransition]
 
     public init(
         taskID: String, workflow: String, environment: String, targetPort: Int32, params: FaceSwapParameters,
         state: TaskState, sourceChannel: String, createdAtMs: Int64, updatedAtMs: Int64, progress: Float = 0,
         error: String = "", output: TaskOutput? = nil, attempt: Int32 = 0, priority: Int32 = 0,
-        idempotencyKey: String? = nil, owner: String = "", lease: Lease? = nil, version: Int64 = 1
+        idempotencyKey: String? = nil, owner: String = "", lease: Lease? = nil, version: Int64 = 1,
+        history: [TaskTransition] = []
     ) {
         self.taskID = taskID
         self.workflow = workflow
@@ -143,5 +147,6 @@ public struct TaskRecord: Sendable, Hashable {
         self.owner = owner
         self.lease = lease
         self.version = version
+        self.history = history
     }
 }

@@ -50,7 +50,7 @@ public struct TaskRules: Sendable {
         new.state = .processing
         new.attempt += 1
         new.lease = Lease(id: leaseID, consumerID: consumerID, expiresAtMs: now + leaseDurationMs)
-        return new
+        return Self.recorded(new, note: "leased by \(consumerID)")
     }
 
     /// A consumer's report under its lease.
@@ -98,7 +98,11 @@ public struct TaskRules: Sendable {
         case nil:
             return .failure(TaskError(.invalidArgument, "status must be PROCESSING, COMPLETED, FAILED or PENDING"))
         }
-        return .success(new)
+        switch new.state {
+        case .processing: return .success(new)  // a progress report is no change of state
+        case .pending: return .success(Self.recorded(new, note: "handed back by \(lease.consumerID)"))
+        default: return .success(Self.recorded(new, note: new.error))
+        }
     }
 
     /// PENDING or PROCESSING becomes CANCELLED; `nil` for a task that already ended (it is
@@ -109,7 +113,7 @@ public struct TaskRules: Sendable {
         var new = Self.touched(task, now: now)
         new.state = .cancelled
         new.lease = nil
-        return new
+        return Self.recorded(new, note: "cancelled by a client")
     }
 
     /// Takes back a lease whose grant never reached its consumer: PENDING again, and the
@@ -120,7 +124,7 @@ public struct TaskRules: Sendable {
         new.state = .pending
         new.lease = nil
         new.attempt -= 1
-        return new
+        return Self.recorded(new, note: "lease not delivered to its consumer")
     }
 
     /// A PROCESSING task whose lease has run out: PENDING again, or FAILED after
@@ -133,10 +137,10 @@ public struct TaskRules: Sendable {
             new.state = .failed
             new.error =
                 "lease expired on attempt \(task.attempt) of \(maxAttempts): no consumer finished the task within its lease of \(leaseDurationMs) ms"
-        } else {
-            new.state = .pending
+            return Self.recorded(new, note: new.error)
         }
-        return new
+        new.state = .pending
+        return Self.recorded(new, note: "lease expired")
     }
 
     /// Whether `task` (PENDING, not stored yet) may be stored, given the open tasks of its owner
@@ -164,12 +168,26 @@ public struct TaskRules: Sendable {
         new.state = .failed
         new.error =
             "expired in stage queue: PENDING for \(now - task.updatedAtMs) ms, longer than the limit of \(maxAge) ms; no consumer took the task in time"
-        return new
+        return Self.recorded(new, note: new.error)
     }
 
     /// Whether retention deletes `task`: it ended and has not changed since `cutoffMs`.
     public static func isPurgeable(_ task: TaskRecord, changedBeforeMs cutoffMs: Int64) -> Bool {
         task.state.isTerminal && task.updatedAtMs < cutoffMs
+    }
+
+    /// A new task as stored: PENDING, its history starting with its creation.
+    public static func created(_ task: TaskRecord) -> TaskRecord {
+        recorded(task, note: "created")
+    }
+
+    /// `task` with its current state appended to its history: every change of state goes
+    /// through here, in the same atomic step that stores it.
+    private static func recorded(_ task: TaskRecord, note: String) -> TaskRecord {
+        var new = task
+        new.history = TaskHistory.appending(
+            TaskTransition(state: task.state, atMs: task.updatedAtMs, attempt: task.attempt, note: note), to: task.history)
+        return new
     }
 
     private static func touched(_ task: TaskRecord, now: Int64) -> TaskRecord {

@@ -129,13 +129,16 @@ public final class TaskScheduler: Sendable {
         }
         let now = clock.nowMs()
         let origin = state.withLock { $0.origin }
-        let task = TaskRecord(
+        let task = TaskRules.created(TaskRecord(
             taskID: "task_" + ids.next(), workflow: workflow, environment: workflow, targetPort: origin.targetPort,
             params: params, state: .pending, sourceChannel: origin.sourceChannel, createdAtMs: now, updatedAtMs: now,
             priority: command.priority, idempotencyKey: command.idempotencyKey.isEmpty ? nil : command.idempotencyKey,
-            owner: command.owner)
+            owner: command.owner))
         queue.create(task) { result in completion(result.map(\.task)) }
     }
+
+    /// Consumers parked in FetchTask on this server now.
+    public var waitingConsumers: Int { state.withLock { $0.waiters.count } }
 
     /// PENDING or PROCESSING becomes CANCELLED; a finished task is answered as it is.
     public func cancelTask(id: String, completion: @escaping Completion<TaskRecord>) {

@@ -300,6 +300,100 @@ public final class PostgresTaskQueue: TaskTransfer {
         }
     }
 
+    public func list(_ query: TaskListQuery, completion: @escaping Completion<TaskPage>) {
+        submit(completion, batched: false) { [logger] connection in
+            let filter = query.filter
+            // Continue after the cursor, or start below created_before ("" sorts before every id).
+            var start = TaskListCursor(createdAtMs: filter.createdBeforeMs ?? Int64.max, taskID: "")
+            if let after = query.after, after.createdAtMs < start.createdAtMs { start = after }
+            let earliest = filter.createdAfterMs ?? Int64.min
+            var candidates: [TaskRecord] = []
+            for state in filter.statesToList {
+                let rows: PostgresRowSequence
+                switch query.scope {
+                case .everyone:
+                    rows = try await connection.query(
+                        """
+                        SELECT row_to_json(t)::text FROM swapline_tasks t
+                        WHERE state = \(state.rawValue) AND (created_at, task_id) < (\(start.createdAtMs), \(start.taskID))
+                            AND created_at >= \(earliest) AND (\(filter.workflow)::text IS NULL OR workflow = \(filter.workflow))
+                            AND (\(filter.idempotencyKey)::text IS NULL OR idempotency_key = \(filter.idempotencyKey))
+                        ORDER BY created_at DESC, task_id DESC LIMIT \(query.limit + 1)
+                        """, logger: logger)
+                case .owner(let owner):
+                    rows = try await connection.query(
+                        """
+                        SELECT row_to_json(t)::text FROM swapline_tasks t
+                        WHERE owner = \(owner) AND state = \(state.rawValue)
+                            AND (created_at, task_id) < (\(start.createdAtMs), \(start.taskID))
+                            AND created_at >= \(earliest) AND (\(filter.workflow)::text IS NULL OR workflow = \(filter.workflow))
+                            AND (\(filter.idempotencyKey)::text IS NULL OR idempotency_key = \(filter.idempotencyKey))
+                        ORDER BY created_at DESC, task_id DESC LIMIT \(query.limit + 1)
+                        """, logger: logger)
+                }
+                candidates += try await PostgresTaskRows.records(rows)
+            }
+            return .success(TaskPage(candidates: candidates, limit: query.limit))
+        }
+    }
+
+    public func stats(
+        scope: TaskScope, workflow: String?, finishedSinceMs: Int64, completion: @escaping Completion<TaskStoreStats>
+    ) {
+        var owner: String?
+        if case .owner(let name) = scope { owner = name }
+        submit(completion, batched: false) { [logger, owner] connection in
+            try await connection.inTransaction(logger: logger) { connection in
+                var stats = TaskStoreStats()
+                try await connection.query("SELECT pg_advisory_xact_lock(\(PostgresTaskSchema.countCompactionLockKey))", logger: logger)
+                try await connection.query(PostgresQuery(unsafeSQL: PostgresTaskSchema.compactCountChanges), logger: logger)
+                for try await (workflowName, stateName, count) in try await connection.query(
+                    """
+                    SELECT workflow, state, sum(delta)::bigint FROM swapline_task_count_changes
+                    WHERE (\(owner)::text IS NULL OR owner = \(owner)) AND (\(workflow)::text IS NULL OR workflow = \(workflow))
+                    GROUP BY workflow, state HAVING sum(delta) > 0
+                    """, logger: logger
+                ).decode((String, String, Int64).self) {
+                    guard let state = TaskState(rawValue: stateName) else { continue }
+                    stats.counts[TaskStoreStats.Key(workflow: workflowName, state: state)] = count
+                }
+                // $2 is referenced either way, so that PostgreSQL knows its type.
+                let ownerClause = owner == nil ? "$2::text IS NULL AND " : "owner = $2 AND "
+                for try await createdAt in try await connection.query(
+                    PostgresQuery(
+                        unsafeSQL: """
+                            SELECT created_at FROM swapline_tasks
+                            WHERE \(ownerClause)state = 'PENDING' AND ($1::text IS NULL OR workflow = $1)
+                            ORDER BY created_at, task_id LIMIT 1
+                            """, binds: Self.binds(workflow, owner)), logger: logger
+                ).decode(Int64.self) {
+                    stats.oldestPendingCreatedAtMs = createdAt
+                }
+                for try await (finished, failed) in try await connection.query(
+                    PostgresQuery(
+                        unsafeSQL: """
+                            SELECT count(*), count(*) FILTER (WHERE state = 'FAILED') FROM swapline_tasks
+                            WHERE \(ownerClause)state IN ('COMPLETED', 'FAILED', 'CANCELLED') AND updated_at >= $3
+                                AND ($1::text IS NULL OR workflow = $1)
+                            """, binds: Self.binds(workflow, owner, finishedSinceMs)), logger: logger
+                ).decode((Int64, Int64).self) {
+                    stats.finishedSince = finished
+                    stats.failedSince = failed
+                }
+                return .success(stats)
+            }
+        }
+    }
+
+    /// $1 the workflow, $2 the owner (both NULL for any), then `since` as $3 when given.
+    private static func binds(_ workflow: String?, _ owner: String?, _ since: Int64? = nil) -> PostgresBindings {
+        var binds = PostgresBindings()
+        binds.append(workflow)
+        binds.append(owner)
+        if let since { binds.append(since) }
+        return binds
+    }
+
     // MARK: - Copying a queue
 
     public func exportTasks(after afterTaskID: String, limit: Int) async throws -> [TaskRecord] {

@@ -29,7 +29,8 @@ enum PostgresTaskRows {
                 error = \(record.error), output_url = \(output?.outputURL), outputs = \(outputs)::jsonb,
                 processing_time = \(output?.processingTime), job_id = \(output?.jobID),
                 storage_provider = \(output?.storageProvider), attempt = \(record.attempt), lease_id = \(lease?.id),
-                lease_consumer = \(lease?.consumerID), lease_expires_at = \(lease?.expiresAtMs), version = \(record.version)
+                lease_consumer = \(lease?.consumerID), lease_expires_at = \(lease?.expiresAtMs), version = \(record.version),
+                history = \(TaskHistory.text(record.history))
             WHERE task_id = \(record.taskID)
             """
     }
@@ -52,7 +53,7 @@ enum PostgresTaskRows {
             storage_provider = excluded.storage_provider, attempt = excluded.attempt, priority = excluded.priority,
             idempotency_key = excluded.idempotency_key, lease_id = excluded.lease_id,
             lease_consumer = excluded.lease_consumer, lease_expires_at = excluded.lease_expires_at,
-            version = excluded.version, owner = excluded.owner
+            version = excluded.version, owner = excluded.owner, history = excluded.history
         WHERE swapline_tasks.version < excluded.version
         """
 
@@ -67,7 +68,7 @@ enum PostgresTaskRows {
                 task_id, workflow, environment, target_port, source_url, target_url, resolution, model, options,
                 state, source_channel, created_at, updated_at, progress, error, output_url, outputs, processing_time,
                 job_id, storage_provider, attempt, priority, idempotency_key, lease_id, lease_consumer, lease_expires_at,
-                version, owner)
+                version, owner, history)
             VALUES (
                 \(record.taskID), \(record.workflow), \(record.environment), \(record.targetPort),
                 \(record.params.sourceURL), \(record.params.targetURL), \(record.params.resolution), \(record.params.model),
@@ -75,7 +76,7 @@ enum PostgresTaskRows {
                 \(record.updatedAtMs), \(progress), \(record.error), \(output?.outputURL), \(outputs)::jsonb,
                 \(output?.processingTime), \(output?.jobID), \(output?.storageProvider), \(record.attempt),
                 \(record.priority), \(record.idempotencyKey), \(lease?.id), \(lease?.consumerID), \(lease?.expiresAtMs),
-                \(record.version), \(record.owner))
+                \(record.version), \(record.owner), \(TaskHistory.text(record.history)))
             \(unescaped: conflictClause)
             """
     }
@@ -117,7 +118,7 @@ enum PostgresTaskRows {
             case createdAt = "created_at", updatedAt = "updated_at", progress, error, outputUrl = "output_url", outputs
             case processingTime = "processing_time", jobId = "job_id", storageProvider = "storage_provider", attempt
             case priority, idempotencyKey = "idempotency_key", leaseId = "lease_id", leaseConsumer = "lease_consumer"
-            case leaseExpiresAt = "lease_expires_at", version, owner
+            case leaseExpiresAt = "lease_expires_at", version, owner, history
         }
 
         var taskId: String
@@ -148,6 +149,7 @@ enum PostgresTaskRows {
         var leaseExpiresAt: Int64?
         var version: Int64
         var owner: String?
+        var history: String?
 
         var record: TaskRecord {
             let output = outputUrl.map { url in
@@ -162,7 +164,8 @@ enum PostgresTaskRows {
                     sourceURL: sourceUrl, targetURL: targetUrl, resolution: resolution, model: model, options: options),
                 state: TaskState(rawValue: state) ?? .failed, sourceChannel: sourceChannel, createdAtMs: createdAt,
                 updatedAtMs: updatedAt, progress: Float(progress), error: error, output: output, attempt: attempt,
-                priority: priority, idempotencyKey: idempotencyKey, owner: owner ?? "", lease: lease, version: version)
+                priority: priority, idempotencyKey: idempotencyKey, owner: owner ?? "", lease: lease, version: version,
+                history: TaskHistory.parse(history ?? ""))
         }
     }
 }

@@ -105,7 +105,68 @@ enum PostgresTaskSchema {
             "CREATE INDEX swapline_tasks_open_by_owner ON swapline_tasks (owner) WHERE state IN ('PENDING', 'PROCESSING')",
             "CREATE INDEX swapline_tasks_pending_by_age ON swapline_tasks (updated_at) WHERE state = 'PENDING'",
         ],
+        // Listing and statistics (ListTasks, GetQueueStats, Task.history): pages walk an index in
+        // creation order per state (and owner); the last minute's finishes are a range of
+        // swapline_tasks_finished_by_age, or for one owner of swapline_tasks_finished_by_owner.
+        // Counts per owner, workflow and state are kept by triggers as +1/-1 rows appended in the
+        // changing transaction (an append takes no lock another transaction could wait on, as a
+        // shared counter row would); `compactCountChanges` folds them into one row per key.
+        [
+            "ALTER TABLE swapline_tasks ADD COLUMN history text NOT NULL DEFAULT ''",
+            "CREATE INDEX swapline_tasks_by_state_and_creation ON swapline_tasks (state, created_at, task_id)",
+            "CREATE INDEX swapline_tasks_by_owner_state_and_creation ON swapline_tasks (owner, state, created_at, task_id)",
+            """
+            CREATE INDEX swapline_tasks_finished_by_owner ON swapline_tasks (owner, updated_at)
+                WHERE state IN ('COMPLETED', 'FAILED', 'CANCELLED')
+            """,
+            """
+            CREATE TABLE swapline_task_count_changes (
+                owner    text NOT NULL,
+                workflow text NOT NULL,
+                state    text NOT NULL,
+                delta    bigint NOT NULL
+            )
+            """,
+            """
+            INSERT INTO swapline_task_count_changes
+                SELECT owner, workflow, state, count(*) FROM swapline_tasks GROUP BY owner, workflow, state
+            """,
+            """
+            CREATE FUNCTION swapline_count_task_change() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF TG_OP <> 'INSERT' THEN
+                    INSERT INTO swapline_task_count_changes VALUES (OLD.owner, OLD.workflow, OLD.state, -1);
+                END IF;
+                IF TG_OP <> 'DELETE' THEN
+                    INSERT INTO swapline_task_count_changes VALUES (NEW.owner, NEW.workflow, NEW.state, 1);
+                END IF;
+                RETURN NULL;
+            END
+            $$
+            """,
+            """
+            CREATE TRIGGER swapline_tasks_counted AFTER INSERT OR DELETE ON swapline_tasks
+                FOR EACH ROW EXECUTE FUNCTION swapline_count_task_change()
+            """,
+            """
+            CREATE TRIGGER swapline_tasks_recounted AFTER UPDATE OF state, owner, workflow ON swapline_tasks
+                FOR EACH ROW WHEN (OLD.state <> NEW.state OR OLD.owner <> NEW.owner OR OLD.workflow <> NEW.workflow)
+                EXECUTE FUNCTION swapline_count_task_change()
+            """,
+        ],
     ]
+
+    /// Serializes the folding of count changes (`pg_advisory_xact_lock`; "SWAPCNTS" in ASCII).
+    static let countCompactionLockKey: Int64 = 0x5357_4150_434E_5453
+
+    /// Folds the count changes committed so far into one row per owner, workflow and state.
+    /// Run after taking `countCompactionLockKey` in the same transaction, so that two foldings
+    /// never overlap; changes committed meanwhile stay for the next one.
+    static let compactCountChanges = """
+        WITH moved AS (DELETE FROM swapline_task_count_changes RETURNING owner, workflow, state, delta)
+        INSERT INTO swapline_task_count_changes
+            SELECT owner, workflow, state, sum(delta) FROM moved GROUP BY owner, workflow, state HAVING sum(delta) <> 0
+        """
 
     /// Brings the database's schema up to date; refuses a schema newer than this build.
     static func migrate(_ connection: PostgresConnection, location: PostgresStoreLocation, logger: Logger) async throws {

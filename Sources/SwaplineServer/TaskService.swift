@@ -33,7 +33,40 @@ struct TaskService {
         }
         router.register(Swapline_V1_TaskService.getTask) { request, call in
             guard let id = Self.requireTaskID(request.taskID, call) else { return }
-            scheduler.task(id: id) { result in Self.answer(call, Self.visible(result, to: call.caller)) }
+            scheduler.task(id: id) { result in
+                switch Self.visible(result, to: call.caller) {
+                case .success(let record):
+                    var task = TaskMessages.message(record)
+                    task.history = TaskListingMessages.history(record)
+                    call.reply(task)
+                case .failure(let error): call.fail(error)
+                }
+            }
+        }
+        router.register(Swapline_V1_TaskService.listTasks) { request, call in
+            switch TaskListingMessages.query(request, caller: call.caller) {
+            case .failure(let error): call.fail(error)
+            case .success(let query):
+                scheduler.queue.list(query) { result in
+                    switch result {
+                    case .success(let page): call.reply(TaskListingMessages.response(page, filter: query.filter))
+                    case .failure(let error): call.fail(error)
+                    }
+                }
+            }
+        }
+        router.register(Swapline_V1_TaskService.getQueueStats) { request, call in
+            let scope = TaskListingMessages.scope(of: call.caller)
+            let now = WallClock.system.nowMs()
+            let workflow = request.workflow.isEmpty ? nil : request.workflow
+            scheduler.queue.stats(scope: scope, workflow: workflow, finishedSinceMs: now - TaskListingMessages.lastMinuteMs) { result in
+                switch result {
+                case .success(let stats):
+                    let waiting = scope == .everyone ? scheduler.waitingConsumers : nil
+                    call.reply(TaskListingMessages.queueStats(stats, nowMs: now, waitingConsumers: waiting))
+                case .failure(let error): call.fail(error)
+                }
+            }
         }
         router.register(Swapline_V1_TaskService.cancelTask) { request, call in
             guard let id = Self.requireTaskID(request.taskID, call) else { return }

@@ -89,13 +89,47 @@ final class SQLiteTaskDatabase {
             WHEN (OLD.state = 'PENDING') != (NEW.state = 'PENDING')
         BEGIN UPDATE queue_length SET pending = pending + (NEW.state = 'PENDING') - (OLD.state = 'PENDING'); END;
         """,
+        // Listing and statistics (ListTasks, GetQueueStats, Task.history): pages walk an index in
+        // creation order per state (and owner); counts per owner, workflow and state live in a
+        // table that triggers keep exact in every transaction; the last minute's finishes are
+        // read off tasks_by_age, or for one owner a partial index of finished tasks. The owner's
+        // index gains the creation order and keeps serving the quota's count of open tasks.
+        """
+        ALTER TABLE tasks ADD COLUMN history TEXT NOT NULL DEFAULT '';  -- TaskHistory.text
+        DROP INDEX tasks_by_owner_and_state;
+        CREATE INDEX tasks_by_owner_state_and_creation ON tasks (owner, state, created_at, task_id);
+        CREATE INDEX tasks_by_state_and_creation ON tasks (state, created_at, task_id);
+        CREATE INDEX tasks_finished_by_owner ON tasks (owner, updated_at) WHERE state IN ('COMPLETED', 'FAILED', 'CANCELLED');
+        CREATE TABLE task_counts (
+            owner    TEXT NOT NULL,
+            workflow TEXT NOT NULL,
+            state    TEXT NOT NULL,
+            count    INTEGER NOT NULL,
+            PRIMARY KEY (owner, workflow, state)
+        ) STRICT, WITHOUT ROWID;
+        INSERT INTO task_counts SELECT owner, workflow, state, count(*) FROM tasks GROUP BY owner, workflow, state;
+        CREATE TRIGGER task_counts_on_insert AFTER INSERT ON tasks
+        BEGIN
+            INSERT INTO task_counts VALUES (NEW.owner, NEW.workflow, NEW.state, 1) ON CONFLICT DO UPDATE SET count = count + 1;
+        END;
+        CREATE TRIGGER task_counts_on_delete AFTER DELETE ON tasks
+        BEGIN
+            UPDATE task_counts SET count = count - 1 WHERE owner = OLD.owner AND workflow = OLD.workflow AND state = OLD.state;
+        END;
+        CREATE TRIGGER task_counts_on_update AFTER UPDATE OF state, owner, workflow ON tasks
+            WHEN OLD.state != NEW.state OR OLD.owner != NEW.owner OR OLD.workflow != NEW.workflow
+        BEGIN
+            UPDATE task_counts SET count = count - 1 WHERE owner = OLD.owner AND workflow = OLD.workflow AND state = OLD.state;
+            INSERT INTO task_counts VALUES (NEW.owner, NEW.workflow, NEW.state, 1) ON CONFLICT DO UPDATE SET count = count + 1;
+        END;
+        """,
     ]
 
     static let columns = [
         "task_id", "workflow", "environment", "target_port", "source_url", "target_url", "resolution", "model",
         "options", "state", "source_channel", "created_at", "updated_at", "progress", "error", "output_url", "outputs",
         "processing_time", "job_id", "storage_provider", "attempt", "priority", "idempotency_key", "lease_id",
-        "lease_consumer", "lease_expires_at", "version", "owner",
+        "lease_consumer", "lease_expires_at", "version", "owner", "history",
     ]
 
     /// The writer connection's page cache, in KiB.
@@ -288,14 +322,14 @@ enum SQLiteTaskRows {
             lease.map { .text($0.id) } ?? .null,
             lease.map { .text($0.consumerID) } ?? .null,
             lease.map { .integer($0.expiresAtMs) } ?? .null,
-            .integer(record.version), .text(record.owner),
+            .integer(record.version), .text(record.owner), .text(TaskHistory.text(record.history)),
         ]
     }
 
     /// The columns `TaskRules` changes (`SQLiteTaskDatabase.update`).
     static let changedColumns = [
         "state", "updated_at", "progress", "error", "output_url", "outputs", "processing_time", "job_id",
-        "storage_provider", "attempt", "lease_id", "lease_consumer", "lease_expires_at", "version",
+        "storage_provider", "attempt", "lease_id", "lease_consumer", "lease_expires_at", "version", "history",
     ]
 
     /// Where each of `changedColumns` is in `SQLiteTaskDatabase.columns`.
@@ -327,7 +361,7 @@ enum SQLiteTaskRows {
             createdAtMs: row.integer(at: 11), updatedAtMs: row.integer(at: 12), progress: Float(row.real(at: 13)),
             error: row.text(at: 14), output: output, attempt: Int32(truncatingIfNeeded: row.integer(at: 20)),
             priority: Int32(truncatingIfNeeded: row.integer(at: 21)), idempotencyKey: row.optionalText(at: 22),
-            owner: row.text(at: 27), lease: lease, version: row.integer(at: 26))
+            owner: row.text(at: 27), lease: lease, version: row.integer(at: 26), history: TaskHistory.parse(row.text(at: 28)))
     }
 
     private static func encode(_ map: [String: String]) -> String {

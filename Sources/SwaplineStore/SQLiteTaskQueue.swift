@@ -167,11 +167,30 @@ public final class SQLiteTaskQueue: TaskTransfer {
     }
 
     public func task(id: String, completion: @escaping Completion<TaskRecord?>) {
+        read(completion) { reads throws(SQLiteError) in try reads.task(id: id) }
+    }
+
+    public func list(_ query: TaskListQuery, completion: @escaping Completion<TaskPage>) {
+        read(completion) { reads throws(SQLiteError) in try reads.page(query) }
+    }
+
+    public func stats(
+        scope: TaskScope, workflow: String?, finishedSinceMs: Int64, completion: @escaping Completion<TaskStoreStats>
+    ) {
+        read(completion) { reads throws(SQLiteError) in
+            try reads.stats(scope: scope, workflow: workflow, finishedSinceMs: finishedSinceMs)
+        }
+    }
+
+    /// Answers `body`'s query on the reader connection: committed state, off the writer.
+    private func read<T: Sendable>(
+        _ completion: @escaping Completion<T>, _ body: @escaping @Sendable (SQLiteTaskReads) throws(SQLiteError) -> T
+    ) {
         reader.async { [self] in
-            let result: Result<TaskRecord?, TaskError> = readConnection.withLock { connection in
+            let result: Result<T, TaskError> = readConnection.withLock { connection in
                 guard let connection else { return .failure(Self.closedError) }
                 do throws(SQLiteError) {
-                    return .success(try connection.reads.task(id: id))
+                    return .success(try body(connection.reads))
                 } catch {
                     return .failure(error.taskError)
                 }

@@ -78,6 +78,10 @@ final class ControlledQueue: TaskQueue {
     func handBack(taskID: String, leaseID: String, completion: @escaping Completion<TaskRecord?>) {
         inner.handBack(taskID: taskID, leaseID: leaseID, completion: completion)
     }
+    func list(_ query: TaskListQuery, completion: @escaping Completion<TaskPage>) { inner.list(query, completion: completion) }
+    func stats(scope: TaskScope, workflow: String?, finishedSinceMs: Int64, completion: @escaping Completion<TaskStoreStats>) {
+        inner.stats(scope: scope, workflow: workflow, finishedSinceMs: finishedSinceMs, completion: completion)
+    }
     func expireLeases(limit: Int, completion: @escaping Completion<Int>) { inner.expireLeases(limit: limit, completion: completion) }
     func purgeFinished(changedBeforeMs cutoffMs: Int64, limit: Int, completion: @escaping Completion<[TaskRecord]>) {
         inner.purgeFinished(changedBeforeMs: cutoffMs, limit: limit, completion: completion)

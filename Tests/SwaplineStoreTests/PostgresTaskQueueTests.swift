@@ -41,7 +41,7 @@ struct PostgresTaskQueueTests {
             let migrations = try await PostgresTestDatabase.integer("SELECT count(*) FROM swapline_schema_migrations", in: location)
             let versions = try await PostgresTestDatabase.integer(
                 "SELECT count(DISTINCT version) FROM swapline_schema_migrations", in: location)
-            #expect(migrations == 3 && versions == 3)
+            #expect(migrations == 4 && versions == 4)
         }
     }
 

@@ -227,8 +227,11 @@ import Testing
             // Back to the schema before the quotas, as a database of an older Swapline.
             try SQLiteConnection(path: directory.file(SQLiteTaskQueue.databaseFileName)).execute(
                 """
+                DROP TRIGGER task_counts_on_insert; DROP TRIGGER task_counts_on_delete; DROP TRIGGER task_counts_on_update;
+                DROP TABLE task_counts; DROP INDEX tasks_by_owner_state_and_creation; DROP INDEX tasks_by_state_and_creation;
+                DROP INDEX tasks_finished_by_owner; ALTER TABLE tasks DROP COLUMN history;
                 DROP TRIGGER queue_length_on_insert; DROP TRIGGER queue_length_on_delete; DROP TRIGGER queue_length_on_update;
-                DROP TABLE queue_length; DROP INDEX tasks_by_owner_and_state; PRAGMA user_version = 3
+                DROP TABLE queue_length; PRAGMA user_version = 3
                 """)
             let migrated = try SQLiteTaskQueue.open(in: directory, rules: TaskRules(quotas: TaskQuotas(maxQueueLength: 3)))
             _ = try await migrated.create(pending(4)).get()
@@ -237,6 +240,11 @@ import Testing
                 return await migrated.close()
             }
             #expect(refusal.message.contains("queue is full"))
+            // The listing migration counted the tasks already stored.
+            let stats = try await migrated.stats(.everyone, since: 0).get()
+            #expect(stats.counts == [
+                TaskStoreStats.Key(workflow: "face_swap", state: .pending): 3, TaskStoreStats.Key(workflow: "face_swap", state: .processing): 1,
+            ])
             await migrated.close()
         }
     }
@@ -249,7 +257,8 @@ import Testing
             let connection = try SQLiteConnection(path: directory.file(SQLiteTaskQueue.databaseFileName))
             let queries = SQLiteTaskReads.queries
             for query in [queries.byID, queries.byIdempotencyKey, queries.firstPending, queries.expiredLeases, queries.byStateAndAge,
-                queries.openTasksOfOwner,
+                queries.openTasksOfOwner, queries.pageOfState, queries.pageOfOwnerAndState, queries.oldestPending,
+                queries.oldestPendingOfOwner, queries.finishedSince, queries.finishedSinceOfOwner,
             ] {
                 let plan = try connection.textColumnAt(3, "EXPLAIN QUERY PLAN \(query)").joined(separator: "; ")
                 #expect(plan.contains("USING") && plan.contains("INDEX"), "\(query): \(plan)")

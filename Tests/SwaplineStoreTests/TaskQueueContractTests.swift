@@ -74,7 +74,7 @@ struct SQLiteQueueHarness: QueueHarness {
     let clock = SteppedClock()
     let rules = TaskRules(leaseDurationMs: 1_000, maxAttempts: 2)
 
-    private func withQueue(
+    func withQueue(
         _ backend: QueueBackend, quotas: TaskQuotas = TaskQuotas(), _ body: (any TaskQueue, ChangeLog) async throws -> Void
     ) async throws {
         var rules = rules
@@ -91,7 +91,7 @@ struct SQLiteQueueHarness: QueueHarness {
         await harness.tearDown()
     }
 
-    private func pending(_ number: Int, priority: Int32 = 0, workflow: String = "face_swap", key: String? = nil) -> TaskRecord {
+    func pending(_ number: Int, priority: Int32 = 0, workflow: String = "face_swap", key: String? = nil) -> TaskRecord {
         var task = sampleRecord(number, complete: false)
         task.priority = priority
         task.workflow = workflow

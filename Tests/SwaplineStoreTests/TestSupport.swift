@@ -71,6 +71,16 @@ extension TaskQueue {
     func task(id: String) async -> Result<TaskRecord?, TaskError> {
         await withCheckedContinuation { done in task(id: id) { done.resume(returning: $0) } }
     }
+
+    func list(_ query: TaskListQuery) async -> Result<TaskPage, TaskError> {
+        await withCheckedContinuation { done in list(query) { done.resume(returning: $0) } }
+    }
+
+    func stats(_ scope: TaskScope, workflow: String? = nil, since: Int64) async -> Result<TaskStoreStats, TaskError> {
+        await withCheckedContinuation { done in
+            stats(scope: scope, workflow: workflow, finishedSinceMs: since) { done.resume(returning: $0) }
+        }
+    }
 }
 
 let sampleParameters = FaceSwapParameters(

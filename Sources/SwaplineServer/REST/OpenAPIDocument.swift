@@ -42,8 +42,8 @@ public enum OpenAPIDocument {
                 errors: [400, 413, 415, 422, 429, 503, 504]))])),
             ("/api/face-swap/task/{task_id}", .object([
                 ("parameters", .array([taskIDParameter])),
-                ("get", operation("getTask", "A task in the unified format", rpc: Swapline_V1_TaskService.getTask.descriptor,
-                    ok: ("The task", "Task"), errors: [400, 404])),
+                ("get", operation("getTask", "A task in the unified format, with its history", rpc: Swapline_V1_TaskService.getTask.descriptor,
+                    ok: ("The task", "TaskWithHistory"), errors: [400, 404])),
             ])),
             ("/api/face-swap/task/{task_id}/cancel", .object([
                 ("parameters", .array([taskIDParameter])),
@@ -56,6 +56,24 @@ public enum OpenAPIDocument {
                     events: "One event per change, `id:` the change's sequence and `data:` the task in the unified format; the stream ends after a terminal state.",
                     errors: [400, 404])),
             ])),
+            ("/api/face-swap/tasks", .object([("get", operation(
+                "listTasks", "A page of tasks, newest first (a client token sees its own, an admin token all)",
+                rpc: Swapline_V1_TaskService.listTasks.descriptor,
+                parameters: [
+                    queryParameter("status", "Only tasks in these states; repeat or separate with commas. All when absent.", statusEnum),
+                    queryParameter("workflow", "Only tasks of this workflow.", .object([("type", "string")])),
+                    queryParameter("created_after_ms", "Only tasks created at or after this Unix time in milliseconds.", .object([("type", "integer"), ("minimum", .integer(0))])),
+                    queryParameter("created_before_ms", "Only tasks created before this Unix time in milliseconds.", .object([("type", "integer"), ("minimum", .integer(0))])),
+                    queryParameter("idempotency_key", "Only the task the caller created with this key.", .object([("type", "string")])),
+                    queryParameter("page_size", "Tasks per page: default 50, at most 1000.", .object([("type", "integer"), ("minimum", .integer(0)), ("maximum", .integer(1000))])),
+                    queryParameter("page_token", "`next_page_token` of the previous page, with the same filters.", .object([("type", "string")])),
+                ],
+                ok: ("A page of tasks", "TaskPage"), errors: [400, 422, 503]))])),
+            ("/api/face-swap/stats", .object([("get", operation(
+                "queueStats", "Counts by workflow and state, the oldest pending task's age, leases and the last minute's outcomes",
+                rpc: Swapline_V1_TaskService.getQueueStats.descriptor,
+                parameters: [queryParameter("workflow", "Only this workflow. All when absent.", .object([("type", "string")]))],
+                ok: ("The queue's figures", "QueueStats"), errors: [422, 503]))])),
             ("/api/comm/task/fetch", .object([("get", operation(
                 "fetchTask", "Lease the next queued task (consumers)", rpc: Swapline_V1_ConsumerService.fetchTask.descriptor,
                 parameters: [
@@ -277,6 +295,36 @@ public enum OpenAPIDocument {
             ("ProcessRequest", request(required: ["source_url", "target_url"], faceSwapFields)),
             ("CreateTaskResponse", object(required: ["task_id", "status"], [("task_id", .object([("type", "string")])), ("status", statusEnum)])),
             ("Task", object(required: taskRequired, taskProperties, description: "The unified task format.")),
+            ("TaskWithHistory", object(
+                required: taskRequired + ["history"],
+                taskProperties + [("history", .object([("type", "array"), ("items", ref("TaskTransition"))]))],
+                description: "The unified task format and the task's changes of state, oldest first (the last 64).")),
+            ("TaskTransition", object(required: ["status", "at_ms", "attempt", "note"], [
+                ("status", statusEnum),
+                ("at_ms", type("integer", "Unix milliseconds.")),
+                ("attempt", type("integer", "The task's attempt after the change.")),
+                ("note", type("string", "What caused it: the leasing consumer, `lease expired`, an error; may be empty.")),
+            ])),
+            ("TaskPage", object(required: ["tasks", "next_page_token"], [
+                ("tasks", .object([("type", "array"), ("items", ref("Task"))])),
+                ("next_page_token", type("string", "Pass as page_token for the next page; empty on the last page.")),
+            ])),
+            ("QueueStats", object(
+                required: ["counts", "oldest_pending_age_ms", "waiting_consumers", "active_leases", "finished_last_minute",
+                    "failed_last_minute", "failure_share_last_minute", "generated_at_ms"],
+                [
+                    ("counts", .object([("type", "array"), ("items", object(required: ["workflow", "status", "count"], [
+                        ("workflow", .object([("type", "string")])), ("status", statusEnum), ("count", .object([("type", "integer")])),
+                    ]))])),
+                    ("oldest_pending_age_ms", type("integer", "How long the oldest PENDING task has waited since it was created; 0 when none.")),
+                    ("waiting_consumers", type("integer", "Consumers parked in a fetch on this server (admin tokens only; 0 for client tokens).")),
+                    ("active_leases", type("integer", "PROCESSING tasks.")),
+                    ("finished_last_minute", type("integer", "Tasks that became COMPLETED, FAILED or CANCELLED in the last 60 s.")),
+                    ("failed_last_minute", type("integer", "Of those, FAILED.")),
+                    ("failure_share_last_minute", type("number", "failed_last_minute / finished_last_minute; 0 when nothing finished.")),
+                    ("generated_at_ms", type("integer", "Unix milliseconds when the figures were read.")),
+                ],
+                description: "Counts cover the caller's own tasks for a client token, every task for an admin token.")),
             ("FetchedTask", object(
                 required: taskRequired + ["lease_id", "lease_expires_at", "lease_expires_at_ms"],
                 taskProperties + [

@@ -8,6 +8,8 @@ enum RESTRoute: Equatable, Sendable {
     case getTask(String)
     case cancelTask(String)
     case watchTask(String)
+    case listTasks
+    case queueStats
     case fetchTask
     case updateStatus
     case health
@@ -21,7 +23,7 @@ enum RESTRoute: Equatable, Sendable {
     var changesState: Bool {
         switch self {
         case .createTask, .processSync, .cancelTask, .fetchTask, .updateStatus: return true
-        case .getTask, .watchTask, .health, .openAPI, .output: return false
+        case .getTask, .watchTask, .listTasks, .queueStats, .health, .openAPI, .output: return false
         }
     }
 
@@ -29,7 +31,7 @@ enum RESTRoute: Equatable, Sendable {
     var takesBody: Bool {
         switch self {
         case .createTask, .processSync, .updateStatus: return true
-        case .getTask, .cancelTask, .watchTask, .fetchTask, .health, .openAPI, .output: return false
+        case .getTask, .cancelTask, .watchTask, .listTasks, .queueStats, .fetchTask, .health, .openAPI, .output: return false
         }
     }
 
@@ -54,6 +56,8 @@ enum RESTRoute: Equatable, Sendable {
         Pattern(method: "GET", segments: [.literal("api"), .literal("face-swap"), .literal("task"), .taskID, .literal("events")]) {
             .watchTask($0)
         },
+        Pattern(method: "GET", segments: [.literal("api"), .literal("face-swap"), .literal("tasks")]) { _ in .listTasks },
+        Pattern(method: "GET", segments: [.literal("api"), .literal("face-swap"), .literal("stats")]) { _ in .queueStats },
         Pattern(method: "GET", segments: [.literal("api"), .literal("comm"), .literal("task"), .literal("fetch")]) { _ in .fetchTask },
         Pattern(method: "POST", segments: [.literal("api"), .literal("comm"), .literal("task"), .literal("update")]) { _ in .updateStatus },
         Pattern(method: "GET", segments: [.literal("health")]) { _ in .health },
