@@ -61,9 +61,27 @@ public enum LegacyJSON {
         ])
     }
 
-    /// A page of `GET /api/face-swap/tasks`: `{"tasks":[…],"next_page_token":…}`.
-    public static func taskPage(_ page: Swapline_V1_ListTasksResponse) -> JSONValue {
-        .object([("tasks", .array(page.tasks.map { .object(task($0)) })), ("next_page_token", .string(page.nextPageToken))])
+    /// What `GET /api/face-swap/task/{id}` answers: the unified task, then its `history`.
+    public static func taskWithHistory(_ task: Swapline_V1_Task) -> JSONValue {
+        .object(self.task(task) + [("history", history(task.history))])
+    }
+
+    /// The `history` key: each change of state, oldest first.
+    public static func history(_ history: [Swapline_V1_TaskTransition]) -> JSONValue {
+        .array(history.map { transition in
+            .object([
+                ("status", .string(statusName(transition.status))), ("at_ms", .integer(transition.atMs)),
+                ("attempt", .integer(Int64(transition.attempt))), ("note", .string(transition.note)),
+            ])
+        })
+    }
+
+    /// `GET /api/face-swap/tasks`: `{"tasks": [unified task JSON…], "next_page_token": "…"}`.
+    public static func taskList(_ response: Swapline_V1_ListTasksResponse) -> JSONValue {
+        .object([
+            ("tasks", .array(response.tasks.map { .object(task($0)) })),
+            ("next_page_token", .string(response.nextPageToken)),
+        ])
     }
 
     /// `GET /api/face-swap/stats`: QueueStats' fields by their proto names, states named as in
@@ -71,7 +89,10 @@ public enum LegacyJSON {
     public static func queueStats(_ stats: Swapline_V1_QueueStats) -> JSONValue {
         .object([
             ("counts", .array(stats.counts.map { count in
-                .object([("workflow", .string(count.workflow)), ("status", .string(statusName(count.status))), ("count", .integer(count.count))])
+                .object([
+                    ("workflow", .string(count.workflow)), ("status", .string(statusName(count.status))),
+                    ("count", .integer(count.count)),
+                ])
             })),
             ("oldest_pending_age_ms", .integer(stats.oldestPendingAgeMs)),
             ("waiting_consumers", .integer(Int64(stats.waitingConsumers))),

@@ -75,7 +75,7 @@ struct List: AsyncParsableCommand {
             }
             let shown = Swapline_V1_ListTasksResponse(tasks: tasks, nextPageToken: page.nextPageToken)
             if client.json {
-                client.printJSON(LegacyJSON.taskPage(shown))
+                client.printJSON(LegacyJSON.taskList(shown))
             } else {
                 print(TaskTable.rendered(shown.tasks), terminator: "")
                 if !shown.nextPageToken.isEmpty { print("next page: --page-token \(shown.nextPageToken)") }

@@ -120,7 +120,10 @@ struct Get: AsyncParsableCommand {
     @Argument(help: "The task id.") var taskID: String
 
     func run() async throws {
-        try await ClientExit.reportingFailures { show(try await client.client.getTask(id: taskID), client) }
+        try await ClientExit.reportingFailures {
+            let task = try await client.client.getTask(id: taskID)
+            if client.json { client.printJSON(LegacyJSON.taskWithHistory(task)) } else { print(TaskText.described(task), terminator: "") }
+        }
     }
 }
 
@@ -139,7 +142,10 @@ struct Cancel: AsyncParsableCommand {
     @Argument(help: "The task id.") var taskID: String
 
     func run() async throws {
-        try await ClientExit.reportingFailures { show(try await client.client.cancelTask(id: taskID), client) }
+        try await ClientExit.reportingFailures {
+            let task = try await client.client.cancelTask(id: taskID)
+            if client.json { client.printJSON(.object(LegacyJSON.task(task))) } else { print(TaskText.described(task), terminator: "") }
+        }
     }
 }
 
@@ -177,9 +183,4 @@ struct Process: AsyncParsableCommand {
             if response.status != "success" { throw ClientExit.taskFailed }
         }
     }
-}
-
-/// A task as `get` and `cancel` print it.
-private func show(_ task: Swapline_V1_Task, _ options: ClientOptions) {
-    if options.json { options.printJSON(.object(LegacyJSON.task(task))) } else { print(TaskText.described(task), terminator: "") }
 }
