@@ -144,6 +144,7 @@ def test_create_takes_every_option_and_get_and_cancel_print_the_task(srv, stubs)
     assert got.returncode == 0, got.stderr
     assert got.stdout.startswith(f"task {task_id}: PENDING, attempt 0\n")
     assert "priority: 7" in got.stdout and "option face_enhancer_model: gfpgan_1.4" in got.stdout
+    assert "\n  history:\n" in got.stdout and "  PENDING     attempt 0" in got.stdout, got.stdout
 
     cancelled = cli("cancel", *url(srv), task_id)
     assert cancelled.returncode == 0, cancelled.stderr
