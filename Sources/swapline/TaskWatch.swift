@@ -58,11 +58,9 @@ struct TaskWatch {
         defer { ticker.cancel() }
         do {
             let last = try await forEachTask(events) { await line.show($0) }
-            ticker.cancel()
             await line.finish(last)
             return last
         } catch {
-            ticker.cancel()
             await line.finish(nil)
             throw error
         }
@@ -73,6 +71,8 @@ struct TaskWatch {
 private actor TerminalProgressLine {
     private var task: Swapline_V1_Task?
     private var shown = ""
+    /// Set by `finish`: a tick that comes later must not draw below the ended line.
+    private var ended = false
 
     func show(_ task: Swapline_V1_Task) {
         self.task = task
@@ -81,7 +81,7 @@ private actor TerminalProgressLine {
 
     /// Draws the current task, unless the line would not change (no needless writes, no flicker).
     func redraw() {
-        guard let task else { return }
+        guard let task, !ended else { return }
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let text = ProgressLine.bar(task, elapsedMilliseconds: ProgressLine.elapsedMilliseconds(task, nowMilliseconds: now))
         guard text != shown else { return }
@@ -93,6 +93,7 @@ private actor TerminalProgressLine {
     /// Draws `last` (the final state) and ends the line, so what follows starts on its own.
     func finish(_ last: Swapline_V1_Task?) {
         if let last { show(last) }
+        ended = true
         if !shown.isEmpty { print("") }
     }
 }
