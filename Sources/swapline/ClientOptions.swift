@@ -60,8 +60,8 @@ func validateCAFile(_ caFile: String?, server: String) throws {
     }
 }
 
-/// The exit codes of the client commands (README "CLI"); usage errors exit with
-/// ArgumentParser's 64.
+/// The exit codes of the client commands (README "Client subcommands",
+/// docs/operations/cli.md); usage errors exit with ArgumentParser's 64.
 enum ClientExit {
     /// A call failed with a gRPC status other than UNAVAILABLE (named on stderr).
     static let callFailed = ExitCode(1)
@@ -73,7 +73,7 @@ enum ClientExit {
     static let taskCancelled = ExitCode(4)
 
     /// Runs a command's calls; a failed call becomes one line on stderr,
-    /// `error: NOT_FOUND: no task task_…`, and its exit code.
+    /// `error: NOT_FOUND: task 'task_x' does not exist`, and its exit code.
     static func reportingFailures(_ body: () async throws -> Void) async throws {
         do {
             try await body()
