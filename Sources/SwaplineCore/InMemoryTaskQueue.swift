@@ -127,7 +127,13 @@ public final class InMemoryTaskQueue: TaskQueue {
     }
 
     public func list(_ query: TaskListQuery, completion: @escaping Completion<TaskPage>) {
-        completion(.success(state.withLock { $0.listing.page(query, tasks: $0.tasks) }))
+        completion(.success(state.withLock { state in
+            if let keyed = query.ownedKey {
+                let id = state.idempotency[InMemoryQueueState.OwnedKey(owner: keyed.owner, key: keyed.key)]
+                return query.page(ofKeyed: id.flatMap { state.tasks[$0] })
+            }
+            return state.listing.page(query, tasks: state.tasks)
+        }))
     }
 
     public func stats(

@@ -97,6 +97,19 @@ public struct TaskListQuery: Sendable, Hashable {
         self.after = after
         self.limit = limit
     }
+
+    /// The owner and key when the query asks for one client's task by idempotency key: at most
+    /// one task matches, which the backends look up by key instead of walking the listing.
+    public var ownedKey: (owner: String, key: String)? {
+        guard case .owner(let owner) = scope, let key = filter.idempotencyKey else { return nil }
+        return (owner, key)
+    }
+
+    /// The page of an `ownedKey` query, given the task stored under the key.
+    public func page(ofKeyed task: TaskRecord?) -> TaskPage {
+        guard let task, filter.matches(task), after.map({ $0.precedes(task) }) ?? true else { return TaskPage(tasks: [], next: nil) }
+        return TaskPage(tasks: [task], next: nil)
+    }
 }
 
 /// A page of tasks in listing order; `next` is set when more follow.

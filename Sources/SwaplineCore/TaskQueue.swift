@@ -61,7 +61,8 @@ public protocol TaskQueue: Sendable {
     /// A page of the tasks `query` selects, in listing order (newest first: creation time,
     /// then id, descending), after `query.after`, at most `query.limit`; `next` is set when
     /// more follow. Read from indexes in creation order: a page costs about its size (plus the
-    /// tasks the filters skip), however many tasks are stored. Tasks created while paging sort
+    /// tasks the workflow and key filters skip), however many tasks are stored; a client's task
+    /// by idempotency key is looked up by key. Tasks created while paging sort
     /// before the cursor, so they never shift later pages.
     func list(_ query: TaskListQuery, completion: @escaping Completion<TaskPage>)
 

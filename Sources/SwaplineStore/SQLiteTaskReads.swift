@@ -81,6 +81,7 @@ final class SQLiteTaskReads {
     /// A page of `query`: up to `limit + 1` tasks of each listed state, read newest first from
     /// the cursor, merged into listing order.
     func page(_ query: TaskListQuery) throws(SQLiteError) -> TaskPage {
+        if let keyed = query.ownedKey { return query.page(ofKeyed: try task(owner: keyed.owner, idempotencyKey: keyed.key)) }
         let filter = query.filter
         // Continue after the cursor, or start below created_before ("" sorts before every id).
         var start = TaskListCursor(createdAtMs: filter.createdBeforeMs ?? Int64.max, taskID: "")

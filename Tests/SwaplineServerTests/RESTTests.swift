@@ -374,3 +374,29 @@ import Testing
         #expect(Array(committed) == OpenAPIDocument.serialized(), "regenerate with: swapline openapi > docs/openapi.json")
     }
 }
+
+@Suite struct ListingQueryTests {
+    @Test func listQueriesBecomeRequests() throws {
+        let request = try ListingJSON.listTasksRequest(
+            query: "status=PENDING&status=failed,CANCELLED&workflow=face_swap&created_after_ms=5&created_before_ms=9&idempotency_key=a%20b&page_size=7&page_token=ab&other=x"[...]
+        ).get()
+        #expect(request == Swapline_V1_ListTasksRequest(
+            statuses: [.pending, .failed, .cancelled], workflow: "face_swap", createdAfterMs: 5, createdBeforeMs: 9,
+            idempotencyKey: "a b", pageSize: 7, pageToken: "ab"))
+        #expect(try ListingJSON.queueStatsRequest(query: "workflow=face_swap"[...]).get().workflow == "face_swap")
+    }
+
+    @Test func badListQueriesAreValidationErrorsNamingTheParameter() {
+        for (query, parameter) in [("status=DONE", "status"), ("page_size=many", "page_size"), ("created_after_ms=1.5", "created_after_ms"),
+            ("workflow=\(String(repeating: "w", count: 129))", "workflow")]
+        {
+            guard case .failure(.validation(let details)) = ListingJSON.listTasksRequest(query: query[...]),
+                case .object(let members)? = details.first, let location = members.first(where: { $0.0 == "loc" })?.1
+            else {
+                Issue.record("\(query) was accepted")
+                continue
+            }
+            #expect(location == .array([.string("query"), .string(parameter)]))
+        }
+    }
+}

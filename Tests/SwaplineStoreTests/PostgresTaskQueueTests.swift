@@ -45,6 +45,21 @@ struct PostgresTaskQueueTests {
         }
     }
 
+    @Test func theSweepFoldsTheCountChanges() async throws {
+        try await withServers(1) { queues, location in
+            let queue = queues[0]
+            for number in 1...5 { _ = try await queue.create(pending(number)).get() }
+            _ = try await queue.claim(["face_swap"], consumer: "c1").get()
+            let changes = "SELECT count(*) FROM swapline_task_count_changes"
+            #expect(try await PostgresTestDatabase.integer(changes, in: location) == 7)  // five +1, then -1 and +1
+            _ = try await queue.expireLeases(limit: 10).get()
+            #expect(try await PostgresTestDatabase.integer(changes, in: location) == 2)  // one row per workflow and state
+            #expect(try await queue.stats(.everyone, since: 0).get().counts == [
+                TaskStoreStats.Key(workflow: "face_swap", state: .pending): 4, TaskStoreStats.Key(workflow: "face_swap", state: .processing): 1,
+            ])
+        }
+    }
+
     @Test func aChangeThroughOneServerReachesTheOthersFeedInOrder() async throws {
         try await withServers(2) { queues, _ in
             let changes = ChangeLog()

@@ -58,6 +58,9 @@ extension TaskQueueContractTests {
             #expect(try await ids(.everyone, TaskListFilter(workflow: "other")) == ["task_7"])
             #expect(try await ids(.owner("ann"), TaskListFilter(idempotencyKey: "k-7")) == ["task_7"])
             #expect(try await ids(.owner("bob"), TaskListFilter(idempotencyKey: "k-7")) == [])
+            #expect(try await ids(.everyone, TaskListFilter(idempotencyKey: "k-7")) == ["task_7"])
+            #expect(try await ids(.owner("ann"), TaskListFilter(states: [.pending], idempotencyKey: "k-7")) == ["task_7"])
+            #expect(try await ids(.owner("ann"), TaskListFilter(states: [.failed], idempotencyKey: "k-7")) == [])
             let third = pending(3).createdAtMs, fifth = pending(5).createdAtMs
             #expect(try await ids(.everyone, TaskListFilter(createdAfterMs: third, createdBeforeMs: fifth)) == ["task_4", "task_3"])
         }

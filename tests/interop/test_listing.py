@@ -47,13 +47,15 @@ class Client:
     def page(self, **kw) -> pb.ListTasksResponse:
         return self.tasks.ListTasks(pb.ListTasksRequest(**kw), metadata=self.md, timeout=T)
 
-    def walk(self, **kw) -> list[str]:
+    def walk(self, after_first_page=lambda: None, **kw) -> list[str]:
         ids, token = [], ""
         while True:
             page = self.page(page_token=token, **kw)
             ids += [task.task_id for task in page.tasks]
             if not page.next_page_token:
                 return ids
+            if not token:
+                after_first_page()
             token = page.next_page_token
 
     def stats(self, workflow: str = "") -> pb.QueueStats:
@@ -91,13 +93,15 @@ def test_pages_through_1000_tasks_without_duplicate_or_gap_while_tasks_arrive(sr
         while not stop.is_set():
             arrived.append(writer.create().task_id)
 
+    # The walk begins with its first page; tasks created from then on must not show up.
     thread = threading.Thread(target=keep_creating)
-    thread.start()
     try:
-        walked = ann.walk(page_size=37)
+        walked = ann.walk(after_first_page=thread.start, page_size=37)
+        wait_for(lambda: arrived, timeout=T, what="a task created while paging")
     finally:
         stop.set()
-        thread.join(timeout=T)
+        if thread.is_alive():
+            thread.join(timeout=T)
     assert arrived, "no task was created while paging"
     assert walked == newest_first(created)
     assert len(ann.walk(page_size=1000)) == 1000 + len(arrived)
