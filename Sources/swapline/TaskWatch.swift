@@ -49,6 +49,15 @@ struct TaskWatch {
     /// while nothing happens); the final state stays on screen, followed by a newline.
     private func followOnTerminal(_ events: GRPCResponseStream<Swapline_V1_TaskEvent>) async throws -> Swapline_V1_Task? {
         let line = TerminalProgressLine()
+        // Ctrl-C ends the line first, so the shell's prompt does not land on the bar.
+        signal(SIGINT, SIG_IGN)
+        let interrupt = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        interrupt.setEventHandler {
+            FileHandle.standardOutput.write(Data("\n".utf8))
+            exit(130)
+        }
+        interrupt.resume()
+        defer { interrupt.cancel() }
         let ticker = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))

@@ -440,3 +440,25 @@ def test_stats_prints_counts_by_workflow_and_state(server_factory):
     assert stats["active_leases"] == 1 and stats["finished_last_minute"] == 1
     rest = httpx.get(f"http://{server.address}/api/face-swap/stats", timeout=T).json()
     assert rest.keys() == stats.keys(), "the CLI's JSON is not the REST shim's"
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_ctrl_c_ends_the_bar_line_and_exits_130(srv, stubs, tmp_path):
+    task_id = create(stubs)
+    tmux = ["tmux", "-L", f"swapline-cli-int-{os.getpid()}"]
+    exit_file = tmp_path / "exit"
+    command = f"{BINARY} watch --server http://{srv.address} {task_id}; echo after $? > {exit_file}; echo after; sleep 600"
+    subprocess.run([*tmux, "new-session", "-d", "-x", "120", "-y", "10", command], check=True, timeout=T)
+    try:
+        def shown() -> list[str]:
+            return subprocess.run([*tmux, "capture-pane", "-p"], capture_output=True, text=True, timeout=T).stdout.splitlines()
+        wait_for(lambda: any(line.startswith("PENDING     [") for line in shown()), T, 0.2, "the PENDING bar")
+        subprocess.run([*tmux, "send-keys", "C-c"], check=True, timeout=T)
+        wait_for(exit_file.exists, T, 0.2, "watch to exit")
+        assert exit_file.read_text().strip() == "after 130"
+        lines = shown()
+        bar = next(i for i, line in enumerate(lines) if line.startswith("PENDING     ["))
+        assert lines[bar + 1] == "after", lines  # the bar line was ended
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=T)
+        stubs.tasks.CancelTask(pb.CancelTaskRequest(task_id=task_id), timeout=T)
