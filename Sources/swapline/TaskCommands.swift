@@ -95,7 +95,7 @@ struct Watch: AsyncParsableCommand {
             event per line. The result's URLs are printed at the end.
 
             Exit codes: 0 COMPLETED, 3 FAILED, 4 CANCELLED, 1 the call failed, 2 the server is \
-            unreachable.
+            unreachable, 130 interrupted (Ctrl-C).
             """)
 
     @OptionGroup var client: ClientOptions
