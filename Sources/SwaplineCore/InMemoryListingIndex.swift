@@ -115,7 +115,8 @@ struct InMemoryListingIndex {
             end = min(end, CreationOrder.firstIndex(in: order, notBefore: CreationKey(createdAtMs: before, taskID: "")))
         }
         if let after = query.after {
-            end = min(end, CreationOrder.firstIndex(in: order, notBefore: CreationKey(createdAtMs: after.createdAtMs, taskID: after.taskID)))
+            let cursor = CreationKey(createdAtMs: after.createdAtMs, taskID: after.taskID)
+            end = min(end, CreationOrder.firstIndex(in: order, notBefore: cursor))
         }
         var found: [TaskRecord] = []
         var index = end - 1

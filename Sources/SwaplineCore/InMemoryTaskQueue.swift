@@ -139,7 +139,9 @@ public final class InMemoryTaskQueue: TaskQueue {
     public func stats(
         scope: TaskScope, workflow: String?, finishedSinceMs: Int64, completion: @escaping Completion<TaskStoreStats>
     ) {
-        completion(.success(state.withLock { $0.listing.stats(scope: scope, workflow: workflow, finishedSinceMs: finishedSinceMs, tasks: $0.tasks) }))
+        completion(.success(state.withLock { state in
+            state.listing.stats(scope: scope, workflow: workflow, finishedSinceMs: finishedSinceMs, tasks: state.tasks)
+        }))
     }
 
     public func close() async {}

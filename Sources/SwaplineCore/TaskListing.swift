@@ -98,6 +98,14 @@ public struct TaskListQuery: Sendable, Hashable {
         self.limit = limit
     }
 
+    /// Where the page starts, exclusive: after the cursor, or at `createdBeforeMs` when that
+    /// comes first ("" sorts before every id, so no task of that millisecond is included).
+    public var start: TaskListCursor {
+        let bound = TaskListCursor(createdAtMs: filter.createdBeforeMs ?? Int64.max, taskID: "")
+        guard let after, after.createdAtMs < bound.createdAtMs else { return bound }
+        return after
+    }
+
     /// The owner and key when the query asks for one client's task by idempotency key: at most
     /// one task matches, which the backends look up by key instead of walking the listing.
     public var ownedKey: (owner: String, key: String)? {

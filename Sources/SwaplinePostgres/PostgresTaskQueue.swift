@@ -314,12 +314,11 @@ public final class PostgresTaskQueue: TaskTransfer {
     public func list(_ query: TaskListQuery, completion: @escaping Completion<TaskPage>) {
         submit(completion, batched: false) { [logger] connection in
             if let keyed = query.ownedKey {
-                return .success(query.page(ofKeyed: try await Self.first(Self.task(owner: keyed.owner, key: keyed.key, on: connection, logger: logger))))
+                let task = try await Self.first(Self.task(owner: keyed.owner, key: keyed.key, on: connection, logger: logger))
+                return .success(query.page(ofKeyed: task))
             }
             let filter = query.filter
-            // Continue after the cursor, or start below created_before ("" sorts before every id).
-            var start = TaskListCursor(createdAtMs: filter.createdBeforeMs ?? Int64.max, taskID: "")
-            if let after = query.after, after.createdAtMs < start.createdAtMs { start = after }
+            let start = query.start
             let earliest = filter.createdAfterMs ?? Int64.min
             var candidates: [TaskRecord] = []
             for state in filter.statesToList {

@@ -83,9 +83,7 @@ final class SQLiteTaskReads {
     func page(_ query: TaskListQuery) throws(SQLiteError) -> TaskPage {
         if let keyed = query.ownedKey { return query.page(ofKeyed: try task(owner: keyed.owner, idempotencyKey: keyed.key)) }
         let filter = query.filter
-        // Continue after the cursor, or start below created_before ("" sorts before every id).
-        var start = TaskListCursor(createdAtMs: filter.createdBeforeMs ?? Int64.max, taskID: "")
-        if let after = query.after, after.createdAtMs < start.createdAtMs { start = after }
+        let start = query.start
         let optional: (String?) -> SQLiteValue = { $0.map { .text($0) } ?? .null }
         var values: [SQLiteValue] = [
             .null, .integer(start.createdAtMs), .text(start.taskID), .integer(filter.createdAfterMs ?? Int64.min),

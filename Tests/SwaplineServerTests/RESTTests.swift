@@ -378,7 +378,7 @@ import Testing
 @Suite struct ListingQueryTests {
     @Test func listQueriesBecomeRequests() throws {
         let request = try ListingJSON.listTasksRequest(
-            query: "status=PENDING&status=failed,CANCELLED&workflow=face_swap&created_after_ms=5&created_before_ms=9&idempotency_key=a%20b&page_size=7&page_token=ab&other=x"[...]
+            query: "status=PENDING&status=FAILED,CANCELLED&workflow=face_swap&created_after_ms=5&created_before_ms=9&idempotency_key=a%20b&page_size=7&page_token=ab&other=x"[...]
         ).get()
         #expect(request == Swapline_V1_ListTasksRequest(
             statuses: [.pending, .failed, .cancelled], workflow: "face_swap", createdAfterMs: 5, createdBeforeMs: 9,
@@ -387,7 +387,7 @@ import Testing
     }
 
     @Test func badListQueriesAreValidationErrorsNamingTheParameter() {
-        for (query, parameter) in [("status=DONE", "status"), ("page_size=many", "page_size"), ("created_after_ms=1.5", "created_after_ms"),
+        for (query, parameter) in [("status=DONE", "status"), ("status=", "status"), ("status=pending", "status"), ("status=FAILED,", "status"), ("page_size=many", "page_size"), ("created_after_ms=1.5", "created_after_ms"),
             ("workflow=\(String(repeating: "w", count: 129))", "workflow")]
         {
             guard case .failure(.validation(let details)) = ListingJSON.listTasksRequest(query: query[...]),

@@ -6,15 +6,16 @@ import SwaplineMessages
 /// (SwaplineMessages), which the CLI's `--json` prints too.
 enum ListingJSON {
     /// `?status=PENDING&status=FAILED&workflow=&created_after_ms=&created_before_ms=&idempotency_key=&page_size=&page_token=`;
-    /// `status` may repeat or list names with commas. Unknown parameters are ignored, as FastAPI does.
+    /// `status` may repeat or list names with commas (`statusListPattern`). Unknown parameters are
+    /// ignored, as FastAPI does.
     static func listTasksRequest(query: Substring) -> Result<Swapline_V1_ListTasksRequest, RESTError> {
         var request = Swapline_V1_ListTasksRequest()
         for (name, value) in pairs(query) {
             let location: [JSONValue] = [.string("query"), .string(String(name))]
             switch name {
             case "status":
-                for statusName in value.split(separator: ",") {
-                    guard let status = LegacyJSON.statusNames.first(where: { $0.1 == statusName.uppercased() })?.0 else {
+                for statusName in value.split(separator: ",", omittingEmptySubsequences: false) {
+                    guard let status = LegacyJSON.statusNames.first(where: { $0.1 == statusName })?.0 else {
                         return .failure(.validation([BodyReader.issue(
                             "enum", location, "Input should be 'PENDING', 'PROCESSING', 'COMPLETED', 'FAILED' or 'CANCELLED'",
                             .string(String(statusName)))]))
@@ -51,6 +52,12 @@ enum ListingJSON {
             }
         }
         return .success(request)
+    }
+
+    /// What the `status` parameter accepts: status names of the unified format, comma-separated.
+    static var statusListPattern: String {
+        let name = "(" + LegacyJSON.statusNames.map(\.1).joined(separator: "|") + ")"
+        return "^\(name)(,\(name))*$"
     }
 
     /// `?workflow=`.

@@ -60,7 +60,8 @@ public enum OpenAPIDocument {
                 "listTasks", "A page of tasks, newest first (a client token sees its own, an admin token all)",
                 rpc: Swapline_V1_TaskService.listTasks.descriptor,
                 parameters: [
-                    queryParameter("status", "Only tasks in these states; repeat or separate with commas. All when absent.", statusEnum),
+                    queryParameter("status", "Only tasks in these states; repeat or separate with commas. All when absent.",
+                        .object([("type", "string"), ("pattern", .string(ListingJSON.statusListPattern))])),
                     queryParameter("workflow", "Only tasks of this workflow.", .object([("type", "string")])),
                     queryParameter("created_after_ms", "Only tasks created at or after this Unix time in milliseconds.", .object([("type", "integer"), ("minimum", .integer(0))])),
                     queryParameter("created_before_ms", "Only tasks created before this Unix time in milliseconds.", .object([("type", "integer"), ("minimum", .integer(0))])),
