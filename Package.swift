@@ -114,9 +114,10 @@ let swiftTargets: [Target] = [
     .executableTarget(
         name: "swapline",
         dependencies: [
-            "SwaplineServer", "SwaplineWorker", "SwaplineClient", "SwaplineConsole", "SwaplineStore", "SwaplinePostgres", "SwaplineEngine", "H2Transport", nioCore,
+            "SwaplineServer", "SwaplineWorker", "SwaplineClient", "SwaplineStore", "SwaplinePostgres", "SwaplineEngine", "H2Transport", nioCore,
             nioPosix,
             logging,
+            "SwaplineConsole",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ],
         swiftSettings: swiftSettings),
