@@ -10,9 +10,10 @@ struct List: AsyncParsableCommand {
             Examples:
               swapline list
               swapline list --status PENDING --status PROCESSING --workflow face_swap
-              swapline list --created-after 2026-12-04T00:00:00Z --created-before 1764892800000 --all
+              swapline list --created-after 2026-12-04T00:00:00Z \\
+                  --created-before 1764892800000 --all
               swapline list --idempotency-key order-42 --json
-              swapline list --limit 100 --page-token <the token the previous page printed>
+              swapline list --limit 100 --page-token "$TOKEN_OF_THE_PREVIOUS_PAGE"
 
             One page at a time (--limit tasks, default 50); the last line names the next page's \
             token when there is one. --all walks every page. A client token lists its own \

@@ -44,10 +44,13 @@ struct Create: AsyncParsableCommand {
         abstract: "Queue a face-swap task and print its id (with --watch, follow it to the end).",
         discussion: """
             Examples:
-              swapline create --source https://example.com/face.jpg --target https://example.com/photo.jpg
-              swapline create --source … --target … --priority 5 --idempotency-key order-42 --watch
-              swapline create --source … --target … --model hyperswap_1a_256 --resolution 512x512 \\
-                  --option face_enhancer_model=gfpgan_1.4 --json
+              swapline create --source https://example.com/face.jpg \\
+                  --target https://example.com/photo.jpg
+              swapline create --source "$FACE" --target "$PHOTO" --priority 5 \\
+                  --idempotency-key order-42 --watch
+              swapline create --source "$FACE" --target "$PHOTO" --json \\
+                  --model hyperswap_1a_256 --resolution 512x512 \\
+                  --option face_enhancer_model=gfpgan_1.4
 
             Prints the new task's id (--json: the task as JSON). With --watch it then follows the \
             task like `swapline watch` and exits as watch does: 0 when it COMPLETED, 3 when it \
@@ -113,7 +116,8 @@ struct Get: AsyncParsableCommand {
             Examples:
               swapline get task_01JEXAMPLE
               swapline get task_01JEXAMPLE --json
-              SWAPLINE_SERVER=https://swapline.example.com SWAPLINE_TOKEN=… swapline get task_01JEXAMPLE
+              export SWAPLINE_SERVER=https://swapline.example.com SWAPLINE_TOKEN="$TOKEN"
+              swapline get task_01JEXAMPLE
             """)
 
     @OptionGroup var client: ClientOptions
@@ -154,8 +158,9 @@ struct Process: AsyncParsableCommand {
         abstract: "Run a face-swap job, wait for it and print its result (ProcessSync).",
         discussion: """
             Examples:
-              swapline process --source https://example.com/face.jpg --target https://example.com/photo.jpg
-              swapline process --source … --target … --timeout 600 --json
+              swapline process --source https://example.com/face.jpg \\
+                  --target https://example.com/photo.jpg
+              swapline process --source "$FACE" --target "$PHOTO" --timeout 600 --json
 
             Exits 0 when the job succeeded, 3 when it did not (the result says why).
             """)
