@@ -76,7 +76,7 @@ let swiftTargets: [Target] = [
             .product(name: "NIOSSL", package: "swift-nio-ssl")],
         swiftSettings: swiftSettings),
     .target(
-        name: "SwaplineMessages", dependencies: ["CSwaplineProto", "RPCCore", nioCore],
+        name: "SwaplineMessages", dependencies: ["CSwaplineProto", "RPCCore", "SwaplineCore", nioCore],
         swiftSettings: swiftSettings),
     // The Prometheus registry, the /metrics answer and the metric sets of the server and worker.
     .target(name: "SwaplineMetrics", dependencies: ["RPCCore", nioCore, metrics, prometheus], swiftSettings: swiftSettings),
@@ -100,6 +100,8 @@ let swiftTargets: [Target] = [
     .target(
         name: "SwaplineClient", dependencies: ["CurlHTTP", "RPCCore", "SwaplineMessages", nioCore],
         swiftSettings: swiftSettings),
+    // What the client commands show people (progress line, tables); pure, so unit-tested.
+    .target(name: "SwaplineConsole", dependencies: ["SwaplineMessages"], swiftSettings: swiftSettings),
     // The task consumer: processors, FaceFusion engines, result storage.
     .target(
         name: "SwaplineWorker",
@@ -128,6 +130,7 @@ let swiftTargets: [Target] = [
             "SwaplineMetrics", nioCore,
             nioPosix,
             logging,
+            "SwaplineConsole",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ],
         swiftSettings: swiftSettings),
@@ -167,6 +170,7 @@ let testTargets: [Target] = [
             "SwaplineTestKit", logging,
         ],
         swiftSettings: swiftSettings),
+    .testTarget(name: "SwaplineConsoleTests", dependencies: ["SwaplineConsole", "SwaplineMessages"], swiftSettings: swiftSettings),
     .testTarget(name: "SwaplineEngineTests", dependencies: ["SwaplineEngine", "SwaplineCore"], swiftSettings: swiftSettings),
     .testTarget(
         name: "SwaplineMetricsTests", dependencies: ["SwaplineMetrics", "RPCCore", "SwaplineTestKit", nioCore, prometheus],

@@ -9,5 +9,5 @@ struct Swapline: AsyncParsableCommand {
             Clients create face-swap tasks and watch their progress; consumers long-poll for \
             work and report back. See README.md and docs/ for the API and the architecture.
             """,
-        subcommands: [Serve.self, Worker.self, Engine.self, Create.self, Process.self, Watch.self, Get.self, Cancel.self, OpenAPI.self, Check.self, CopyStore.self])
+        subcommands: [Serve.self, Worker.self, Engine.self, Create.self, Process.self, Watch.self, Get.self, Cancel.self, List.self, Stats.self, OpenAPI.self, Check.self, CopyStore.self])
 }

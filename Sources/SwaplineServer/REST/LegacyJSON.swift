@@ -1,95 +1,9 @@
 import SwaplineCore
 import SwaplineMessages
 
-/// The JSON shapes of the original FastAPI service (DESIGN.md §1), written from and read into
-/// the swapline.v1 messages, so a REST route needs nothing but its RPC.
-enum LegacyJSON {
-    // MARK: - Responses
-
-    /// The unified task format, with the newer fields (progress, attempt, priority, error,
-    /// result) after the original ones.
-    static func task(_ task: Swapline_V1_Task) -> [(String, JSONValue)] {
-        let params = task.params ?? Swapline_V1_FaceSwapParams()
-        var wfJSON: [(String, JSONValue)] = [
-            ("source_url", .string(params.sourceURL)), ("target_url", .string(params.targetURL)),
-            ("resolution", .string(params.resolution)), ("model", .string(params.model)),
-        ]
-        if !params.options.isEmpty { wfJSON.append(("options", stringMap(params.options))) }
-        return [
-            ("taskId", .string(task.taskID)),
-            ("workflow", .string(task.workflow)),
-            ("environment", .string(task.environment)),
-            ("target_port", .integer(Int64(task.targetPort))),
-            ("params", .object([("input_data", .object([("wf_json", .object(wfJSON))]))])),
-            ("status", .string(statusName(task.status))),
-            ("source_channel", .string(task.sourceChannel)),
-            ("created_at", .string(isoTimestamp(milliseconds: task.createdAtMs))),
-            ("updated_at", .string(isoTimestamp(milliseconds: task.updatedAtMs))),
-            ("progress", .float(task.progress)),
-            ("attempt", .integer(Int64(task.attempt))),
-            ("priority", .integer(Int64(task.priority))),
-            ("error", task.error.isEmpty ? .null : .string(task.error)),
-            ("result", task.result.map { .object(result($0)) } ?? .null),
-        ]
-    }
-
-    static func result(_ result: Swapline_V1_TaskResult) -> [(String, JSONValue)] {
-        [
-            ("output_url", .string(result.outputURL)), ("outputs", stringMap(result.outputs)),
-            ("processing_time", .number(result.processingTime)), ("job_id", .string(result.jobID)),
-            ("storage_provider", .string(result.storageProvider)), ("output_providers", stringMap(result.outputProviders)),
-        ] + (result.filesExpiredAtMs == 0 ? [] : [("files_expired_at_ms", .integer(result.filesExpiredAtMs))])
-    }
-
-    /// What `create-task` answers: the original `{"task_id": ..., "status": ...}`.
-    static func created(_ task: Swapline_V1_Task) -> JSONValue {
-        .object([("task_id", .string(task.taskID)), ("status", .string(statusName(task.status)))])
-    }
-
-    /// A leased task: the unified task plus the lease a consumer reports with.
-    static func fetched(_ response: Swapline_V1_FetchTaskResponse, task: Swapline_V1_Task) -> JSONValue {
-        .object(
-            self.task(task) + [
-                ("lease_id", .string(response.leaseID)),
-                ("lease_expires_at", .string(isoTimestamp(milliseconds: response.leaseExpiresAtMs))),
-                ("lease_expires_at_ms", .integer(response.leaseExpiresAtMs)),
-            ])
-    }
-
-    static func faceSwapResponse(_ response: Swapline_V1_FaceSwapResponse) -> JSONValue {
-        .object([
-            ("status", .string(response.status)), ("output_path", .string(response.outputPath)),
-            ("processing_time", .number(response.processingTime)), ("job_id", .string(response.jobID)),
-            ("metadata", stringMap(response.metadata, leading: ["gif_url", "webp_url", "storage_url", "storage_provider"])),
-            ("task_id", .string(response.taskID)),
-        ])
-    }
-
-    static let statusNames: [(Swapline_V1_TaskStatus, String)] = [
-        (.pending, "PENDING"), (.processing, "PROCESSING"), (.completed, "COMPLETED"), (.failed, "FAILED"),
-        (.cancelled, "CANCELLED"),
-    ]
-
-    static func statusName(_ status: Swapline_V1_TaskStatus) -> String {
-        statusNames.first { $0.0 == status }?.1 ?? "UNSPECIFIED"
-    }
-
-    /// `2025-01-30T12:00:00`: UTC, to the second, without a zone suffix, like the original's
-    /// `datetime.isoformat()` values.
-    static func isoTimestamp(milliseconds: Int64) -> String {
-        UTCTimestamp.format(millisecondsSince1970: milliseconds, withMilliseconds: false)
-    }
-
-    /// Keys named in `leading` first, in that order, then the rest sorted: maps have no order
-    /// of their own, and the same task must always serialize to the same bytes.
-    private static func stringMap(_ map: [String: String], leading: [String] = []) -> JSONValue {
-        let first = leading.filter { map[$0] != nil }
-        let rest = map.keys.filter { !leading.contains($0) }.sorted()
-        return .object((first + rest).map { ($0, .string(map[$0]!)) })
-    }
-
-    // MARK: - Requests
-
+/// The REST shim's readers of the original FastAPI request bodies, into the swapline.v1
+/// messages, so a REST route needs nothing but its RPC.
+extension LegacyJSON {
     /// `POST /api/face-swap/create-task`: the original flat body, plus the RPC's optional fields.
     static func createTaskRequest(_ body: JSONValue) -> Result<Swapline_V1_CreateTaskRequest, BodyErrors> {
         BodyReader.read(body) { fields in

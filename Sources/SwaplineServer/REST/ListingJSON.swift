@@ -1,9 +1,9 @@
 import RPCCore
 import SwaplineMessages
 
-/// The REST forms of ListTasks (`GET /api/face-swap/tasks`), GetQueueStats
-/// (`GET /api/face-swap/stats`) and Task.history: query strings into the requests, answers
-/// into JSON with the status names of the unified task JSON.
+/// The query strings of ListTasks (`GET /api/face-swap/tasks`) and GetQueueStats
+/// (`GET /api/face-swap/stats`) into their requests; the answers' JSON is `LegacyJSON`'s
+/// (SwaplineMessages), which the CLI's `--json` prints too.
 enum ListingJSON {
     /// `?status=PENDING&status=FAILED&workflow=&created_after_ms=&created_before_ms=&idempotency_key=&page_size=&page_token=`;
     /// `status` may repeat or list names with commas (`statusListPattern`). Unknown parameters are
@@ -70,42 +70,6 @@ enum ListingJSON {
             request.workflow = value
         }
         return .success(request)
-    }
-
-    /// `{"tasks": [unified task JSON…], "next_page_token": "…"}`.
-    static func taskList(_ response: Swapline_V1_ListTasksResponse) -> JSONValue {
-        .object([
-            ("tasks", .array(response.tasks.map { .object(LegacyJSON.task($0)) })),
-            ("next_page_token", .string(response.nextPageToken)),
-        ])
-    }
-
-    static func queueStats(_ stats: Swapline_V1_QueueStats) -> JSONValue {
-        .object([
-            ("counts", .array(stats.counts.map { count in
-                .object([
-                    ("workflow", .string(count.workflow)), ("status", .string(LegacyJSON.statusName(count.status))),
-                    ("count", .integer(count.count)),
-                ])
-            })),
-            ("oldest_pending_age_ms", .integer(stats.oldestPendingAgeMs)),
-            ("waiting_consumers", .integer(Int64(stats.waitingConsumers))),
-            ("active_leases", .integer(stats.activeLeases)),
-            ("finished_last_minute", .integer(stats.finishedLastMinute)),
-            ("failed_last_minute", .integer(stats.failedLastMinute)),
-            ("failure_share_last_minute", .number(stats.failureShareLastMinute)),
-            ("generated_at_ms", .integer(stats.generatedAtMs)),
-        ])
-    }
-
-    /// The `history` key of `GET /api/face-swap/task/{id}`, after the unified task's keys.
-    static func history(_ history: [Swapline_V1_TaskTransition]) -> JSONValue {
-        .array(history.map { transition in
-            .object([
-                ("status", .string(LegacyJSON.statusName(transition.status))), ("at_ms", .integer(transition.atMs)),
-                ("attempt", .integer(Int64(transition.attempt))), ("note", .string(transition.note)),
-            ])
-        })
     }
 
     private static func notAnInteger(_ location: [JSONValue], _ value: String) -> RESTError {

@@ -2,6 +2,7 @@ import NIOCore
 import RPCCore
 import Synchronization
 import SwaplineCore
+import SwaplineMessages
 
 /// What the stats event stream needs of the server: the scheduler (to hear of changes), the
 /// gate of open watches it counts against, with WatchTask streams (docs/security.md), and the

@@ -267,7 +267,7 @@ final class RESTExchange: HTTPStreamHandler {
             }
         case .getTask(let taskID):
             unary(Swapline_V1_TaskService.getTask, Swapline_V1_GetTaskRequest(taskID: taskID)) { task in
-                self.respond(200, .object(LegacyJSON.task(task) + [("history", ListingJSON.history(task.history))]))
+                self.respond(200, LegacyJSON.taskWithHistory(task))
             }
         case .cancelTask(let taskID):
             unary(Swapline_V1_TaskService.cancelTask, Swapline_V1_CancelTaskRequest(taskID: taskID)) { task in
@@ -279,13 +279,13 @@ final class RESTExchange: HTTPStreamHandler {
             switch ListingJSON.listTasksRequest(query: query) {
             case .failure(let error): fail(error)
             case .success(let request):
-                unary(Swapline_V1_TaskService.listTasks, request) { self.respond(200, ListingJSON.taskList($0)) }
+                unary(Swapline_V1_TaskService.listTasks, request) { self.respond(200, LegacyJSON.taskList($0)) }
             }
         case .queueStats:
             switch ListingJSON.queueStatsRequest(query: query) {
             case .failure(let error): fail(error)
             case .success(let request):
-                unary(Swapline_V1_TaskService.getQueueStats, request) { self.respond(200, ListingJSON.queueStats($0)) }
+                unary(Swapline_V1_TaskService.getQueueStats, request) { self.respond(200, LegacyJSON.queueStats($0)) }
             }
         case .fetchTask:
             switch Self.fetchRequest(query: query) {
@@ -343,7 +343,7 @@ final class RESTExchange: HTTPStreamHandler {
         guard let feed = factory.queueStats else { return fail(.notFound) }
         // Each read is GetQueueStats in process with this request's token: the figures its caller may see.
         let read: QueueStatsStream.Read = { [weak self] done in
-            self?.callUnary(Swapline_V1_TaskService.getQueueStats, request) { result, _ in done(result.map(ListingJSON.queueStats)) }
+            self?.callUnary(Swapline_V1_TaskService.getQueueStats, request) { result, _ in done(result.map(LegacyJSON.queueStats)) }
         }
         let stream = QueueStatsStream(feed: feed, writer: writer, read: read) { [weak self] error in self?.fail(error) }
         statsStream = stream

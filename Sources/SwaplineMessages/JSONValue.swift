@@ -1,8 +1,8 @@
-/// A JSON document with its object keys in order, so that the REST shim writes exactly the
-/// bytes the original FastAPI service wrote: keys in the order of its models, compact
-/// separators (`,` and `:`), non-ASCII characters as they are (Python's
-/// `json.dumps(..., ensure_ascii=False, separators=(",", ":"))`).
-enum JSONValue: Equatable, Sendable {
+/// A JSON document with its object keys in order, so that the REST shim (and the CLI's
+/// `--json`) writes exactly the bytes the original FastAPI service wrote: keys in the order
+/// of its models, compact separators (`,` and `:`), non-ASCII characters as they are
+/// (Python's `json.dumps(..., ensure_ascii=False, separators=(",", ":"))`).
+public enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
     /// A number written without fraction or exponent that fits in 64 bits.
@@ -12,7 +12,7 @@ enum JSONValue: Equatable, Sendable {
     case array([JSONValue])
     case object([(String, JSONValue)])
 
-    static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+    public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
         switch (lhs, rhs) {
         case (.null, .null): return true
         case (.bool(let a), .bool(let b)): return a == b
@@ -27,12 +27,12 @@ enum JSONValue: Equatable, Sendable {
 
     /// A float as its shortest decimal (0.3, not 0.30000001192092896), as Python prints the
     /// value a client sent.
-    static func float(_ value: Float) -> JSONValue {
+    public static func float(_ value: Float) -> JSONValue {
         .number(Double(value.description) ?? Double(value))
     }
 
     /// The value of `key` in an object (the last one, as Python keeps duplicate keys).
-    subscript(key: String) -> JSONValue? {
+    public subscript(key: String) -> JSONValue? {
         guard case .object(let members) = self else { return nil }
         return members.last { $0.0 == key }?.1
     }
@@ -40,7 +40,7 @@ enum JSONValue: Equatable, Sendable {
     // MARK: - Writing
 
     /// Compact UTF-8 bytes; `indent` > 0 pretty-prints like `json.dumps(indent=...)`.
-    func serialized(indent: Int = 0) -> [UInt8] {
+    public func serialized(indent: Int = 0) -> [UInt8] {
         var out: [UInt8] = []
         write(into: &out, indent: indent, depth: 0)
         if indent > 0 { out.append(UInt8(ascii: "\n")) }
@@ -111,19 +111,25 @@ enum JSONValue: Equatable, Sendable {
     }
 }
 
+extension JSONValue: ExpressibleByStringLiteral, ExpressibleByBooleanLiteral, ExpressibleByArrayLiteral {
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+    public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
+}
+
 // MARK: - Parsing
 
 /// Why a request body is not JSON; `offset` is the byte where the parser gave up.
-struct JSONSyntaxError: Error, Equatable {
-    var message: String
-    var offset: Int
+public struct JSONSyntaxError: Error, Equatable {
+    public var message: String
+    public var offset: Int
 }
 
 extension JSONValue {
     /// Parses a complete JSON text (RFC 8259; nesting limited so a hostile body cannot exhaust
     /// the stack, and items per array or object limited so a body of a million empty items does
     /// not become a million values).
-    init(parsing bytes: some Collection<UInt8>) throws(JSONSyntaxError) {
+    public init(parsing bytes: some Collection<UInt8>) throws(JSONSyntaxError) {
         var parser = JSONParser(bytes: Array(bytes))
         parser.skipWhitespace()
         self = try parser.value(depth: 0)
