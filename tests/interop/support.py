@@ -543,6 +543,12 @@ def create_request(**kw) -> "tasks_pb2.CreateTaskRequest":
     return tasks_pb2.CreateTaskRequest(params=p, **kw)
 
 
+def without_history(task: "tasks_pb2.Task") -> "tasks_pb2.Task":
+    """GetTask's answer as other calls answer it: `history` is filled by GetTask only."""
+    task.ClearField("history")
+    return task
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 

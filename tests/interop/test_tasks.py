@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
-from support import (SOURCE, TARGET, RawH2, Stubs, create_request, frame, now_ms, params,
+from support import (SOURCE, TARGET, RawH2, Stubs, create_request, frame, now_ms, params, without_history,
                      tasks_pb2 as pb, wait_for)
 
 T = 10  # seconds: the deadline for calls that should answer at once
@@ -53,12 +53,6 @@ def fetch_future(stubs: Stubs, wait_ms: int, timeout=None, consumer="pytest"):
 
 def get(stubs: Stubs, task_id: str) -> pb.Task:
     return stubs.tasks.GetTask(pb.GetTaskRequest(task_id=task_id), timeout=T)
-
-
-def without_history(task: pb.Task) -> pb.Task:
-    """GetTask's answer as other calls answer it: `history` is filled by GetTask only."""
-    task.ClearField("history")
-    return task
 
 
 def update(stubs: Stubs, task_id: str, lease_id: str, status, **kw) -> pb.Task:
