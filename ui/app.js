@@ -1,6 +1,6 @@
 "use strict";
 // The Swapline dashboard: live queue figures, the task list and task pages, on the REST
-// routes of the server that serves this file (docs/operations/dashboard.md). Everything it
+// routes of the server that serves this file (docs/operations.md#the-web-dashboard-ui). Everything it
 // shows is put in the page with textContent or as attributes, never as HTML.
 
 const TOKEN_KEY = "swapline.token";

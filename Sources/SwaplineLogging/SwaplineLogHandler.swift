@@ -22,17 +22,16 @@ public struct SwaplineLogHandler: LogHandler {
     private let format: LogFormat
     private let write: @Sendable (String) -> Void
 
-    /// `write` gets each whole line, newline included; by default it goes to stderr in one
-    /// write, so lines of concurrent loggers do not interleave.
+    /// `write` gets each whole line, newline included; by default it goes to stderr through
+    /// `BatchedLineWriter`, whole, so lines of concurrent loggers do not interleave.
     public init(label: String, format: LogFormat, write: @escaping @Sendable (String) -> Void = SwaplineLogHandler.writeToStandardError) {
         self.label = label
         self.format = format
         self.write = write
     }
 
-    /// A line that cannot be written (stderr closed) is dropped: logging never stops the process.
     public static let writeToStandardError: @Sendable (String) -> Void = { line in
-        try? FileHandle.standardError.write(contentsOf: Data(line.utf8))
+        BatchedLineWriter.standardError.write(line)
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -41,9 +40,11 @@ public struct SwaplineLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var merged = metadata
+        // The event's own metadata as it is when there is nothing to merge it with (the
+        // state-change lines on the request path): no copy.
+        var merged = metadata.isEmpty ? event.metadata ?? [:] : metadata
         if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
-        if let explicit = event.metadata { merged.merge(explicit) { $1 } }
+        if !metadata.isEmpty, let explicit = event.metadata { merged.merge(explicit) { $1 } }
         if let error = event.error { merged["error"] = "\(error)" }
         // UTC with milliseconds: 2026-12-04T23:26:24.123Z.
         let time = UTCTimestamp.format(millisecondsSince1970: Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)), withMilliseconds: true) + "Z"
@@ -54,11 +55,26 @@ public struct SwaplineLogHandler: LogHandler {
     }
 
     static func textLine(time: String, level: Logger.Level, label: String, metadata: Logger.Metadata, source: String, message: String) -> String {
-        var line = "\(time) \(level) \(label):"
+        var line = ""
+        line.reserveCapacity(160)
+        line += time
+        line += " "
+        line += level.rawValue
+        line += " "
+        line += label
+        line += ":"
         for (key, value) in metadata.sorted(by: { $0.key < $1.key }) {
-            line += " \(key)=\(value)"
+            line += " "
+            line += key
+            line += "="
+            line += value.description
         }
-        return line + " [\(source)] \(message)\n"
+        line += " ["
+        line += source
+        line += "] "
+        line += message
+        line += "\n"
+        return line
     }
 
     static func jsonLine(time: String, level: Logger.Level, label: String, metadata: Logger.Metadata, source: String, message: String) -> String {

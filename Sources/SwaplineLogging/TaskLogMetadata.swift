@@ -8,7 +8,9 @@ public enum TaskLogMetadata {
     public static let leasePrefixLength = 12
 
     public static func metadata(taskID: String, attempt: Int32? = nil, consumerID: String? = nil, leaseID: String? = nil) -> Logger.Metadata {
-        var metadata: Logger.Metadata = ["task_id": .string(taskID)]
+        var metadata: Logger.Metadata = [:]
+        metadata.reserveCapacity(8)  // these four, and what a caller adds (state, workflow, error, stage)
+        metadata["task_id"] = .string(taskID)
         if let attempt { metadata["attempt"] = .stringConvertible(attempt) }
         if let consumerID, !consumerID.isEmpty { metadata["consumer_id"] = .string(consumerID) }
         if let leaseID, !leaseID.isEmpty { metadata["lease_id"] = .string(String(leaseID.prefix(leasePrefixLength))) }

@@ -113,19 +113,23 @@ final class ResultFileSweeper: Sendable {
         _ file: ResultDeletion, deletion: ResultFileDeletion, clock: WallClock, logger: Logger
     ) async -> ResultDeletionOutcome {
         let attempts = file.attempts + 1
+        // Never the file's URL: a local-storage or presigned URL is a bearer secret (docs/security.md).
+        let metadata: Logger.Metadata = ["task_id": .string(file.taskID), "provider": .string(file.provider), "stage": "delete"]
         switch await deletion.delete(file) {
         case .deleted:
-            logger.debug("result files: deleted \(file.location) of \(file.taskID)")
+            logger.debug("result files: deleted a result file of \(file.taskID)", metadata: metadata)
             return .finished(id: file.id)
         case .unrecognised:
-            logger.notice("result files: no --storage backend holds the result \(file.location) of \(file.taskID); left as it is")
+            logger.notice("result files: no --storage backend holds a result file of \(file.taskID); left as it is", metadata: metadata)
             return .finished(id: file.id)
         case .failed(let reason) where attempts >= deletion.maxAttempts:
-            logger.error("result files: gave up deleting a result file of \(file.taskID) after \(attempts) tries: \(reason)")
+            logger.error("result files: gave up deleting a result file of \(file.taskID) after \(attempts) tries: \(reason)", metadata: metadata)
             return .finished(id: file.id)
         case .failed(let reason):
             let delay = deletion.retryDelay(afterAttempts: attempts)
-            logger.warning("result files: could not delete a result file of \(file.taskID) (try \(attempts) of \(deletion.maxAttempts)), retrying in \(delay): \(reason)")
+            logger.warning(
+                "result files: could not delete a result file of \(file.taskID) (try \(attempts) of \(deletion.maxAttempts)), retrying in \(delay): \(reason)",
+                metadata: metadata)
             return .retry(id: file.id, attempts: attempts, atMs: clock.nowMs() + delay.milliseconds)
         }
     }

@@ -47,7 +47,7 @@ public struct ServerConfiguration: Sendable {
     public var longPolls = LongPollLimits()
     /// Per-client pace of task creation (`--create-rate`, `--create-burst`); `nil` for none.
     public var createRateLimit: CreateRateLimit?
-    /// Where the server's metrics go and `/metrics` reads them from (docs/operations/metrics.md).
+    /// Where the server's metrics go and `/metrics` reads them from (docs/operations.md#metrics).
     public var metrics = MetricsRegistry()
 
     public init() {}

@@ -19,7 +19,8 @@ final class TaskChangeLog: Sendable {
     }
 
     func record(_ task: TaskRecord) {
-        let changedState = loggedLeases.withLock { leases in
+        // A new task (version 1) has no lease to forget: no lock on the create path.
+        let changedState = task.version == 1 || loggedLeases.withLock { leases in
             guard let lease = task.lease else {
                 leases.removeValue(forKey: task.taskID)
                 return true

@@ -61,7 +61,7 @@ func validateCAFile(_ caFile: String?, server: String) throws {
 }
 
 /// The exit codes of the client commands (README "Client subcommands",
-/// docs/operations/cli.md); usage errors exit with ArgumentParser's 64.
+/// docs/operations.md#the-client-commands); usage errors exit with ArgumentParser's 64.
 enum ClientExit {
     /// A call failed with a gRPC status other than UNAVAILABLE (named on stderr).
     static let callFailed = ExitCode(1)

@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import Logging
 import SwaplineLogging
@@ -19,8 +20,10 @@ struct LogOptions: ParsableArguments {
     }
 }
 
-/// Log lines go to stderr at `level` in `format`.
+/// Log lines go to stderr at `level` in `format`; what is still queued is written when the
+/// process exits.
 func bootstrapLogging(level: Logger.Level, format: LogFormat = .text) {
+    atexit { BatchedLineWriter.standardError.flush() }
     LoggingSystem.bootstrap { label in
         var handler = SwaplineLogHandler(label: label, format: format)
         handler.logLevel = level

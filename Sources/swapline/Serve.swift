@@ -19,7 +19,7 @@ struct Serve: AsyncParsableCommand {
         abstract: "Run the task server: gRPC over HTTP/2 and the legacy REST routes over HTTP/1.1 and HTTP/2, on one port, in cleartext or (with --tls-cert and --tls-key) over TLS.",
         discussion: """
             Prints 'swapline listening on HOST:PORT' on stdout once it accepts connections. \
-            A web dashboard is served at http://HOST:PORT/ui/ (docs/operations/dashboard.md). \
+            A web dashboard is served at http://HOST:PORT/ui/ (docs/operations.md#the-web-dashboard-ui). \
             With --tls-cert and --tls-key the port speaks TLS only (1.2 or later): ALPN h2 \
             carries gRPC and REST over HTTP/2; with http/1.1 or no ALPN the first bytes tell \
             HTTP/1.1 from HTTP/2, as in cleartext (docs/security.md). Without them the port \

@@ -5,7 +5,7 @@ import NIOPosix
 import SwaplineMetrics
 import SwaplineWorker
 
-/// A worker's Prometheus listener (docs/operations/metrics.md): `GET /metrics` over HTTP/1.1
+/// A worker's Prometheus listener (docs/operations.md#metrics): `GET /metrics` over HTTP/1.1
 /// and h2c on a port of its own, off unless `--metrics-port` is given. It binds loopback
 /// unless told otherwise, and has no token: it shows engine URLs and counts, never task data.
 struct WorkerMetricsOptions: ParsableArguments {

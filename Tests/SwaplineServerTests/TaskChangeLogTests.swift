@@ -36,13 +36,15 @@ import Testing
         let handler = RecordingHandler { message, metadata in lines.withLock { $0.append((message, metadata)) } }
         let changeLog = TaskChangeLog(logger: Logger(label: "test") { _ in handler })
         let firstLease = "lease_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", secondLease = "lease_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-        for change in [
+        for (number, change) in [
             task(.pending), task(.processing, attempt: 1, lease: firstLease),
             task(.processing, attempt: 1, lease: firstLease, progress: 0.5),  // progress: no line
             task(.pending, attempt: 1),  // handed back
             task(.processing, attempt: 2, lease: secondLease), task(.processing, attempt: 2, lease: secondLease, progress: 0.9),
             task(.failed, attempt: 2, error: "upload: storage refused the file"),
-        ] {
+        ].enumerated() {
+            var change = change
+            change.version = Int64(number + 1)  // as a store numbers a task's changes
             changeLog.record(change)
         }
         let logged = lines.withLock { $0 }

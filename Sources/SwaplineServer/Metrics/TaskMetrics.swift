@@ -15,7 +15,7 @@ import Synchronization
 ///
 /// Each server counts the changes its change handler hears. With the in-memory and SQLite
 /// stores those are exactly its own. On a shared PostgreSQL store every server hears every
-/// change (docs/operations/metrics.md: aggregate with `max`, not `sum`).
+/// change (docs/operations.md#metrics: aggregate with `max`, not `sum`).
 final class TaskMetrics: Sendable {
     enum Event: Int, CaseIterable {
         case created, completed, failed, cancelled, redelivered

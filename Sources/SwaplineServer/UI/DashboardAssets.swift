@@ -82,11 +82,11 @@ th .short { display: none; }
 
 """#),
         DashboardAsset(
-            name: "app.js", contentType: "text/javascript; charset=utf-8", etag: "\"152dc2d76a4edad6\"",
+            name: "app.js", contentType: "text/javascript; charset=utf-8", etag: "\"97a90e6fa17bd552\"",
             text: #"""
 "use strict";
 // The Swapline dashboard: live queue figures, the task list and task pages, on the REST
-// routes of the server that serves this file (docs/operations/dashboard.md). Everything it
+// routes of the server that serves this file (docs/operations.md#the-web-dashboard-ui). Everything it
 // shows is put in the page with textContent or as attributes, never as HTML.
 
 const TOKEN_KEY = "swapline.token";
