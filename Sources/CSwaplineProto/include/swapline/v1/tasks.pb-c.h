@@ -459,8 +459,8 @@ struct  Swapline__V1__CancelTaskRequest
 {
   ProtobufCMessage base;
   /*
-   * Identifier of the task. Required; NOT_FOUND when no such task exists. Cancelling a
-   * task that is already terminal fails with FAILED_PRECONDITION.
+   * Identifier of the task. Required; NOT_FOUND when no such task exists (or it is another
+   * client's). A task that is already terminal is answered as it is, unchanged.
    */
   char *task_id;
 };
