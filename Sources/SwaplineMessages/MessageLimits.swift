@@ -30,7 +30,8 @@ public enum MessageLimits {
     public static let historyEntries = 64
     /// Entries of ListTasksRequest.statuses (there are five states; repeats are harmless).
     public static let statusesPerList = 16
-    /// ListTasksRequest.page_token, in bytes; the server's tokens are under 200.
+    /// ListTasksRequest.page_token, in bytes; the server's tokens are under 400 (hex of the
+    /// cursor: a creation time, a task id of at most `idBytes` and the filters' hash).
     public static let pageTokenBytes = 512
     /// Tasks of one ListTasksResponse: the largest page_size the server allows.
     public static let tasksPerPage = 1000
