@@ -21,13 +21,20 @@ public struct SwaplineLogHandler: LogHandler {
     private let label: String
     private let format: LogFormat
     private let write: @Sendable (String) -> Void
+    private let flush: @Sendable () -> Void
 
     /// `write` gets each whole line, newline included; by default it goes to stderr through
-    /// `BatchedLineWriter`, whole, so lines of concurrent loggers do not interleave.
-    public init(label: String, format: LogFormat, write: @escaping @Sendable (String) -> Void = SwaplineLogHandler.writeToStandardError) {
+    /// `BatchedLineWriter`, whole, so lines of concurrent loggers do not interleave. `flush`
+    /// runs after every line at `error` or above, so such a line (and those before it) is out
+    /// before whatever comes next, a crash included.
+    public init(
+        label: String, format: LogFormat, write: @escaping @Sendable (String) -> Void = SwaplineLogHandler.writeToStandardError,
+        flush: @escaping @Sendable () -> Void = { BatchedLineWriter.standardError.flush() }
+    ) {
         self.label = label
         self.format = format
         self.write = write
+        self.flush = flush
     }
 
     public static let writeToStandardError: @Sendable (String) -> Void = { line in
@@ -52,6 +59,7 @@ public struct SwaplineLogHandler: LogHandler {
         case .text: write(Self.textLine(time: time, level: event.level, label: label, metadata: merged, source: event.source, message: "\(event.message)"))
         case .json: write(Self.jsonLine(time: time, level: event.level, label: label, metadata: merged, source: event.source, message: "\(event.message)"))
         }
+        if event.level >= .error { flush() }
     }
 
     static func textLine(time: String, level: Logger.Level, label: String, metadata: Logger.Metadata, source: String, message: String) -> String {

@@ -17,6 +17,20 @@ import Testing
         return written.withLock { $0 }
     }
 
+    @Test func errorLinesAreFlushedAtOnceOthersAreNot() {
+        let events = Mutex<[String]>([])
+        var handler = SwaplineLogHandler(
+            label: "swapline.test", format: .text, write: { _ in events.withLock { $0.append("line") } },
+            flush: { events.withLock { $0.append("flush") } })
+        handler.logLevel = .info
+        let logger = Logger(label: "swapline.test") { _ in handler }
+        logger.info("a state change")
+        logger.warning("a retry")
+        logger.error("gave up")
+        logger.critical("cannot go on")
+        #expect(events.withLock { $0 } == ["line", "line", "line", "flush", "line", "flush"])
+    }
+
     @Test func jsonLinesAreOneObjectEachWithEveryField() throws {
         let written = lines(.json) { logger in
             logger.info("line \"one\"\nwith\ttabs \u{1}", metadata: ["attempt": .stringConvertible(2), "list": ["a", .dictionary(["k": "v"])]])
