@@ -10,9 +10,7 @@ struct ConsumerService {
     let scheduler: TaskScheduler
     var limits = LongPollLimits()
 
-    /// Returns the gate of the waiting FetchTask calls, for metrics.
-    @discardableResult
-    func register(in router: inout RPCRouter) -> LongPollGate {
+    func register(in router: inout RPCRouter) {
         let scheduler = self.scheduler
         let fetches = LongPollGate(
             what: "FetchTask calls", perConnection: limits.maxParkedFetchesPerConnection, total: limits.maxParkedFetches)
@@ -33,7 +31,6 @@ struct ConsumerService {
                 }
             }
         }
-        return fetches
     }
 
     /// Long-polls for a task, if `gate` admits another open fetch. A lease whose response

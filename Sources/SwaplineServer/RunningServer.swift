@@ -68,7 +68,7 @@ public final class RunningServer: Sendable {
             scheduler: scheduler, limits: configuration.longPolls, watches: watches,
             createLimiter: configuration.createRateLimit.map { CreateRateLimiter(limit: $0) }
         ).register(in: &router)
-        let fetches = ConsumerService(scheduler: scheduler, limits: configuration.longPolls).register(in: &router)
+        ConsumerService(scheduler: scheduler, limits: configuration.longPolls).register(in: &router)
         if configuration.enableInteropTesting {
             InteropTestService().register(in: &router)
         }
@@ -111,7 +111,7 @@ public final class RunningServer: Sendable {
             in: configuration.metrics,
             reading: ServerGauges.Sources(
                 queue: queue, clock: .system, openConnections: { server.openConnectionCount },
-                openWatches: { watches.openCount }, waitingConsumers: { fetches.openCount }))
+                openWatches: { watches.openCount }, waitingConsumers: { scheduler.waitingConsumers }))
         let port = server.localAddress.port ?? configuration.port
         let scheme = configuration.tls == nil ? "http" : "https"
         scheduler.setOrigin(TaskOrigin(sourceChannel: "\(scheme)://\(Self.urlHost(configuration.host)):\(port)", targetPort: Int32(port)))
